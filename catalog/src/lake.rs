@@ -1,0 +1,596 @@
+use std::collections::HashMap;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use chrono::{DateTime, TimeZone, Utc};
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Add, StructType, Transaction};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use serde::Serialize;
+use tokio::sync::Mutex;
+use url::Url;
+
+use crate::dataset_id::DatasetId;
+use crate::error::CatalogError;
+
+/// Data files roll over at this size, so one large ingest makes several files.
+const TARGET_FILE_BYTES: u64 = 128 * 1024 * 1024;
+
+/// A Delta table in the lake: a dataset's data, or the rows it rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LakeTable {
+    /// The dataset's rows.
+    Data(DatasetId),
+    /// The dataset's rejected rows, `<name>__rejects`.
+    Rejects(DatasetId),
+}
+
+impl LakeTable {
+    /// The dataset the table belongs to.
+    pub fn dataset(&self) -> &DatasetId {
+        match self {
+            LakeTable::Data(id) | LakeTable::Rejects(id) => id,
+        }
+    }
+
+    /// The SQL table name within the dataset's namespace.
+    pub fn table_name(&self) -> String {
+        match self {
+            LakeTable::Data(id) => id.name().to_string(),
+            LakeTable::Rejects(id) => id.rejects_name(),
+        }
+    }
+
+    /// `namespace.table`, as shown to people.
+    pub fn qualified_name(&self) -> String {
+        format!("{}.{}", self.dataset().namespace(), self.table_name())
+    }
+
+    fn path(&self) -> String {
+        format!("{}/{}/", self.dataset().namespace(), self.table_name())
+    }
+}
+
+/// How a write treats the rows already in the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteMode {
+    /// Add the new rows.
+    Append,
+    /// Replace all rows with the new ones (older versions stay readable).
+    Overwrite,
+}
+
+/// What is recorded in a commit besides the data.
+#[derive(Debug, Clone, Default)]
+pub struct CommitOptions {
+    /// Key-value metadata stored in the commit's `commitInfo` under `simpul`.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// An application transaction (app id, version) committed atomically with the data.
+    pub app_transaction: Option<(String, i64)>,
+}
+
+/// A table's size at one version.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableStats {
+    /// The Delta version.
+    pub version: i64,
+    /// Rows at this version, from the files' statistics.
+    pub row_count: i64,
+    /// Bytes of data files at this version.
+    pub size_bytes: i64,
+    /// Data files at this version.
+    pub files: usize,
+}
+
+/// One entry of a table's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionInfo {
+    /// The Delta version.
+    pub version: i64,
+    /// When the commit was made.
+    pub timestamp: Option<DateTime<Utc>>,
+    /// The Delta operation (`CREATE TABLE`, `WRITE`, …).
+    pub operation: Option<String>,
+    /// The operation's parameters (mode, …).
+    pub parameters: serde_json::Value,
+    /// Delta's metrics for the commit (rows and files added, …).
+    pub metrics: serde_json::Value,
+    /// What Simpul recorded with the commit (source, actor, rows rejected, …).
+    pub simpul: serde_json::Value,
+}
+
+/// The lake: one Delta table per dataset under one root URL (`file://…` or `s3://…`).
+#[derive(Debug)]
+pub struct Lake {
+    root: Url,
+    storage_options: HashMap<String, String>,
+    latest: Mutex<HashMap<LakeTable, DeltaTable>>,
+}
+
+impl Lake {
+    /// A lake rooted at `root` (`file:///…/lake`, `s3://bucket/prefix`), with object-store
+    /// options such as S3 endpoint and credentials.
+    pub fn new(root: &str, storage_options: HashMap<String, String>) -> Result<Self, CatalogError> {
+        let mut root = Url::parse(root)
+            .map_err(|e| CatalogError::Config(format!("lake_url '{root}' is not a URL: {e}")))?;
+        match root.scheme() {
+            "file" | "memory" => {}
+            "s3" | "s3a" => crate::s3::register(),
+            other => {
+                return Err(CatalogError::Config(format!(
+                    "lake_url scheme '{other}' is not supported; use file:// or s3://"
+                )));
+            }
+        }
+        if !root.path().ends_with('/') {
+            root.set_path(&format!("{}/", root.path()));
+        }
+        Ok(Self {
+            root,
+            storage_options,
+            latest: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The lake's root URL.
+    pub fn root(&self) -> &Url {
+        &self.root
+    }
+
+    fn table_url(&self, table: &LakeTable) -> Result<Url, CatalogError> {
+        self.root.join(&table.path()).map_err(|e| {
+            CatalogError::Config(format!(
+                "cannot place table {}: {e}",
+                table.qualified_name()
+            ))
+        })
+    }
+
+    fn builder(&self, table: &LakeTable) -> Result<DeltaTableBuilder, CatalogError> {
+        let url = self.table_url(table)?;
+        DeltaTableBuilder::from_url(url)
+            .map(|b| b.with_storage_options(self.storage_options.clone()))
+            .map_err(|source| lake_error(table, source))
+    }
+
+    /// The latest version of a table, or `None` when it was never created. Each call picks up
+    /// commits made since the previous one, including commits from other processes.
+    pub async fn load(&self, table: &LakeTable) -> Result<Option<DeltaTable>, CatalogError> {
+        let cached = self.latest.lock().await.get(table).cloned();
+        let mut delta = match cached {
+            Some(delta) => delta,
+            None => {
+                let fresh = self
+                    .builder(table)?
+                    .build()
+                    .map_err(|e| lake_error(table, e))?;
+                if !fresh
+                    .verify_deltatable_existence()
+                    .await
+                    .map_err(|e| lake_error(table, e))?
+                {
+                    return Ok(None);
+                }
+                fresh
+            }
+        };
+        let refreshed = if delta.version().is_some() {
+            delta.update_incremental(None).await
+        } else {
+            delta.load().await
+        };
+        match refreshed {
+            Ok(()) => {}
+            Err(DeltaTableError::NotATable(_)) => return Ok(None),
+            Err(e) => return Err(lake_error(table, e)),
+        }
+        self.latest
+            .lock()
+            .await
+            .insert(table.clone(), delta.clone());
+        Ok(Some(delta))
+    }
+
+    /// The latest version of a table that must exist.
+    pub async fn load_existing(&self, table: &LakeTable) -> Result<DeltaTable, CatalogError> {
+        self.load(table)
+            .await?
+            .ok_or_else(|| CatalogError::NotFound(table.qualified_name()))
+    }
+
+    /// A table as it was at `version`.
+    pub async fn load_version(
+        &self,
+        table: &LakeTable,
+        version: i64,
+    ) -> Result<DeltaTable, CatalogError> {
+        let latest = self.load_existing(table).await?;
+        let newest = latest.version().map_or(-1, |v| v as i64);
+        if version < 0 || version > newest {
+            return Err(CatalogError::NoSuchVersion(format!(
+                "{} has versions 0 to {newest}; version {version} does not exist",
+                table.qualified_name()
+            )));
+        }
+        let mut delta = self
+            .builder(table)?
+            .build()
+            .map_err(|e| lake_error(table, e))?;
+        delta
+            .load_version(version as u64)
+            .await
+            .map_err(|e| lake_error(table, e))?;
+        Ok(delta)
+    }
+
+    /// A table as it was at a moment in time: the newest version committed at or before it.
+    pub async fn load_as_of(
+        &self,
+        table: &LakeTable,
+        at: DateTime<Utc>,
+    ) -> Result<DeltaTable, CatalogError> {
+        let history = self.history(table, None).await?;
+        let version = history
+            .iter()
+            .filter(|v| v.timestamp.is_some_and(|t| t <= at))
+            .map(|v| v.version)
+            .max()
+            .ok_or_else(|| {
+                CatalogError::NoSuchVersion(format!(
+                    "{} did not exist yet at {}",
+                    table.qualified_name(),
+                    at.to_rfc3339()
+                ))
+            })?;
+        self.load_version(table, version).await
+    }
+
+    /// Creates an empty table with this schema. Creating a table that exists is a no-op.
+    pub async fn create(
+        &self,
+        table: &LakeTable,
+        schema: &SchemaRef,
+    ) -> Result<DeltaTable, CatalogError> {
+        if let Some(existing) = self.load(table).await? {
+            return Ok(existing);
+        }
+        let kernel_schema: StructType = schema
+            .as_ref()
+            .try_into_kernel()
+            .map_err(|e| lake_error(table, e.into()))?;
+        let delta = self
+            .builder(table)?
+            .build()
+            .map_err(|e| lake_error(table, e))?;
+        let created = delta
+            .create()
+            .with_table_name(table.qualified_name())
+            .with_columns(kernel_schema.fields().cloned())
+            .with_save_mode(SaveMode::Ignore)
+            .await
+            .map_err(|e| lake_error(table, e))?;
+        self.latest
+            .lock()
+            .await
+            .insert(table.clone(), created.clone());
+        Ok(created)
+    }
+
+    /// Starts writing files for `table`. Nothing is visible until [`Lake::commit`]: the
+    /// writer streams Parquet files to storage as batches arrive, so memory stays bounded
+    /// whatever the input's size, and files of a write that never commits are never read.
+    pub fn writer(
+        &self,
+        table: &LakeTable,
+        schema: SchemaRef,
+    ) -> Result<TableWriter, CatalogError> {
+        let url = self.table_url(table)?;
+        let writer = RecordBatchWriter::try_new(
+            url.as_str(),
+            schema.clone(),
+            None,
+            Some(self.storage_options.clone()),
+        )
+        .map_err(|e| lake_error(table, e))?
+        .with_target_file_size(TARGET_FILE_BYTES);
+        Ok(TableWriter {
+            table: table.clone(),
+            schema,
+            writer,
+            rows: 0,
+        })
+    }
+
+    /// Commits staged files as one new table version (creating the table first if it does
+    /// not exist). `Overwrite` removes every file of the current version in the same commit.
+    pub async fn commit(
+        &self,
+        staged: StagedFiles,
+        mode: WriteMode,
+        options: CommitOptions,
+    ) -> Result<DeltaTable, CatalogError> {
+        let table = &staged.table;
+        let current = match self.load(table).await? {
+            Some(existing) => existing,
+            None => self.create(table, &staged.schema).await?,
+        };
+        let state = current.snapshot().map_err(|e| lake_error(table, e))?;
+        let mut actions: Vec<Action> = staged.adds.into_iter().map(Action::Add).collect();
+        if mode == WriteMode::Overwrite {
+            actions.extend(
+                state
+                    .log_data()
+                    .iter()
+                    .map(|f| Action::Remove(f.remove_action(true))),
+            );
+        }
+        let mut properties = CommitProperties::default().with_metadata([(
+            "simpul".to_string(),
+            serde_json::Value::Object(options.metadata),
+        )]);
+        if let Some((app_id, version)) = options.app_transaction {
+            properties = properties.with_application_transaction(Transaction::new(app_id, version));
+        }
+        let operation = DeltaOperation::Write {
+            mode: match mode {
+                WriteMode::Append => SaveMode::Append,
+                WriteMode::Overwrite => SaveMode::Overwrite,
+            },
+            partition_by: None,
+            predicate: None,
+        };
+        CommitBuilder::from(properties)
+            .with_actions(actions)
+            .build(Some(state.snapshot()), current.log_store(), operation)
+            .await
+            .map_err(|e| lake_error(table, e))?;
+        self.refreshed(table).await
+    }
+
+    /// Writes a few in-memory batches as one commit; for reference data and small writes.
+    pub async fn write_batches(
+        &self,
+        table: &LakeTable,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+        mode: WriteMode,
+        options: CommitOptions,
+    ) -> Result<DeltaTable, CatalogError> {
+        let mut writer = self.writer(table, schema)?;
+        for batch in batches {
+            writer.write(batch).await?;
+        }
+        let staged = writer.finish().await?;
+        self.commit(staged, mode, options).await
+    }
+
+    async fn refreshed(&self, table: &LakeTable) -> Result<DeltaTable, CatalogError> {
+        self.load_existing(table).await
+    }
+
+    /// The version an application transaction reached in this table, if it committed any.
+    pub async fn app_transaction_version(
+        &self,
+        table: &LakeTable,
+        app_id: &str,
+    ) -> Result<Option<i64>, CatalogError> {
+        let Some(delta) = self.load(table).await? else {
+            return Ok(None);
+        };
+        let state = delta.snapshot().map_err(|e| lake_error(table, e))?;
+        state
+            .transaction_version(delta.log_store().as_ref(), app_id)
+            .await
+            .map_err(|e| lake_error(table, e))
+    }
+
+    /// The table's commits, newest first, at most `limit` of them.
+    pub async fn history(
+        &self,
+        table: &LakeTable,
+        limit: Option<usize>,
+    ) -> Result<Vec<VersionInfo>, CatalogError> {
+        let delta = self.load_existing(table).await?;
+        let store = delta.log_store().object_store(None);
+        let log_dir = Path::from("_delta_log");
+        let mut versions: Vec<(i64, Path)> = store
+            .list(Some(&log_dir))
+            .try_filter_map(|meta| async move {
+                let version = meta
+                    .location
+                    .filename()
+                    .and_then(|f| f.strip_suffix(".json"))
+                    .filter(|stem| stem.len() == 20)
+                    .and_then(|stem| stem.parse::<i64>().ok());
+                Ok(version.map(|v| (v, meta.location)))
+            })
+            .try_collect()
+            .await
+            .map_err(|e| lake_error(table, e.into()))?;
+        versions.sort_by_key(|v| std::cmp::Reverse(v.0));
+        versions.truncate(limit.unwrap_or(usize::MAX));
+        let mut history = Vec::with_capacity(versions.len());
+        for (version, location) in versions {
+            let bytes = store
+                .get(&location)
+                .await
+                .map_err(|e| lake_error(table, e.into()))?
+                .bytes()
+                .await
+                .map_err(|e| lake_error(table, e.into()))?;
+            history.push(version_info(version, &bytes));
+        }
+        Ok(history)
+    }
+
+    /// Rows, bytes and files of a loaded table version.
+    pub fn stats(delta: &DeltaTable) -> Result<TableStats, CatalogError> {
+        let state = delta.snapshot().map_err(|e| CatalogError::Lake {
+            table: delta.table_url().to_string(),
+            source: Box::new(e),
+        })?;
+        let (mut rows, mut bytes, mut files) = (0i64, 0i64, 0usize);
+        for file in state.log_data().iter() {
+            rows += file.num_records().unwrap_or(0) as i64;
+            bytes += file.size();
+            files += 1;
+        }
+        Ok(TableStats {
+            version: state.version() as i64,
+            row_count: rows,
+            size_bytes: bytes,
+            files,
+        })
+    }
+
+    /// The Arrow schema of a loaded table version.
+    pub fn arrow_schema(delta: &DeltaTable) -> Result<SchemaRef, CatalogError> {
+        let state = delta.snapshot().map_err(|e| CatalogError::Lake {
+            table: delta.table_url().to_string(),
+            source: Box::new(e),
+        })?;
+        Ok(state.snapshot().arrow_schema())
+    }
+
+    /// Lets a DataFusion runtime read this lake's files. Local files need nothing; object
+    /// stores are registered under their bucket URL.
+    pub fn register_object_store(
+        &self,
+        runtime: &datafusion::execution::runtime_env::RuntimeEnv,
+    ) -> Result<(), CatalogError> {
+        if matches!(self.root.scheme(), "file" | "memory") {
+            return Ok(());
+        }
+        let store = deltalake::logstore::store_for(&self.root, self.storage_options.clone())
+            .map_err(|e| CatalogError::Config(format!("lake at {} is unusable: {e}", self.root)))?;
+        let mut bucket = self.root.clone();
+        bucket.set_path("/");
+        runtime.register_object_store(&bucket, store);
+        Ok(())
+    }
+
+    /// Checks that the lake's storage answers, for readiness probes.
+    pub async fn check(&self) -> Result<(), CatalogError> {
+        let store = deltalake::logstore::store_for(&self.root, self.storage_options.clone())
+            .map_err(|e| CatalogError::Config(format!("lake at {} is unusable: {e}", self.root)))?;
+        let probe = Path::from(self.root.path().trim_matches('/'));
+        let mut listing = store.list(Some(&probe));
+        listing.try_next().await.map_err(|e| {
+            CatalogError::Config(format!("lake at {} does not answer: {e}", self.root))
+        })?;
+        Ok(())
+    }
+}
+
+fn version_info(version: i64, commit: &[u8]) -> VersionInfo {
+    let commit_info = commit
+        .split(|b| *b == b'\n')
+        .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
+        .find_map(|action| action.get("commitInfo").cloned())
+        .unwrap_or(serde_json::Value::Null);
+    let timestamp = commit_info
+        .get("timestamp")
+        .and_then(|t| t.as_i64())
+        .and_then(|ms| Utc.timestamp_millis_opt(ms).single());
+    VersionInfo {
+        version,
+        timestamp,
+        operation: commit_info
+            .get("operation")
+            .and_then(|o| o.as_str())
+            .map(String::from),
+        parameters: commit_info
+            .get("operationParameters")
+            .cloned()
+            .unwrap_or(serde_json::Value::Null),
+        metrics: commit_info
+            .get("operationMetrics")
+            .cloned()
+            .unwrap_or(serde_json::Value::Null),
+        simpul: commit_info
+            .get("simpul")
+            .cloned()
+            .unwrap_or(serde_json::Value::Null),
+    }
+}
+
+fn lake_error(table: &LakeTable, source: DeltaTableError) -> CatalogError {
+    CatalogError::Lake {
+        table: table.qualified_name(),
+        source: Box::new(source),
+    }
+}
+
+/// Files being written for one table, not yet committed.
+pub struct TableWriter {
+    table: LakeTable,
+    schema: SchemaRef,
+    writer: RecordBatchWriter,
+    rows: u64,
+}
+
+impl std::fmt::Debug for TableWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableWriter")
+            .field("table", &self.table)
+            .field("rows", &self.rows)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TableWriter {
+    /// Streams one batch into the table's pending files.
+    pub async fn write(&mut self, batch: RecordBatch) -> Result<(), CatalogError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.rows += batch.num_rows() as u64;
+        self.writer
+            .write(batch)
+            .await
+            .map_err(|e| lake_error(&self.table, e))
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Finishes the files, ready for [`Lake::commit`].
+    pub async fn finish(mut self) -> Result<StagedFiles, CatalogError> {
+        let adds = self
+            .writer
+            .flush()
+            .await
+            .map_err(|e| lake_error(&self.table, e))?;
+        Ok(StagedFiles {
+            table: self.table,
+            schema: self.schema,
+            adds,
+            rows: self.rows,
+        })
+    }
+}
+
+/// Finished data files waiting for their commit.
+#[derive(Debug)]
+pub struct StagedFiles {
+    table: LakeTable,
+    schema: SchemaRef,
+    adds: Vec<Add>,
+    rows: u64,
+}
+
+impl StagedFiles {
+    /// Rows in the files.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+}

@@ -1,0 +1,78 @@
+//! The catalog: where datasets live and what is known about them.
+//!
+//! Owns the lake (one Delta table per dataset, plus its `__rejects` table, under `lake_url`),
+//! the state store (sqlx: SQLite by default, PostgreSQL by URL) with dataset metadata, API
+//! clients and audit records, and the DataFusion session factory that exposes every dataset
+//! to SQL as `namespace.name`.
+//!
+//! Knows nothing about HTTP, connectors or pipelines. Data enters through [`Lake::write`]
+//! (one atomic Delta commit) and leaves through [`Catalog::sql_session`] and [`Lake::load`].
+
+mod clients;
+mod dataset_id;
+mod error;
+mod idempotency;
+mod lake;
+mod metadata;
+mod s3;
+mod session;
+mod state;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub use clients::{ApiClient, Role};
+pub use dataset_id::{DatasetId, InvalidDatasetId, REJECTS_SUFFIX};
+pub use error::CatalogError;
+pub use idempotency::IdempotencyClaim;
+pub use lake::{
+    CommitOptions, Lake, LakeTable, StagedFiles, TableStats, TableWriter, VersionInfo, WriteMode,
+};
+pub use metadata::{Classification, DatasetFilter, DatasetMeta, DatasetPatch, NewDataset};
+pub use session::{SQL_CATALOG, SessionSettings, check_read_only};
+pub use state::{Backend, StateStore, parse_timestamp, redact_url, timestamp};
+
+/// The lake and the state store together: everything the hub knows about its datasets.
+#[derive(Debug)]
+pub struct Catalog {
+    /// Dataset metadata, API clients, audit records.
+    pub state: StateStore,
+    /// The Delta tables.
+    pub lake: Lake,
+}
+
+impl Catalog {
+    /// Opens the lake at `lake_url` and the state store at `state_url`.
+    pub async fn open(
+        lake_url: &str,
+        storage_options: HashMap<String, String>,
+        state_url: &str,
+    ) -> Result<Arc<Self>, CatalogError> {
+        let lake = Lake::new(lake_url, storage_options)?;
+        let state = StateStore::connect(state_url).await?;
+        Ok(Arc::new(Self { state, lake }))
+    }
+
+    /// A dataset's catalog entry, or `NotFound`.
+    pub async fn dataset(&self, id: &DatasetId) -> Result<DatasetMeta, CatalogError> {
+        self.state
+            .dataset(id)
+            .await?
+            .ok_or_else(|| CatalogError::NotFound(id.to_string()))
+    }
+
+    /// Brings a dataset's row count, size and version in the catalog up to date with the lake.
+    pub async fn refresh_stats(
+        &self,
+        id: &DatasetId,
+        rejected_added: i64,
+    ) -> Result<TableStats, CatalogError> {
+        let delta = self
+            .lake
+            .load_existing(&LakeTable::Data(id.clone()))
+            .await?;
+        let stats = Lake::stats(&delta)?;
+        self.state.record_commit(id, &stats, rejected_added).await?;
+        Ok(stats)
+    }
+}

@@ -1,0 +1,443 @@
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::dataset_id::DatasetId;
+use crate::error::CatalogError;
+use crate::lake::TableStats;
+use crate::state::{StateStore, parse_timestamp, timestamp};
+
+/// Who may read a dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Classification {
+    /// Open data: anyone may read it.
+    Public,
+    /// Any registered member may read it.
+    Internal,
+    /// Only callers with an explicit grant may read it.
+    Restricted,
+}
+
+impl FromStr for Classification {
+    type Err = CatalogError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "public" => Ok(Self::Public),
+            "internal" => Ok(Self::Internal),
+            "restricted" => Ok(Self::Restricted),
+            other => Err(CatalogError::Invalid(format!(
+                "classification must be public, internal or restricted, not '{other}'"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Classification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Public => "public",
+            Self::Internal => "internal",
+            Self::Restricted => "restricted",
+        })
+    }
+}
+
+/// A dataset's entry in the catalog.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetMeta {
+    /// `namespace.name`.
+    pub id: DatasetId,
+    /// A short human title.
+    pub title: String,
+    /// What the data is, where it comes from, how to use it.
+    pub description: String,
+    /// The owning OPD's member code (`DINKES`).
+    pub owner: String,
+    /// Who may read it.
+    pub classification: Classification,
+    /// The canonical schema the dataset is bound to, if any (`penduduk@1`).
+    pub schema_ref: Option<String>,
+    /// Free tags for search.
+    pub tags: Vec<String>,
+    /// When the dataset was registered.
+    pub created_at: DateTime<Utc>,
+    /// When its metadata or data last changed.
+    pub updated_at: DateTime<Utc>,
+    /// The newest Delta version, once data was committed.
+    pub current_version: Option<i64>,
+    /// Rows at the current version.
+    pub row_count: i64,
+    /// Rows kept in the rejects table.
+    pub rejected_count: i64,
+    /// Bytes of data files at the current version.
+    pub size_bytes: i64,
+    /// When the newest version was committed.
+    pub last_commit_at: Option<DateTime<Utc>>,
+}
+
+/// What is needed to register a dataset.
+#[derive(Debug, Clone)]
+pub struct NewDataset {
+    /// `namespace.name`.
+    pub id: DatasetId,
+    /// A short human title; the id when empty.
+    pub title: String,
+    /// A description.
+    pub description: String,
+    /// The owning OPD's member code.
+    pub owner: String,
+    /// Who may read it.
+    pub classification: Classification,
+    /// The canonical schema binding, if any.
+    pub schema_ref: Option<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+}
+
+/// Filters for listing datasets. Empty filters match everything.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DatasetFilter {
+    /// Words to find in the id, title, description or tags (case-insensitive).
+    pub q: Option<String>,
+    /// Owner member code.
+    pub owner: Option<String>,
+    /// One tag the dataset must carry.
+    pub tag: Option<String>,
+    /// Classification.
+    pub classification: Option<Classification>,
+    /// Page size (default 50, at most 500).
+    pub limit: Option<i64>,
+    /// Rows to skip.
+    pub offset: Option<i64>,
+}
+
+/// Metadata changes; absent fields stay as they are.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetPatch {
+    /// New title.
+    pub title: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New owner member code.
+    pub owner: Option<String>,
+    /// New classification.
+    pub classification: Option<Classification>,
+    /// New tags (replacing the old ones).
+    pub tags: Option<Vec<String>>,
+}
+
+const DATASET_COLUMNS: &str = "id, title, description, owner, classification, schema_ref, tags, \
+     created_at, updated_at, current_version, row_count, rejected_count, size_bytes, last_commit_at";
+
+impl StateStore {
+    /// Registers a dataset, or returns the existing entry if the id is taken.
+    pub async fn register_dataset(&self, new: &NewDataset) -> Result<DatasetMeta, CatalogError> {
+        let now = timestamp(Utc::now());
+        let title = if new.title.trim().is_empty() {
+            new.id.to_string()
+        } else {
+            new.title.clone()
+        };
+        sqlx::query(
+            "INSERT INTO datasets (id, namespace, name, title, description, owner, classification, \
+             schema_ref, tags, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(new.id.to_string())
+        .bind(new.id.namespace())
+        .bind(new.id.name())
+        .bind(title)
+        .bind(&new.description)
+        .bind(new.owner.to_uppercase())
+        .bind(new.classification.to_string())
+        .bind(new.schema_ref.clone())
+        .bind(serde_json::to_string(&new.tags).unwrap_or_else(|_| "[]".into()))
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        self.dataset(&new.id)
+            .await?
+            .ok_or_else(|| CatalogError::NotFound(new.id.to_string()))
+    }
+
+    /// One dataset's entry.
+    pub async fn dataset(&self, id: &DatasetId) -> Result<Option<DatasetMeta>, CatalogError> {
+        let sql = format!("SELECT {DATASET_COLUMNS} FROM datasets WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id.to_string())
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| dataset_from_row(&r)).transpose()
+    }
+
+    /// The ids of every registered dataset, in order.
+    pub async fn dataset_ids(&self) -> Result<Vec<DatasetId>, CatalogError> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM datasets ORDER BY id")
+            .fetch_all(self.pool())
+            .await?;
+        Ok(ids.into_iter().filter_map(|id| id.parse().ok()).collect())
+    }
+
+    /// A page of datasets matching the filter, and how many match in all.
+    pub async fn list_datasets(
+        &self,
+        filter: &DatasetFilter,
+    ) -> Result<(Vec<DatasetMeta>, i64), CatalogError> {
+        let mut conditions: Vec<String> = Vec::new();
+        let mut binds: Vec<String> = Vec::new();
+        let bind = |value: String, binds: &mut Vec<String>| {
+            binds.push(value);
+            format!("${}", binds.len())
+        };
+        if let Some(q) = filter.q.as_deref().filter(|q| !q.trim().is_empty()) {
+            for word in q.split_whitespace() {
+                let p = bind(
+                    format!("%{}%", escape_like(&word.to_lowercase())),
+                    &mut binds,
+                );
+                conditions.push(format!(
+                    "LOWER(id || ' ' || title || ' ' || description || ' ' || tags) LIKE {p} ESCAPE '\\'"
+                ));
+            }
+        }
+        if let Some(owner) = filter.owner.as_deref() {
+            let p = bind(owner.to_uppercase(), &mut binds);
+            conditions.push(format!("owner = {p}"));
+        }
+        if let Some(tag) = filter.tag.as_deref() {
+            let quoted = serde_json::to_string(tag).unwrap_or_default();
+            let p = bind(format!("%{}%", escape_like(&quoted)), &mut binds);
+            conditions.push(format!("tags LIKE {p} ESCAPE '\\'"));
+        }
+        if let Some(classification) = filter.classification {
+            let p = bind(classification.to_string(), &mut binds);
+            conditions.push(format!("classification = {p}"));
+        }
+        let where_clause = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let limit = filter.limit.unwrap_or(50).clamp(1, 500);
+        let offset = filter.offset.unwrap_or(0).max(0);
+
+        let count_sql = format!("SELECT COUNT(*) FROM datasets {where_clause}");
+        let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
+        for value in &binds {
+            count = count.bind(value.clone());
+        }
+        let total = count.fetch_one(self.pool()).await?;
+
+        let page_sql = format!(
+            "SELECT {DATASET_COLUMNS} FROM datasets {where_clause} ORDER BY id LIMIT {limit} OFFSET {offset}"
+        );
+        let mut page = sqlx::query(&page_sql);
+        for value in &binds {
+            page = page.bind(value.clone());
+        }
+        let rows = page.fetch_all(self.pool()).await?;
+        let datasets = rows
+            .iter()
+            .map(dataset_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((datasets, total))
+    }
+
+    /// Records a new table version's statistics, and rows added to the rejects table.
+    pub async fn record_commit(
+        &self,
+        id: &DatasetId,
+        stats: &TableStats,
+        rejected_added: i64,
+    ) -> Result<(), CatalogError> {
+        let now = timestamp(Utc::now());
+        sqlx::query(
+            "UPDATE datasets SET current_version = $2, row_count = $3, size_bytes = $4, \
+             rejected_count = rejected_count + $5, last_commit_at = $6, updated_at = $6 \
+             WHERE id = $1 AND (current_version IS NULL OR current_version <= $2)",
+        )
+        .bind(id.to_string())
+        .bind(stats.version)
+        .bind(stats.row_count)
+        .bind(stats.size_bytes)
+        .bind(rejected_added)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Applies a metadata change.
+    pub async fn update_dataset(
+        &self,
+        id: &DatasetId,
+        patch: &DatasetPatch,
+    ) -> Result<DatasetMeta, CatalogError> {
+        let current = self
+            .dataset(id)
+            .await?
+            .ok_or_else(|| CatalogError::NotFound(id.to_string()))?;
+        let tags = patch.tags.clone().unwrap_or(current.tags);
+        sqlx::query(
+            "UPDATE datasets SET title = $2, description = $3, owner = $4, classification = $5, \
+             tags = $6, updated_at = $7 WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .bind(patch.title.clone().unwrap_or(current.title))
+        .bind(patch.description.clone().unwrap_or(current.description))
+        .bind(patch.owner.clone().unwrap_or(current.owner).to_uppercase())
+        .bind(
+            patch
+                .classification
+                .unwrap_or(current.classification)
+                .to_string(),
+        )
+        .bind(serde_json::to_string(&tags).unwrap_or_else(|_| "[]".into()))
+        .bind(timestamp(Utc::now()))
+        .execute(self.pool())
+        .await?;
+        self.dataset(id)
+            .await?
+            .ok_or_else(|| CatalogError::NotFound(id.to_string()))
+    }
+}
+
+fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+fn dataset_from_row(row: &AnyRow) -> Result<DatasetMeta, CatalogError> {
+    let id: String = row.try_get("id")?;
+    let classification: String = row.try_get("classification")?;
+    let tags: String = row.try_get("tags")?;
+    let created_at: String = row.try_get("created_at")?;
+    let updated_at: String = row.try_get("updated_at")?;
+    let last_commit_at: Option<String> = row.try_get("last_commit_at")?;
+    Ok(DatasetMeta {
+        id: id.parse()?,
+        title: row.try_get("title")?,
+        description: row.try_get("description")?,
+        owner: row.try_get("owner")?,
+        classification: classification.parse()?,
+        schema_ref: row.try_get("schema_ref")?,
+        tags: serde_json::from_str(&tags).unwrap_or_default(),
+        created_at: parse_timestamp(&created_at).unwrap_or_default(),
+        updated_at: parse_timestamp(&updated_at).unwrap_or_default(),
+        current_version: row.try_get("current_version")?,
+        row_count: row.try_get("row_count")?,
+        rejected_count: row.try_get("rejected_count")?,
+        size_bytes: row.try_get("size_bytes")?,
+        last_commit_at: last_commit_at.as_deref().and_then(parse_timestamp),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store() -> (tempfile::TempDir, StateStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
+        (dir, StateStore::connect(&url).await.unwrap())
+    }
+
+    fn new_dataset(id: &str, owner: &str, tags: &[&str]) -> NewDataset {
+        NewDataset {
+            id: id.parse().unwrap(),
+            title: format!("Data {id}"),
+            description: "50% sampel_desa".into(),
+            owner: owner.into(),
+            classification: Classification::Internal,
+            schema_ref: None,
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn lists_datasets_by_text_owner_and_tag_with_paging() {
+        let (_dir, store) = store().await;
+        store
+            .register_dataset(&new_dataset("stats.kemiskinan", "bappeda", &["sosial"]))
+            .await
+            .unwrap();
+        store
+            .register_dataset(&new_dataset("stats.upah", "disnaker", &["ekonomi"]))
+            .await
+            .unwrap();
+        store
+            .register_dataset(&new_dataset("ref.wilayah", "bappeda", &["referensi"]))
+            .await
+            .unwrap();
+
+        let by_owner = DatasetFilter {
+            owner: Some("BAPPEDA".into()),
+            ..Default::default()
+        };
+        let (found, total) = store.list_datasets(&by_owner).await.unwrap();
+        assert_eq!(total, 2);
+        assert_eq!(found[0].id.to_string(), "ref.wilayah");
+
+        let by_text = DatasetFilter {
+            q: Some("KEMISKINAN".into()),
+            ..Default::default()
+        };
+        assert_eq!(store.list_datasets(&by_text).await.unwrap().1, 1);
+
+        let by_tag = DatasetFilter {
+            tag: Some("ekonomi".into()),
+            ..Default::default()
+        };
+        let (found, _) = store.list_datasets(&by_tag).await.unwrap();
+        assert_eq!(found[0].id.to_string(), "stats.upah");
+
+        let like_chars_are_literal = DatasetFilter {
+            q: Some("_desa".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            store
+                .list_datasets(&like_chars_are_literal)
+                .await
+                .unwrap()
+                .1,
+            3
+        );
+        let percent = DatasetFilter {
+            q: Some("5%".into()),
+            ..Default::default()
+        };
+        assert_eq!(store.list_datasets(&percent).await.unwrap().1, 0);
+
+        let page = DatasetFilter {
+            limit: Some(1),
+            offset: Some(1),
+            ..Default::default()
+        };
+        let (found, total) = store.list_datasets(&page).await.unwrap();
+        assert_eq!((found.len(), total), (1, 3));
+        assert_eq!(found[0].id.to_string(), "stats.kemiskinan");
+    }
+
+    #[tokio::test]
+    async fn registering_twice_keeps_the_first_entry() {
+        let (_dir, store) = store().await;
+        store
+            .register_dataset(&new_dataset("stats.a", "dinkes", &[]))
+            .await
+            .unwrap();
+        let again = store
+            .register_dataset(&new_dataset("stats.a", "other", &[]))
+            .await
+            .unwrap();
+        assert_eq!(again.owner, "DINKES");
+    }
+}

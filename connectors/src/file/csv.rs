@@ -1,0 +1,295 @@
+use std::io::Read;
+
+use simpul_schemas::{FieldError, RejectedRow, SourcePosition};
+
+use super::{BATCH_ROWS, TextColumns, text_fields, unique_column_names};
+use crate::raw::{RawBatch, RawBatchReader, ReadProgress, SourceError};
+
+/// How a CSV file is laid out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsvOptions {
+    /// Field separator, `,` by default.
+    pub delimiter: u8,
+    /// Quote character, `"` by default.
+    pub quote: u8,
+    /// Whether the first record names the columns. Without one, columns are `column_1…`.
+    pub has_header: bool,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        Self {
+            delimiter: b',',
+            quote: b'"',
+            has_header: true,
+        }
+    }
+}
+
+/// Reads CSV into text columns. Values are trimmed; an empty value is null. A record with the
+/// wrong number of fields or with bytes that are not UTF-8 is kept as malformed, with its line.
+pub(super) struct CsvReader<R: Read> {
+    path: String,
+    reader: ::csv::Reader<R>,
+    columns: Vec<String>,
+    pending: Option<::csv::ByteRecord>,
+    progress: ReadProgress,
+    done: bool,
+}
+
+impl<R: Read + Send> CsvReader<R> {
+    pub(super) fn new(
+        path: String,
+        input: R,
+        options: CsvOptions,
+        progress: ReadProgress,
+    ) -> Result<Self, SourceError> {
+        let mut reader = ::csv::ReaderBuilder::new()
+            .delimiter(options.delimiter)
+            .quote(options.quote)
+            .has_headers(false)
+            .flexible(true)
+            .trim(::csv::Trim::All)
+            .from_reader(input);
+        let mut first = ::csv::ByteRecord::new();
+        let found = reader
+            .read_byte_record(&mut first)
+            .map_err(|e| csv_error(&path, e))?;
+        if !found {
+            return Err(SourceError::Format {
+                path,
+                format: "CSV",
+                reason: "the file is empty; expected a header row".into(),
+            });
+        }
+        let (columns, pending) = if options.has_header {
+            let headers: Vec<String> = first
+                .iter()
+                .map(|h| String::from_utf8_lossy(h).into_owned())
+                .collect();
+            (
+                unique_column_names(headers.iter().map(String::as_str)),
+                None,
+            )
+        } else {
+            let names: Vec<String> = (1..=first.len()).map(|i| format!("column_{i}")).collect();
+            (names, Some(first))
+        };
+        Ok(Self {
+            path,
+            reader,
+            columns,
+            pending,
+            progress,
+            done: false,
+        })
+    }
+
+    fn read_batch(&mut self) -> Result<RawBatch, SourceError> {
+        let mut builders = TextColumns::new(self.columns.len());
+        let mut positions = Vec::new();
+        let mut malformed = Vec::new();
+        let mut record = ::csv::ByteRecord::new();
+        while positions.len() < BATCH_ROWS && malformed.len() < BATCH_ROWS {
+            if let Some(pending) = self.pending.take() {
+                record = pending;
+            } else if !self
+                .reader
+                .read_byte_record(&mut record)
+                .map_err(|e| csv_error(&self.path, e))?
+            {
+                self.done = true;
+                break;
+            }
+            let line = record.position().map_or(0, |p| p.line());
+            match self.check_record(&record) {
+                Ok(()) => {
+                    for (builder, value) in builders.builders.iter_mut().zip(record.iter()) {
+                        match std::str::from_utf8(value) {
+                            Ok("") | Err(_) => builder.append_null(),
+                            Ok(text) => builder.append_value(text),
+                        }
+                    }
+                    positions.push(self.source_position(line));
+                }
+                Err(error) => malformed.push(RejectedRow {
+                    position: self.source_position(line),
+                    record: raw_fields(&record),
+                    errors: vec![error],
+                }),
+            }
+        }
+        let batch = builders
+            .finish(text_fields(&self.columns))
+            .map_err(|source| SourceError::Arrow {
+                path: self.path.clone(),
+                source,
+            })?;
+        Ok(RawBatch {
+            batch,
+            positions,
+            malformed,
+        })
+    }
+
+    fn check_record(&self, record: &::csv::ByteRecord) -> Result<(), FieldError> {
+        if record.len() != self.columns.len() {
+            return Err(FieldError::record(
+                "fields",
+                format!(
+                    "expected {} fields, found {}",
+                    self.columns.len(),
+                    record.len()
+                ),
+            ));
+        }
+        for (value, column) in record.iter().zip(&self.columns) {
+            if let Err(e) = std::str::from_utf8(value) {
+                return Err(FieldError::field(
+                    column,
+                    "encoding",
+                    format!(
+                        "is not valid UTF-8 (bad byte at offset {})",
+                        e.valid_up_to()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn source_position(&self, line: u64) -> SourcePosition {
+        SourcePosition {
+            source: self.path.clone(),
+            line,
+        }
+    }
+}
+
+impl<R: Read + Send> Iterator for CsvReader<R> {
+    type Item = Result<RawBatch, SourceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.read_batch() {
+            Ok(batch) if batch.records_read() == 0 => None,
+            other => Some(other),
+        }
+    }
+}
+
+impl<R: Read + Send> RawBatchReader for CsvReader<R> {
+    fn columns(&self) -> Vec<String> {
+        self.columns.clone()
+    }
+
+    fn progress(&self) -> ReadProgress {
+        self.progress.clone()
+    }
+}
+
+fn raw_fields(record: &::csv::ByteRecord) -> serde_json::Value {
+    record
+        .iter()
+        .map(|f| serde_json::Value::String(String::from_utf8_lossy(f).into_owned()))
+        .collect()
+}
+
+fn csv_error(path: &str, error: ::csv::Error) -> SourceError {
+    match error.into_kind() {
+        ::csv::ErrorKind::Io(source) => SourceError::Io {
+            path: path.to_string(),
+            source,
+        },
+        other => SourceError::Format {
+            path: path.to_string(),
+            format: "CSV",
+            reason: format!("{other:?}"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::AsArray;
+
+    use super::*;
+
+    fn read_all(text: &[u8]) -> (Vec<String>, Vec<RawBatch>) {
+        let reader = CsvReader::new(
+            "t.csv".into(),
+            text,
+            CsvOptions::default(),
+            ReadProgress::new(text.len() as u64),
+        )
+        .unwrap();
+        let columns = reader.columns();
+        (columns, reader.collect::<Result<Vec<_>, _>>().unwrap())
+    }
+
+    #[test]
+    fn strips_the_byte_order_mark_and_normalizes_headers() {
+        let (columns, batches) = read_all("\u{feff}Kode,Nama Desa\n32.14,Cibatu\n".as_bytes());
+        assert_eq!(columns, vec!["kode", "nama_desa"]);
+        assert_eq!(
+            batches[0].batch.column(0).as_string::<i32>().value(0),
+            "32.14"
+        );
+    }
+
+    #[test]
+    fn keeps_rows_with_the_wrong_field_count_as_malformed_with_their_line() {
+        let (_, batches) = read_all(b"a,b\n1,2\n3,4,5\n6\n7,8\n");
+        let batch = &batches[0];
+        assert_eq!(batch.batch.num_rows(), 2);
+        assert_eq!(batch.malformed.len(), 2);
+        assert_eq!(batch.malformed[0].position.line, 3);
+        assert_eq!(
+            batch.malformed[0].errors[0].message,
+            "expected 2 fields, found 3"
+        );
+        assert_eq!(batch.malformed[1].position.line, 4);
+        assert_eq!(
+            batch.malformed[0].record,
+            serde_json::json!(["3", "4", "5"])
+        );
+        assert_eq!(
+            batch.positions.iter().map(|p| p.line).collect::<Vec<_>>(),
+            vec![2, 5]
+        );
+    }
+
+    #[test]
+    fn keeps_invalid_utf8_rows_as_malformed() {
+        let (_, batches) = read_all(b"a,b\n1,\xff\xfe\n2,ok\n");
+        assert_eq!(batches[0].batch.num_rows(), 1);
+        assert_eq!(batches[0].malformed[0].errors[0].keyword, "encoding");
+        assert_eq!(batches[0].malformed[0].errors[0].pointer, "/b");
+    }
+
+    #[test]
+    fn empty_file_is_an_error_and_header_only_file_has_no_rows() {
+        let empty = CsvReader::new(
+            "e.csv".into(),
+            &b""[..],
+            CsvOptions::default(),
+            ReadProgress::default(),
+        );
+        assert!(matches!(empty, Err(SourceError::Format { .. })));
+        let (columns, batches) = read_all(b"a,b\n");
+        assert_eq!(columns, vec!["a", "b"]);
+        assert!(batches.is_empty());
+    }
+
+    #[test]
+    fn empty_values_are_null_and_large_cells_survive() {
+        let big = "x".repeat(10 * 1024 * 1024);
+        let text = format!("a,b\n,\"{big}\"\n");
+        let (_, batches) = read_all(text.as_bytes());
+        let batch = &batches[0].batch;
+        assert!(batch.column(0).is_null(0));
+        assert_eq!(batch.column(1).as_string::<i32>().value(0).len(), big.len());
+    }
+}

@@ -1,0 +1,204 @@
+//! The `file` source: CSV, NDJSON, JSON arrays and Parquet from the local file system.
+
+mod csv;
+mod json;
+mod parquet;
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use arrow::array::{ArrayRef, StringBuilder};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use simpul_schemas::normalize_column_name;
+
+use crate::raw::{RawBatchReader, ReadProgress, SourceError};
+
+pub use self::csv::CsvOptions;
+
+/// Rows per raw batch. The first batch is also the sample that schema inference sees.
+pub const BATCH_ROWS: usize = 16_384;
+
+/// A file format the `file` source reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileFormat {
+    /// Delimited text with a header row.
+    Csv(CsvOptions),
+    /// One JSON object per line.
+    Ndjson,
+    /// One JSON array of objects.
+    JsonArray,
+    /// Apache Parquet.
+    Parquet,
+}
+
+impl FileFormat {
+    /// Guesses the format from the file name's extension.
+    pub fn from_path(path: &Path) -> Option<Self> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "csv" => Some(Self::Csv(CsvOptions::default())),
+            "tsv" => Some(Self::Csv(CsvOptions {
+                delimiter: b'\t',
+                ..CsvOptions::default()
+            })),
+            "ndjson" | "jsonl" => Some(Self::Ndjson),
+            "json" => Some(Self::JsonArray),
+            "parquet" => Some(Self::Parquet),
+            _ => None,
+        }
+    }
+
+    /// Parses a format name as given on the command line (`csv`, `ndjson`, `json`, `parquet`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "csv" => Some(Self::Csv(CsvOptions::default())),
+            "tsv" => Self::from_path(Path::new("x.tsv")),
+            "ndjson" | "jsonl" => Some(Self::Ndjson),
+            "json" => Some(Self::JsonArray),
+            "parquet" => Some(Self::Parquet),
+            _ => None,
+        }
+    }
+
+    /// The format's name, as shown to people.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Csv(_) => "CSV",
+            Self::Ndjson => "NDJSON",
+            Self::JsonArray => "JSON",
+            Self::Parquet => "Parquet",
+        }
+    }
+}
+
+/// Opens a local file as a stream of raw batches.
+pub fn open(path: &Path, format: &FileFormat) -> Result<Box<dyn RawBatchReader>, SourceError> {
+    let name = path.display().to_string();
+    let io_error = |source| SourceError::Io {
+        path: name.clone(),
+        source,
+    };
+    let file = File::open(path).map_err(io_error)?;
+    let total = file.metadata().map_err(io_error)?.len();
+    let progress = ReadProgress::new(total);
+    match format {
+        FileFormat::Csv(options) => Ok(Box::new(csv::CsvReader::new(
+            name,
+            CountingRead::new(file, progress.clone()),
+            options.clone(),
+            progress,
+        )?)),
+        FileFormat::Ndjson => Ok(Box::new(json::JsonReader::ndjson(
+            name,
+            CountingRead::new(file, progress.clone()),
+            progress,
+        ))),
+        FileFormat::JsonArray => Ok(Box::new(json::JsonReader::array(
+            name,
+            CountingRead::new(file, progress.clone()),
+            progress,
+        )?)),
+        FileFormat::Parquet => Ok(Box::new(parquet::ParquetReader::new(name, file, progress)?)),
+    }
+}
+
+/// Reads a file held in memory (for data embedded in the binary, or already buffered).
+pub fn open_bytes(
+    name: &str,
+    data: bytes::Bytes,
+    format: &FileFormat,
+) -> Result<Box<dyn RawBatchReader>, SourceError> {
+    let progress = ReadProgress::new(data.len() as u64);
+    let name = name.to_string();
+    match format {
+        FileFormat::Csv(options) => Ok(Box::new(csv::CsvReader::new(
+            name,
+            CountingRead::new(std::io::Cursor::new(data), progress.clone()),
+            options.clone(),
+            progress,
+        )?)),
+        FileFormat::Ndjson => Ok(Box::new(json::JsonReader::ndjson(
+            name,
+            CountingRead::new(std::io::Cursor::new(data), progress.clone()),
+            progress,
+        ))),
+        FileFormat::JsonArray => Ok(Box::new(json::JsonReader::array(
+            name,
+            CountingRead::new(std::io::Cursor::new(data), progress.clone()),
+            progress,
+        )?)),
+        FileFormat::Parquet => Ok(Box::new(parquet::ParquetReader::new(name, data, progress)?)),
+    }
+}
+
+/// A reader that reports the bytes it has read.
+struct CountingRead<R> {
+    inner: R,
+    progress: ReadProgress,
+}
+
+impl<R> CountingRead<R> {
+    fn new(inner: R, progress: ReadProgress) -> Self {
+        Self { inner, progress }
+    }
+}
+
+impl<R: Read> Read for CountingRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.add(n as u64);
+        Ok(n)
+    }
+}
+
+/// Normalizes headers and makes them unique (`nama`, `nama_2`), so every column is addressable.
+fn unique_column_names<'a>(raw: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for header in raw {
+        let base = normalize_column_name(header);
+        let mut name = base.clone();
+        let mut n = 2;
+        while names.contains(&name) {
+            name = format!("{base}_{n}");
+            n += 1;
+        }
+        names.push(name);
+    }
+    names
+}
+
+/// Builders for the text columns of one batch.
+struct TextColumns {
+    builders: Vec<StringBuilder>,
+}
+
+impl TextColumns {
+    fn new(width: usize) -> Self {
+        Self {
+            builders: (0..width).map(|_| StringBuilder::new()).collect(),
+        }
+    }
+
+    /// Finishes the rows appended so far into a batch with these fields, and starts over.
+    fn finish(&mut self, fields: Vec<Field>) -> Result<RecordBatch, arrow::error::ArrowError> {
+        let schema = std::sync::Arc::new(Schema::new(fields));
+        let columns: Vec<ArrayRef> = self
+            .builders
+            .iter_mut()
+            .map(|b| std::sync::Arc::new(b.finish()) as ArrayRef)
+            .collect();
+        if columns.is_empty() {
+            return Ok(RecordBatch::new_empty(schema));
+        }
+        RecordBatch::try_new(schema, columns)
+    }
+}
+
+fn text_fields(names: &[String]) -> Vec<Field> {
+    names
+        .iter()
+        .map(|n| Field::new(n, DataType::Utf8, true))
+        .collect()
+}

@@ -1,0 +1,113 @@
+use std::sync::Arc;
+
+use arrow::datatypes::{Field, Schema};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::file::reader::ChunkReader;
+use simpul_schemas::SourcePosition;
+
+use super::{BATCH_ROWS, unique_column_names};
+use crate::raw::{RawBatch, RawBatchReader, ReadProgress, SourceError};
+
+/// Reads Parquet as typed batches, renaming columns to normalized names. Positions are row
+/// numbers, 1-based.
+pub(super) struct ParquetReader {
+    path: String,
+    reader: ParquetRecordBatchReader,
+    schema: Arc<Schema>,
+    rows_read: u64,
+    total_rows: u64,
+    progress: ReadProgress,
+}
+
+impl ParquetReader {
+    pub(super) fn new<T: ChunkReader + 'static>(
+        path: String,
+        file: T,
+        progress: ReadProgress,
+    ) -> Result<Self, SourceError> {
+        let format_error = |e: parquet::errors::ParquetError| SourceError::Format {
+            path: path.clone(),
+            format: "Parquet",
+            reason: e.to_string(),
+        };
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(format_error)?;
+        let total_rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
+        let source_schema = builder.schema().clone();
+        let names = unique_column_names(source_schema.fields().iter().map(|f| f.name().as_str()));
+        let fields: Vec<Field> = source_schema
+            .fields()
+            .iter()
+            .zip(names)
+            .map(|(f, name)| f.as_ref().clone().with_name(name))
+            .collect();
+        let reader = builder
+            .with_batch_size(BATCH_ROWS)
+            .build()
+            .map_err(format_error)?;
+        Ok(Self {
+            path,
+            reader,
+            schema: Arc::new(Schema::new(fields)),
+            rows_read: 0,
+            total_rows,
+            progress,
+        })
+    }
+}
+
+impl Iterator for ParquetReader {
+    type Item = Result<RawBatch, SourceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let batch = match self.reader.next()? {
+            Ok(batch) => batch,
+            Err(e) => {
+                return Some(Err(SourceError::Format {
+                    path: self.path.clone(),
+                    format: "Parquet",
+                    reason: e.to_string(),
+                }));
+            }
+        };
+        let first = self.rows_read + 1;
+        self.rows_read += batch.num_rows() as u64;
+        if self.total_rows > 0 {
+            let fraction = self.rows_read as f64 / self.total_rows as f64;
+            self.progress
+                .set((fraction * self.progress.total() as f64) as u64);
+        }
+        let renamed = RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec());
+        Some(
+            renamed
+                .map(|batch| RawBatch {
+                    positions: (0..batch.num_rows() as u64)
+                        .map(|i| SourcePosition {
+                            source: self.path.clone(),
+                            line: first + i,
+                        })
+                        .collect(),
+                    batch,
+                    malformed: Vec::new(),
+                })
+                .map_err(|source| SourceError::Arrow {
+                    path: self.path.clone(),
+                    source,
+                }),
+        )
+    }
+}
+
+impl RawBatchReader for ParquetReader {
+    fn columns(&self) -> Vec<String> {
+        self.schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
+    }
+
+    fn progress(&self) -> ReadProgress {
+        self.progress.clone()
+    }
+}

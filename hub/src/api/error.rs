@@ -1,0 +1,242 @@
+//! The one error type of the HTTP API, written as RFC 9457 problem+json.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use simpul_catalog::CatalogError;
+use simpul_pipelines::IngestError;
+
+/// An error a caller can act on: a status, a short title and a detail in plain words.
+#[derive(Debug)]
+pub struct ApiError(Box<Problem>);
+
+#[derive(Debug)]
+struct Problem {
+    status: StatusCode,
+    kind: &'static str,
+    title: &'static str,
+    detail: String,
+    extra: Option<serde_json::Value>,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    fn new(
+        status: StatusCode,
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self(Box::new(Problem {
+            status,
+            kind,
+            title,
+            detail: detail.into(),
+            extra: None,
+            retry_after: None,
+        }))
+    }
+
+    /// 400: the request is malformed.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "Bad request",
+            detail,
+        )
+    }
+
+    /// 401: no key, or a key that is unknown or revoked.
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Unauthorized",
+            detail,
+        )
+    }
+
+    /// 403: the key is valid but may not do this.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+    }
+
+    /// 404: the thing named does not exist.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+    }
+
+    /// 406: no response format in the Accept header is one we produce.
+    pub fn not_acceptable(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "not-acceptable",
+            "Not acceptable",
+            detail,
+        )
+    }
+
+    /// 409: the request conflicts with the current state.
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
+    }
+
+    /// 413: the body is larger than the configured limit.
+    pub fn too_large(limit: u64) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "Payload too large",
+            format!(
+                "the request body is larger than the limit of {limit} bytes (http.body_limit_bytes)"
+            ),
+        )
+    }
+
+    /// 415: a body in a format we cannot read.
+    pub fn unsupported_media_type(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            detail,
+        )
+    }
+
+    /// 422: the body parses but cannot be used.
+    pub fn unprocessable(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable",
+            "Unprocessable content",
+            detail,
+        )
+    }
+
+    /// 503: a dependency is down; try again later.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service unavailable",
+            detail,
+        )
+    }
+
+    /// 504: the query ran past its time limit.
+    pub fn timeout(seconds: u64) -> Self {
+        Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "query-timeout",
+            "Query timed out",
+            format!(
+                "the query did not finish within {seconds} s (query.timeout_secs); narrow it or add filters"
+            ),
+        )
+    }
+
+    /// 500: something broke on our side. The detail is logged, not sent.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            "the hub failed to handle this request; the error is in its log",
+        )
+    }
+
+    /// Adds fields to the problem document.
+    pub fn with_extra(mut self, extra: serde_json::Value) -> Self {
+        self.0.extra = Some(extra);
+        self
+    }
+
+    /// Adds a `Retry-After` header.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.0.retry_after = Some(seconds);
+        self
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.0.status
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = *self.0;
+        let mut body = json!({
+            "type": format!("https://simpul.purwakartakab.go.id/problems/{}", problem.kind),
+            "title": problem.title,
+            "status": problem.status.as_u16(),
+            "detail": problem.detail,
+        });
+        if let (Some(serde_json::Value::Object(extra)), Some(object)) =
+            (problem.extra, body.as_object_mut())
+        {
+            object.extend(extra);
+        }
+        let mut response = (problem.status, body.to_string()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(seconds) = problem.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(error: CatalogError) -> Self {
+        match error {
+            CatalogError::NotFound(what) => {
+                ApiError::not_found(format!("dataset {what} does not exist"))
+            }
+            CatalogError::InvalidId(e) => ApiError::bad_request(e.to_string()),
+            CatalogError::Invalid(m) | CatalogError::SqlSyntax(m) => ApiError::bad_request(m),
+            CatalogError::ReadOnly(m) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "read-only",
+                "SQL access is read-only",
+                m,
+            ),
+            CatalogError::NoSuchVersion(m) => ApiError::not_found(m),
+            CatalogError::DataFusion(e) => datafusion_error(*e),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+/// Planning errors are the caller's (a misspelt column); resource and I/O errors are ours.
+pub fn datafusion_error(error: datafusion::error::DataFusionError) -> ApiError {
+    use datafusion::error::DataFusionError as E;
+    match error.find_root() {
+        E::SQL(..) | E::Plan(_) | E::SchemaError(..) | E::NotImplemented(_) => {
+            ApiError::bad_request(error.find_root().to_string())
+        }
+        E::Execution(_) | E::ArrowError(..) => ApiError::bad_request(error.find_root().to_string()),
+        E::ResourcesExhausted(m) => {
+            ApiError::unavailable(format!("the query needs more memory than allowed: {m}"))
+        }
+        _ => ApiError::internal(error),
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(error: IngestError) -> Self {
+        match error {
+            IngestError::ColumnMismatch { .. } | IngestError::NoColumns(_) => {
+                ApiError::unprocessable(error.to_string())
+            }
+            IngestError::Source(e) => ApiError::unprocessable(e.to_string()),
+            IngestError::Catalog(e) => e.into(),
+            IngestError::Arrow(e) => ApiError::internal(e),
+        }
+    }
+}

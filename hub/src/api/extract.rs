@@ -1,0 +1,40 @@
+//! Extractors whose rejections are problem+json like every other error.
+
+use axum::extract::{FromRef, FromRequest, Request};
+use axum::http::StatusCode;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use super::ApiError;
+use crate::server::AppState;
+
+/// A JSON body. Any Content-Type is accepted (so `curl -d '{…}'` works); malformed or
+/// oversized bodies get a problem document.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let limit = AppState::from_ref(state).config.http.body_limit_bytes;
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::too_large(limit)
+                } else {
+                    ApiError::bad_request(rejection.body_text())
+                }
+            })?;
+        serde_json::from_slice(&body).map(ApiJson).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the body is not the JSON this endpoint expects: {e}"
+            ))
+        })
+    }
+}

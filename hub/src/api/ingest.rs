@@ -1,0 +1,295 @@
+//! `POST /api/v1/datasets/{id}/ingest`: upload a file (CSV, NDJSON, JSON array, Parquet) into
+//! a dataset, through the same validate → commit path as `simpul ingest`.
+
+use std::path::PathBuf;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use simpul_catalog::{Classification, DatasetId, IdempotencyClaim, WriteMode};
+use simpul_connectors::file::FileFormat;
+use simpul_pipelines::{DatasetDefaults, IngestOptions, IngestReport};
+use tokio::io::AsyncWriteExt;
+
+use super::ApiError;
+use super::datasets::dataset_id;
+use crate::auth::Caller;
+use crate::server::AppState;
+
+/// Query parameters of an upload.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UploadParams {
+    /// `append` (default) or `overwrite`.
+    mode: Option<String>,
+    /// `csv`, `ndjson`, `json`, `parquet`; the Content-Type decides when absent.
+    format: Option<String>,
+    /// Title, if this upload creates the dataset.
+    title: Option<String>,
+    /// Description, if this upload creates the dataset.
+    description: Option<String>,
+    /// Classification, if this upload creates the dataset (default `internal`).
+    classification: Option<Classification>,
+}
+
+/// A body saved to a temporary file, removed when dropped.
+struct SavedBody {
+    path: PathBuf,
+    sha256: String,
+}
+
+impl Drop for SavedBody {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+pub(super) async fn upload(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(params): Query<UploadParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let id = dataset_id(&id)?;
+    let existing = app.catalog.state.dataset(&id).await?;
+    if !caller.can_write(existing.as_ref()) {
+        let owner = existing.as_ref().map_or("its owner", |d| d.owner.as_str());
+        return Err(ApiError::forbidden(format!(
+            "{} may not write {id}: writing needs an admin key or a producer key of {owner}",
+            caller.id()
+        )));
+    }
+    let mode = match params.mode.as_deref() {
+        None | Some("append") => WriteMode::Append,
+        Some("overwrite") => WriteMode::Overwrite,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "mode must be append or overwrite, not '{other}'"
+            )));
+        }
+    };
+    let format = upload_format(params.format.as_deref(), headers.get(header::CONTENT_TYPE))?;
+    let saved = save_body(&app, body, &headers).await?;
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().map(str::to_string))
+        .transpose()
+        .map_err(|_| ApiError::bad_request("the Idempotency-Key header must be visible ASCII"))?;
+
+    if let Some(key) = &idempotency_key {
+        match app
+            .catalog
+            .state
+            .claim_idempotency_key(caller.id(), key, &saved.sha256)
+            .await?
+        {
+            IdempotencyClaim::Proceed => {}
+            IdempotencyClaim::Replay { status, body } => return Ok(replay(status, body)),
+            IdempotencyClaim::Mismatch => {
+                return Err(ApiError::conflict(format!(
+                    "Idempotency-Key '{key}' was already used for a different body; use a new key for a new upload"
+                )));
+            }
+            IdempotencyClaim::InProgress => {
+                return Err(ApiError::conflict(format!(
+                    "a request with Idempotency-Key '{key}' is still running or was interrupted; \
+                     check GET /api/v1/datasets/{id}/versions before retrying with a new key"
+                ))
+                .with_retry_after(5));
+            }
+        }
+    }
+
+    let upload = Upload {
+        id: &id,
+        creating: existing.is_none(),
+        params: &params,
+        mode,
+        format: &format,
+        saved: &saved,
+        idempotency_key: idempotency_key.as_deref(),
+    };
+    let outcome = run_ingest(&app, &caller, upload).await;
+    match (&outcome, &idempotency_key) {
+        (Ok((status, body)), Some(key)) => {
+            app.catalog
+                .state
+                .complete_idempotency_key(caller.id(), key, status.as_u16(), &body.to_string())
+                .await?;
+        }
+        (Err(_), Some(key)) => {
+            app.catalog
+                .state
+                .release_idempotency_key(caller.id(), key)
+                .await?
+        }
+        _ => {}
+    }
+    let (status, body) = outcome?;
+    Ok((status, axum::Json(body)).into_response())
+}
+
+/// One accepted upload, ready to ingest.
+struct Upload<'a> {
+    id: &'a DatasetId,
+    creating: bool,
+    params: &'a UploadParams,
+    mode: WriteMode,
+    format: &'a FileFormat,
+    saved: &'a SavedBody,
+    idempotency_key: Option<&'a str>,
+}
+
+async fn run_ingest(
+    app: &AppState,
+    caller: &Caller,
+    upload: Upload<'_>,
+) -> Result<(StatusCode, serde_json::Value), ApiError> {
+    let Upload {
+        id,
+        creating,
+        params,
+        mode,
+        format,
+        saved,
+        idempotency_key,
+    } = upload;
+    let reader = simpul_connectors::file::open(&saved.path, format)
+        .map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    let source = match idempotency_key {
+        Some(key) => format!("http upload by {} (Idempotency-Key {key})", caller.id()),
+        None => format!("http upload by {}", caller.id()),
+    };
+    let options = IngestOptions {
+        dataset: id.clone(),
+        mode,
+        defaults: DatasetDefaults {
+            title: params.title.clone().unwrap_or_default(),
+            description: params.description.clone().unwrap_or_default(),
+            owner: caller.0.member.clone(),
+            classification: params.classification.unwrap_or(Classification::Internal),
+            tags: Vec::new(),
+        },
+        schema: None,
+        actor: caller.id().to_string(),
+        source,
+    };
+    let report = simpul_pipelines::ingest(&app.catalog, reader, options).await?;
+    crate::metrics::rows_ingested(&id.to_string(), report.rows_written, report.rows_rejected);
+    let status = if creating {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, report_json(&report)))
+}
+
+fn report_json(report: &IngestReport) -> serde_json::Value {
+    json!({
+        "dataset": report.dataset,
+        "run_id": report.run_id,
+        "created": report.created,
+        "version": report.version,
+        "rows_read": report.rows_read,
+        "rows_written": report.rows_written,
+        "rows_rejected": report.rows_rejected,
+        "rejects": format!("/api/v1/datasets/{}/rejects", report.dataset),
+        "sample_rejects": report.sample_rejects,
+    })
+}
+
+fn replay(status: u16, body: String) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+        .headers_mut()
+        .insert("idempotency-replayed", HeaderValue::from_static("true"));
+    response
+}
+
+fn upload_format(
+    param: Option<&str>,
+    content_type: Option<&HeaderValue>,
+) -> Result<FileFormat, ApiError> {
+    if let Some(name) = param {
+        return FileFormat::from_name(name).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "format '{name}' is not one of csv, tsv, ndjson, json, parquet"
+            ))
+        });
+    }
+    let media = content_type
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    let name = match media.as_str() {
+        "text/csv" => "csv",
+        "text/tab-separated-values" => "tsv",
+        "application/x-ndjson" | "application/jsonl" | "application/ndjson" => "ndjson",
+        "application/json" => "json",
+        "application/vnd.apache.parquet" | "application/x-parquet" => "parquet",
+        _ => {
+            return Err(ApiError::unsupported_media_type(format!(
+                "cannot read a body of type '{media}'; send text/csv, application/x-ndjson, application/json \
+                 or application/vnd.apache.parquet, or pass ?format="
+            )));
+        }
+    };
+    FileFormat::from_name(name).ok_or_else(|| ApiError::internal("format table is inconsistent"))
+}
+
+/// Streams the body to a temporary file, hashing it, and refuses it past the body limit.
+async fn save_body(app: &AppState, body: Body, headers: &HeaderMap) -> Result<SavedBody, ApiError> {
+    let limit = app.config.http.body_limit_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::too_large(limit));
+    }
+    let dir = app.config.data_dir.join("tmp");
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut saved = SavedBody {
+        path: dir.join(format!("upload-{}", uuid::Uuid::new_v4())),
+        sha256: String::new(),
+    };
+    let mut file = tokio::fs::File::create(&saved.path)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut hasher = Sha256::new();
+    let mut received: u64 = 0;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("the upload was interrupted: {e}")))?;
+        received += chunk.len() as u64;
+        if received > limit {
+            return Err(ApiError::too_large(limit));
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk).await.map_err(ApiError::internal)?;
+    }
+    file.flush().await.map_err(ApiError::internal)?;
+    saved.sha256 = hex::encode(hasher.finalize());
+    Ok(saved)
+}

@@ -1,0 +1,34 @@
+//! The `/api/v1` routes, composed per area.
+
+mod datasets;
+mod error;
+mod extract;
+mod ingest;
+mod keys;
+mod records;
+mod sql;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+pub use error::{ApiError, datafusion_error};
+pub use extract::ApiJson;
+
+use crate::server::AppState;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/sql", post(sql::run))
+        .route("/datasets", get(datasets::list))
+        .route(
+            "/datasets/{id}",
+            get(datasets::show).patch(datasets::update),
+        )
+        .route("/datasets/{id}/versions", get(datasets::versions))
+        .route("/datasets/{id}/records", get(records::data))
+        .route("/datasets/{id}/rejects", get(records::rejects))
+        .route("/datasets/{id}/ingest", post(ingest::upload))
+        .route("/keys", get(keys::list).post(keys::create))
+        .route("/keys/{id}", axum::routing::delete(keys::revoke))
+        .route("/metrics", get(crate::metrics::render))
+}

@@ -1,0 +1,258 @@
+//! API keys and the caller of a request.
+//!
+//! A key is shown once, when it is issued; only its SHA-256 is stored. Keys are 40 random
+//! alphanumeric characters (about 238 bits), so a fast hash is enough: there is nothing to
+//! brute-force.
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::header;
+use axum::http::request::Parts;
+use chrono::Utc;
+use rand::distr::{Alphanumeric, SampleString};
+use sha2::{Digest, Sha256};
+use simpul_catalog::{ApiClient, CatalogError, DatasetMeta, Role, StateStore};
+
+use crate::api::ApiError;
+use crate::server::AppState;
+
+/// Prefix of every key, so that leaked keys are easy to spot in logs and repositories.
+const KEY_PREFIX: &str = "simpul_";
+
+/// The client id of the admin key made on first start.
+pub const FIRST_ADMIN_ID: &str = "admin";
+
+/// What is needed to issue a key.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    /// The client id; `<member>-<subsystem>` when absent.
+    pub id: Option<String>,
+    /// The member (OPD) code, `DINKES`.
+    pub member: String,
+    /// The member's system, `SEMAR`.
+    pub subsystem: String,
+    /// What the key may do.
+    pub role: Role,
+    /// Who holds the key.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// The SHA-256 of a key, as stored.
+pub fn key_hash(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+fn new_key() -> String {
+    format!(
+        "{KEY_PREFIX}{}",
+        Alphanumeric.sample_string(&mut rand::rng(), 40)
+    )
+}
+
+fn valid_code(code: &str) -> bool {
+    let mut chars = code.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && code.len() <= 64
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn valid_client_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    matches!(chars.next(), Some('a'..='z' | '0'..='9'))
+        && id.len() <= 64
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '-' | '_'))
+}
+
+/// Issues a key: stores the client with the key's hash and returns the key, which is never
+/// shown again.
+pub async fn issue_key(
+    state: &StateStore,
+    request: &NewKey,
+    actor: &str,
+) -> Result<(ApiClient, String), CatalogError> {
+    for (what, code) in [
+        ("member", &request.member),
+        ("subsystem", &request.subsystem),
+    ] {
+        if !valid_code(code) {
+            return Err(CatalogError::Invalid(format!(
+                "{what} '{code}' is not valid: use letters, digits, '-', '_' or '.' (at most 64), starting with a letter or digit"
+            )));
+        }
+    }
+    let id = match &request.id {
+        Some(id) if valid_client_id(id) => {
+            if state.client(id).await?.is_some() {
+                return Err(CatalogError::Invalid(format!(
+                    "an API client with id '{id}' already exists"
+                )));
+            }
+            id.clone()
+        }
+        Some(id) => {
+            return Err(CatalogError::Invalid(format!(
+                "client id '{id}' is not valid: use lowercase letters, digits, '-' or '_' (at most 64)"
+            )));
+        }
+        None => free_client_id(state, request).await?,
+    };
+    let client = ApiClient {
+        id,
+        member: request.member.to_uppercase(),
+        subsystem: request.subsystem.to_uppercase(),
+        role: request.role,
+        description: request.description.clone(),
+        created_at: Utc::now(),
+        revoked_at: None,
+    };
+    let key = new_key();
+    state.insert_client(&client, &key_hash(&key)).await?;
+    state
+        .audit(
+            actor,
+            "key.create",
+            &client.id,
+            serde_json::json!({"member": client.member, "subsystem": client.subsystem, "role": client.role}),
+        )
+        .await?;
+    Ok((client, key))
+}
+
+async fn free_client_id(state: &StateStore, request: &NewKey) -> Result<String, CatalogError> {
+    let base: String = format!("{}-{}", request.member, request.subsystem)
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let mut candidate = base.clone();
+    let mut n = 2;
+    while state.client(&candidate).await?.is_some() {
+        candidate = format!("{base}-{n}");
+        n += 1;
+    }
+    Ok(candidate)
+}
+
+/// Revokes a key; its holder gets 401 from the next request on.
+pub async fn revoke_key(state: &StateStore, id: &str, actor: &str) -> Result<bool, CatalogError> {
+    let revoked = state.revoke_client(id).await?;
+    if revoked {
+        state
+            .audit(actor, "key.revoke", id, serde_json::json!({}))
+            .await?;
+    }
+    Ok(revoked)
+}
+
+/// The authenticated client behind a request.
+#[derive(Debug, Clone)]
+pub struct Caller(pub ApiClient);
+
+impl Caller {
+    /// The client id, as recorded in audit entries.
+    pub fn id(&self) -> &str {
+        &self.0.id
+    }
+
+    /// Refuses callers whose role is not one of `roles`.
+    pub fn require(&self, roles: &[Role], action: &str) -> Result<(), ApiError> {
+        if roles.contains(&self.0.role) {
+            Ok(())
+        } else {
+            let allowed: Vec<String> = roles.iter().map(Role::to_string).collect();
+            Err(ApiError::forbidden(format!(
+                "{action} needs a key with role {}; this key ({}) has role {}",
+                allowed.join(" or "),
+                self.0.id,
+                self.0.role
+            )))
+        }
+    }
+
+    /// Whether this caller may read a dataset's rows: analysts and admins read all,
+    /// producers read what their member owns.
+    pub fn can_read(&self, dataset: &DatasetMeta) -> bool {
+        match self.0.role {
+            Role::Admin | Role::Analyst => true,
+            Role::Producer => dataset.owner == self.0.member,
+        }
+    }
+
+    /// Whether this caller may write a dataset: admins write all, producers what their
+    /// member owns (or a new dataset, which their member then owns).
+    pub fn can_write(&self, dataset: Option<&DatasetMeta>) -> bool {
+        match (self.0.role, dataset) {
+            (Role::Admin, _) => true,
+            (Role::Producer, None) => true,
+            (Role::Producer, Some(d)) => d.owner == self.0.member,
+            (Role::Analyst, _) => false,
+        }
+    }
+}
+
+impl<S> FromRequestParts<S> for Caller
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let app = AppState::from_ref(state);
+        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+            ApiError::unauthorized("send your API key as 'Authorization: Bearer <key>'")
+        })?;
+        let key = header
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be 'Bearer <key>'")
+            })?;
+        let client = app
+            .catalog
+            .state
+            .active_client_by_key_hash(&key_hash(key))
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::unauthorized("this API key is unknown or has been revoked"))?;
+        Ok(Caller(client))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_prefixed_random_and_hashed() {
+        let (a, b) = (new_key(), new_key());
+        assert!(a.starts_with("simpul_") && a.len() == 47);
+        assert_ne!(a, b);
+        assert_eq!(key_hash(&a).len(), 64);
+        assert_ne!(key_hash(&a), key_hash(&b));
+    }
+
+    #[test]
+    fn member_codes_and_client_ids_are_restricted() {
+        assert!(valid_code("DINKES") && valid_code("PURWAKARTA-DINKES") && valid_code("id.jabar"));
+        assert!(!valid_code("") && !valid_code("-X") && !valid_code("a b") && !valid_code("x/y"));
+        assert!(
+            valid_client_id("dinkes-semar")
+                && !valid_client_id("Dinkes")
+                && !valid_client_id("a b")
+        );
+    }
+}

@@ -1,0 +1,189 @@
+//! What `serve` does before it listens: open the catalog, issue the first admin key, and
+//! load the reference and demo data that ship with the binary.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema};
+use simpul_catalog::{Catalog, Classification, DatasetId, Role, WriteMode};
+use simpul_connectors::file::{FileFormat, open_bytes};
+use simpul_pipelines::{DatasetDefaults, IngestOptions};
+
+use crate::auth::{FIRST_ADMIN_ID, NewKey, issue_key};
+use crate::config::Config;
+
+const WILAYAH_CSV: &[u8] = include_bytes!("../reference/wilayah_3214.csv");
+const DEMO_UPAH_MINIMUM_CSV: &[u8] =
+    include_bytes!("../reference/demo_upah_minimum_kabupatenkota.csv");
+
+/// The actor name recorded for what the hub does by itself.
+const SYSTEM_ACTOR: &str = "simpul";
+
+/// Opens the lake and the state store named by the configuration, creating the data
+/// directory for local lakes.
+pub async fn open_catalog(config: &Config) -> Result<Arc<Catalog>, String> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("cannot create data_dir {}: {e}", config.data_dir.display()))?;
+    let lake_url = config.effective_lake_url()?;
+    if let Some(path) = url::Url::parse(&lake_url)
+        .ok()
+        .filter(|u| u.scheme() == "file")
+        .and_then(|u| u.to_file_path().ok())
+    {
+        std::fs::create_dir_all(&path)
+            .map_err(|e| format!("cannot create the lake directory {}: {e}", path.display()))?;
+    }
+    let options = config.lake.storage_options.clone().into_iter().collect();
+    Catalog::open(&lake_url, options, &config.effective_state_url()?)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// What the first start produced.
+#[derive(Debug, Default)]
+pub struct FirstStart {
+    /// The admin key, on the very first start only.
+    pub admin_key: Option<String>,
+}
+
+/// Issues the first admin key and loads shipped data that is missing. Safe on every start.
+pub async fn prepare(catalog: &Arc<Catalog>, config: &Config) -> Result<FirstStart, String> {
+    let admin_key = first_admin_key(catalog).await?;
+    load_reference_wilayah(catalog, config).await?;
+    if config.demo_data {
+        load_demo(catalog).await?;
+    }
+    Ok(FirstStart { admin_key })
+}
+
+async fn first_admin_key(catalog: &Arc<Catalog>) -> Result<Option<String>, String> {
+    let existing = catalog
+        .state
+        .client(FIRST_ADMIN_ID)
+        .await
+        .map_err(|e| e.to_string())?;
+    if existing.is_some() {
+        return Ok(None);
+    }
+    let request = NewKey {
+        id: Some(FIRST_ADMIN_ID.to_string()),
+        member: "SIMPUL".into(),
+        subsystem: "ADMIN".into(),
+        role: Role::Admin,
+        description: "first admin key, issued at first start".into(),
+    };
+    let (_, key) = issue_key(&catalog.state, &request, SYSTEM_ACTOR)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Some(key))
+}
+
+fn wilayah_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("kode", DataType::Utf8, false),
+        Field::new("kode_nodot", DataType::Utf8, false),
+        Field::new("nama", DataType::Utf8, false),
+        Field::new("level", DataType::Utf8, false),
+        Field::new("jenis", DataType::Utf8, true),
+        Field::new("parent_kode", DataType::Utf8, true),
+        Field::new("lat", DataType::Float64, true),
+        Field::new("lng", DataType::Float64, true),
+    ]))
+}
+
+async fn load_reference_wilayah(catalog: &Arc<Catalog>, config: &Config) -> Result<(), String> {
+    let id: DatasetId = "ref.wilayah"
+        .parse()
+        .map_err(|e: simpul_catalog::InvalidDatasetId| e.to_string())?;
+    if catalog
+        .state
+        .dataset(&id)
+        .await
+        .map_err(|e| e.to_string())?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let options = IngestOptions {
+        dataset: id,
+        // Overwrite, so a start interrupted after the commit cannot load the rows twice.
+        mode: WriteMode::Overwrite,
+        defaults: DatasetDefaults {
+            title: "Wilayah Kabupaten Purwakarta (Kepmendagri 2025)".into(),
+            description: "Kabupaten, 17 kecamatan dan 192 desa/kelurahan Purwakarta dengan kode Kemendagri \
+                          dan titik tengah. The regency's region reference: every regional record keys on these codes."
+                .into(),
+            owner: config.default_owner.clone(),
+            classification: Classification::Public,
+            tags: vec!["referensi".into(), "wilayah".into(), "kemendagri".into()],
+        },
+        schema: Some(wilayah_schema()),
+        actor: SYSTEM_ACTOR.into(),
+        source: "wilayah_3214.csv (shipped with simpul)".into(),
+    };
+    load_embedded(catalog, "wilayah_3214.csv", WILAYAH_CSV, options).await
+}
+
+async fn load_demo(catalog: &Arc<Catalog>) -> Result<(), String> {
+    const DEMO_LOADED: &str = "demo_loaded";
+    if catalog
+        .state
+        .setting(DEMO_LOADED)
+        .await
+        .map_err(|e| e.to_string())?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let id: DatasetId = "stats.upah_minimum"
+        .parse()
+        .map_err(|e: simpul_catalog::InvalidDatasetId| e.to_string())?;
+    let options = IngestOptions {
+        dataset: id,
+        mode: WriteMode::Overwrite,
+        defaults: DatasetDefaults {
+            title: "Upah minimum kabupaten/kota Jawa Barat 2017–2023 (demo)".into(),
+            description: "Demo data from Open Data Jabar (Disnakertrans): the minimum wage of each kabupaten/kota \
+                          of Jawa Barat, in rupiah per month."
+                .into(),
+            owner: "DISNAKERTRANS".into(),
+            classification: Classification::Public,
+            tags: vec!["demo".into(), "open-data-jabar".into(), "ekonomi".into()],
+        },
+        schema: None,
+        actor: SYSTEM_ACTOR.into(),
+        source: "upah_minimum_kabupatenkota.csv (demo, shipped with simpul)".into(),
+    };
+    load_embedded(
+        catalog,
+        "upah_minimum_kabupatenkota.csv",
+        DEMO_UPAH_MINIMUM_CSV,
+        options,
+    )
+    .await?;
+    catalog
+        .state
+        .set_setting_once(DEMO_LOADED, &simpul_catalog::timestamp(chrono::Utc::now()))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+async fn load_embedded(
+    catalog: &Arc<Catalog>,
+    name: &str,
+    data: &'static [u8],
+    options: IngestOptions,
+) -> Result<(), String> {
+    let dataset = options.dataset.clone();
+    let reader = open_bytes(
+        name,
+        bytes::Bytes::from_static(data),
+        &FileFormat::from_name("csv").unwrap_or(FileFormat::Ndjson),
+    )
+    .map_err(|e| e.to_string())?;
+    let report = simpul_pipelines::ingest(catalog, reader, options)
+        .await
+        .map_err(|e| format!("loading {dataset} failed: {e}"))?;
+    tracing::info!(%dataset, rows = report.rows_written, rejected = report.rows_rejected, "loaded shipped data");
+    Ok(())
+}

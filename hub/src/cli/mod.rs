@@ -1,0 +1,111 @@
+//! The `simpul` command line.
+
+mod datasets;
+mod ingest;
+mod keys;
+mod serve;
+mod sql;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, LogFormat};
+
+/// Simpul: the data hub of Kabupaten Purwakarta.
+#[derive(Debug, Parser)]
+#[command(name = "simpul", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file (TOML). Default: ./simpul.toml when it exists.
+    #[arg(long, global = true, env = "SIMPUL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the lake and the state store live (overrides data_dir).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Log format: text or json (overrides log_format).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the hub: the HTTP API, after first-start set-up (admin key, reference and demo data).
+    Serve(serve::ServeArgs),
+    /// Load a CSV, NDJSON, JSON array or Parquet file into a dataset.
+    Ingest(ingest::IngestArgs),
+    /// Run a read-only SQL query against the local lake and print the result.
+    Sql(sql::SqlArgs),
+    /// List and inspect datasets.
+    Datasets {
+        #[command(subcommand)]
+        command: datasets::DatasetsCommand,
+    },
+    /// Issue, list and revoke API keys.
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
+    /// Print the effective configuration (defaults, file and SIMPUL_* variables combined).
+    Config,
+}
+
+/// Runs the command line and maps failures to a message on stderr and exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let config = load_config(&cli)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let is_server = matches!(cli.command, Command::Serve(_));
+    // Commands print their own results; their logs stay quiet unless asked for.
+    let level = if is_server {
+        config.log_level.clone()
+    } else {
+        "warn".to_string()
+    };
+    crate::telemetry::init(config.log_format, &level);
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(config, args).await,
+            Command::Ingest(args) => ingest::run(config, args).await,
+            Command::Sql(args) => sql::run(config, args).await,
+            Command::Datasets { command } => datasets::run(config, command).await,
+            Command::Keys { command } => keys::run(config, command).await,
+            Command::Config => {
+                print!("{}", config.to_display_toml()?);
+                Ok(())
+            }
+        }
+    })
+}
+
+fn load_config(cli: &Cli) -> Result<Config, String> {
+    let default_file = Path::new("simpul.toml");
+    let file = match &cli.config {
+        Some(path) => Some(path.as_path()),
+        None if default_file.exists() => Some(default_file),
+        None => None,
+    };
+    let mut config = Config::load(file, std::env::vars())?;
+    if let Some(dir) = &cli.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if let Some(format) = cli.log_format {
+        config.log_format = format;
+    }
+    Ok(config)
+}

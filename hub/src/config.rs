@@ -1,0 +1,374 @@
+//! One TOML file, every key with a default, every key overridable by a `SIMPUL_*` variable.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The hub's effective configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the lake, the SQLite state store and temporary files live.
+    pub data_dir: PathBuf,
+    /// The lake's root URL; `file://<data_dir>/lake` when empty. `s3://bucket/prefix` for S3.
+    pub lake_url: String,
+    /// The state store; `sqlite://<data_dir>/state.db` when empty. `postgres://…` for PostgreSQL.
+    pub state_url: String,
+    /// `text` for people, `json` for log collectors.
+    pub log_format: LogFormat,
+    /// A tracing filter: `info`, `simpul_hub=debug,info`, …
+    pub log_level: String,
+    /// Load the demo dataset on first start.
+    pub demo_data: bool,
+    /// Member code that owns datasets ingested without an explicit owner.
+    pub default_owner: String,
+    /// The HTTP server.
+    pub http: HttpConfig,
+    /// SQL and records queries.
+    pub query: QueryConfig,
+    /// Object store options for the lake.
+    pub lake: LakeConfig,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: String,
+    /// Largest accepted request body, in bytes (uploads included).
+    pub body_limit_bytes: u64,
+}
+
+/// Query limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueryConfig {
+    /// A query that runs longer is stopped.
+    pub timeout_secs: u64,
+    /// At most this many rows are returned; the response says when it cut the result.
+    pub row_limit: u64,
+    /// Rows per Arrow batch while a query runs.
+    pub batch_size: usize,
+}
+
+/// Lake storage settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LakeConfig {
+    /// object_store options, for example `aws_endpoint`, `aws_access_key_id`,
+    /// `aws_secret_access_key`, `aws_region`, `aws_allow_http` for MinIO.
+    pub storage_options: BTreeMap<String, String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./simpul-data"),
+            lake_url: String::new(),
+            state_url: String::new(),
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            demo_data: true,
+            default_owner: "DISKOMINFO".into(),
+            http: HttpConfig::default(),
+            query: QueryConfig::default(),
+            lake: LakeConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            body_limit_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            timeout_secs: 60,
+            row_limit: 1_000_000,
+            batch_size: 8192,
+        }
+    }
+}
+
+/// Prefix of environment variables that override configuration keys.
+const ENV_PREFIX: &str = "SIMPUL_";
+/// Variables `SIMPUL_LAKE_STORAGE_OPTIONS_<NAME>` set `lake.storage_options.<name>`.
+const STORAGE_OPTION_PREFIX: &str = "SIMPUL_LAKE_STORAGE_OPTIONS_";
+
+impl Config {
+    /// Loads defaults, then the file (if any), then `SIMPUL_*` variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, String> {
+        let mut merged = toml::Value::try_from(Config::default()).map_err(|e| e.to_string())?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+            let overlay: toml::Value = toml::from_str(&text)
+                .map_err(|e| format!("config file {} is not valid TOML: {e}", path.display()))?;
+            merge(&mut merged, overlay);
+        }
+        let env: BTreeMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        apply_env(&mut merged, &env)?;
+        let config: Config = merged.try_into().map_err(|e: toml::de::Error| match file {
+            Some(path) => format!("config file {}: {}", path.display(), e.message()),
+            None => format!("configuration: {}", e.message()),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.query.row_limit == 0 {
+            return Err("query.row_limit must be at least 1".into());
+        }
+        if self.query.timeout_secs == 0 {
+            return Err("query.timeout_secs must be at least 1".into());
+        }
+        if self.query.batch_size == 0 {
+            return Err("query.batch_size must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The lake URL, derived from `data_dir` when not set.
+    pub fn effective_lake_url(&self) -> Result<String, String> {
+        if !self.lake_url.is_empty() {
+            return Ok(self.lake_url.clone());
+        }
+        let lake = absolute(&self.data_dir)?.join("lake");
+        url::Url::from_directory_path(&lake)
+            .map(|u| u.to_string())
+            .map_err(|_| format!("cannot turn {} into a file URL", lake.display()))
+    }
+
+    /// The state store URL, derived from `data_dir` when not set.
+    pub fn effective_state_url(&self) -> Result<String, String> {
+        if !self.state_url.is_empty() {
+            return Ok(self.state_url.clone());
+        }
+        let db = absolute(&self.data_dir)?.join("state.db");
+        Ok(format!("sqlite://{}?mode=rwc", db.display()))
+    }
+
+    /// The configuration as TOML, with derived URLs filled in and secrets hidden.
+    pub fn to_display_toml(&self) -> Result<String, String> {
+        let mut shown = self.clone();
+        shown.lake_url = self.effective_lake_url()?;
+        shown.state_url = simpul_catalog::redact_url(&self.effective_state_url()?);
+        for (key, value) in shown.lake.storage_options.iter_mut() {
+            if key.contains("secret") || key.contains("token") || key.contains("password") {
+                *value = "***".into();
+            }
+        }
+        toml::to_string_pretty(&shown).map_err(|e| e.to_string())
+    }
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, String> {
+    std::path::absolute(path).map_err(|e| format!("cannot resolve {}: {e}", path.display()))
+}
+
+fn merge(base: &mut toml::Value, overlay: toml::Value) {
+    match (base, overlay) {
+        (toml::Value::Table(base), toml::Value::Table(overlay)) => {
+            for (key, value) in overlay {
+                match base.get_mut(&key) {
+                    Some(existing) => merge(existing, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (base, overlay) => *base = overlay,
+    }
+}
+
+/// Every scalar key `a.b_c` can be set by `SIMPUL_A_B_C`, parsed as the key's own type.
+fn apply_env(value: &mut toml::Value, env: &BTreeMap<String, String>) -> Result<(), String> {
+    let mut leaves = Vec::new();
+    collect_leaves(value, &mut Vec::new(), &mut leaves);
+    for path in leaves {
+        let var = format!("{ENV_PREFIX}{}", path.join("_").to_uppercase());
+        let Some(raw) = env.get(&var) else { continue };
+        let Some(slot) = leaf_mut(value, &path) else {
+            continue;
+        };
+        *slot = parse_like(slot, raw).map_err(|e| format!("{var}: {e}"))?;
+    }
+    for (var, raw) in env {
+        if let Some(name) = var.strip_prefix(STORAGE_OPTION_PREFIX) {
+            let options = value
+                .get_mut("lake")
+                .and_then(|l| l.get_mut("storage_options"))
+                .and_then(|o| o.as_table_mut());
+            if let Some(options) = options {
+                options.insert(name.to_lowercase(), toml::Value::String(raw.clone()));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn collect_leaves(value: &toml::Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    match value {
+        toml::Value::Table(table) => {
+            for (key, child) in table {
+                if key == "storage_options" {
+                    continue;
+                }
+                path.push(key.clone());
+                collect_leaves(child, path, out);
+                path.pop();
+            }
+        }
+        _ => out.push(path.clone()),
+    }
+}
+
+fn leaf_mut<'a>(value: &'a mut toml::Value, path: &[String]) -> Option<&'a mut toml::Value> {
+    path.iter()
+        .try_fold(value, |v, key| v.get_mut(key.as_str()))
+}
+
+fn parse_like(current: &toml::Value, raw: &str) -> Result<toml::Value, String> {
+    match current {
+        toml::Value::Integer(_) => raw
+            .trim()
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .map_err(|_| format!("expected a whole number, got '{raw}'")),
+        toml::Value::Boolean(_) => match raw.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Ok(toml::Value::Boolean(true)),
+            "false" | "0" | "no" => Ok(toml::Value::Boolean(false)),
+            _ => Err(format!("expected true or false, got '{raw}'")),
+        },
+        toml::Value::Float(_) => raw
+            .trim()
+            .parse::<f64>()
+            .map(toml::Value::Float)
+            .map_err(|_| format!("expected a number, got '{raw}'")),
+        _ => Ok(toml::Value::String(raw.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let config = Config::load(None, Vec::new()).unwrap();
+        assert_eq!(config.http.listen, "127.0.0.1:8080");
+        assert!(
+            config
+                .effective_lake_url()
+                .unwrap()
+                .ends_with("/simpul-data/lake/")
+        );
+        assert!(
+            config
+                .effective_state_url()
+                .unwrap()
+                .starts_with("sqlite://")
+        );
+    }
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("simpul.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/srv/simpul\"\n[query]\nrow_limit = 10\n",
+        )
+        .unwrap();
+        let config = Config::load(
+            Some(&path),
+            env(&[
+                ("SIMPUL_QUERY_ROW_LIMIT", "20"),
+                ("SIMPUL_HTTP_LISTEN", "0.0.0.0:9000"),
+                ("SIMPUL_DEMO_DATA", "false"),
+                (
+                    "SIMPUL_LAKE_STORAGE_OPTIONS_AWS_ENDPOINT",
+                    "http://127.0.0.1:9000",
+                ),
+                ("OTHER", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/srv/simpul"));
+        assert_eq!(config.query.row_limit, 20);
+        assert_eq!(config.http.listen, "0.0.0.0:9000");
+        assert!(!config.demo_data);
+        assert_eq!(
+            config.lake.storage_options["aws_endpoint"],
+            "http://127.0.0.1:9000"
+        );
+        assert_eq!(
+            config.effective_lake_url().unwrap(),
+            "file:///srv/simpul/lake/"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("simpul.toml");
+        std::fs::write(&path, "[http]\nlisten_addr = \"x\"\n").unwrap();
+        let err = Config::load(Some(&path), Vec::new()).unwrap_err();
+        assert!(err.contains("listen_addr"), "{err}");
+        let err = Config::load(None, env(&[("SIMPUL_QUERY_ROW_LIMIT", "many")])).unwrap_err();
+        assert_eq!(
+            err,
+            "SIMPUL_QUERY_ROW_LIMIT: expected a whole number, got 'many'"
+        );
+    }
+
+    #[test]
+    fn display_hides_secrets() {
+        let mut config = Config {
+            state_url: "postgres://u:pw@db/simpul".into(),
+            ..Config::default()
+        };
+        config
+            .lake
+            .storage_options
+            .insert("aws_secret_access_key".into(), "s3cr3t".into());
+        let shown = config.to_display_toml().unwrap();
+        assert!(
+            !shown.contains("s3cr3t") && !shown.contains(":pw@"),
+            "{shown}"
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! The hub: the `simpul` binary's configuration, CLI and HTTP server.
+//!
+//! Owns everything that faces people and systems: the axum server (SQL, catalog, records and
+//! upload endpoints, keys, health, metrics), API key authentication and roles, result
+//! encoding (JSON, CSV, Arrow, Parquet), and the commands of the `simpul` CLI.
+//!
+//! Reaches data only through `simpul-catalog` (datasets, lake, state store, SQL sessions) and
+//! `simpul-pipelines` (ingest). Requests enter through `server::router`; results leave as
+//! streamed response bodies.
+
+pub mod api;
+pub mod auth;
+pub mod bootstrap;
+pub mod cli;
+pub mod config;
+pub mod health;
+pub mod metrics;
+pub mod results;
+pub mod server;
+pub mod telemetry;

@@ -1,0 +1,67 @@
+//! Prometheus metrics: requests, query time, rows ingested.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::api::ApiError;
+use crate::auth::Caller;
+use crate::server::AppState;
+
+/// Seconds buckets for request and query durations.
+const DURATION_BUCKETS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
+];
+
+/// Installs the process-wide recorder and returns the handle that renders it.
+pub fn install() -> Result<PrometheusHandle, String> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &DURATION_BUCKETS)
+        .map_err(|e| e.to_string())?
+        .install_recorder()
+        .map_err(|e| format!("cannot install the metrics recorder: {e}"))
+}
+
+/// Counts every request and times it, by route template (not raw path) and status.
+pub async fn track_requests(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("simpul_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("simpul_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// `GET /metrics`: any valid key may scrape (Prometheus sends it as a bearer token).
+pub async fn render(State(app): State<AppState>, _caller: Caller) -> Result<Response, ApiError> {
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+        .into_response())
+}
+
+/// Records a finished query.
+pub fn query_finished(endpoint: &'static str, seconds: f64, rows: u64) {
+    metrics::histogram!("simpul_query_duration_seconds", "endpoint" => endpoint).record(seconds);
+    metrics::counter!("simpul_query_rows_total", "endpoint" => endpoint).increment(rows);
+}
+
+/// Records rows that an ingest wrote and rejected.
+pub fn rows_ingested(dataset: &str, written: u64, rejected: u64) {
+    metrics::counter!("simpul_rows_ingested_total", "dataset" => dataset.to_string())
+        .increment(written);
+    metrics::counter!("simpul_rows_rejected_total", "dataset" => dataset.to_string())
+        .increment(rejected);
+}
