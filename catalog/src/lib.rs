@@ -11,6 +11,7 @@
 mod clients;
 mod dataset_id;
 mod error;
+mod execute;
 mod idempotency;
 mod lake;
 mod metadata;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 pub use clients::{ApiClient, Role};
 pub use dataset_id::{DatasetId, InvalidDatasetId, REJECTS_SUFFIX};
 pub use error::CatalogError;
+pub use execute::execute;
 pub use idempotency::IdempotencyClaim;
 pub use lake::{
     CommitOptions, Lake, LakeTable, StagedFiles, TableStats, TableWriter, VersionInfo, WriteMode,

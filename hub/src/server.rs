@@ -58,6 +58,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", crate::api::routes())
         .merge(crate::health::routes())
+        .route("/metrics", axum::routing::get(crate::metrics::render))
         .layer(axum::middleware::from_fn(crate::metrics::track_requests))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)

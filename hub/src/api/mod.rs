@@ -30,5 +30,4 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/datasets/{id}/ingest", post(ingest::upload))
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{id}", axum::routing::delete(keys::revoke))
-        .route("/metrics", get(crate::metrics::render))
 }

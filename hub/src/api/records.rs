@@ -172,10 +172,7 @@ async fn serve_table(
         ShapeError::Api(e) => e,
         ShapeError::DataFusion(e) => super::datafusion_error(e),
     })?;
-    let stream = frame
-        .execute_stream()
-        .await
-        .map_err(super::datafusion_error)?;
+    let stream = simpul_catalog::execute(frame).await?;
     let started = results::start(stream, deadline, limits.timeout_secs).await?;
     let mut response = results::respond(started, format, row_limit, deadline, "records")?;
     response.headers_mut().insert(

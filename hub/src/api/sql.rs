@@ -45,7 +45,7 @@ pub(super) async fn run(
             .await?;
         // One row past the limit tells us whether the limit cut the result.
         let frame = frame.limit(0, Some((limits.row_limit + 1) as usize))?;
-        Ok::<_, simpul_catalog::CatalogError>(frame.execute_stream().await?)
+        simpul_catalog::execute(frame).await
     })
     .await
     .map_err(|_| ApiError::timeout(limits.timeout_secs))??;

@@ -1,1 +1,12 @@
-fn main() {}
+//! Simpul's integration tests: one binary, real processes, real HTTP, real files.
+
+mod harness;
+
+mod auth;
+mod bad_input;
+mod concurrency;
+mod ingest_and_sql;
+mod limits;
+mod read_only;
+mod records;
+mod time_travel;

@@ -1,0 +1,270 @@
+//! Starts real `simpul` processes on temporary data directories and talks to them over HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+/// The `simpul` binary that `cargo test --workspace` built next to this test binary.
+pub fn simpul_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("SIMPUL_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let bin = dir.join("simpul");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` so the binary is built, or set SIMPUL_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// Path of a fixture under `tests/fixtures/`.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}
+
+/// A running hub with its own data directory. Killed when dropped.
+pub struct Hub {
+    pub dir: TempDir,
+    child: Option<Child>,
+    pub url: String,
+    pub admin_key: String,
+    pub http: reqwest::Client,
+}
+
+/// What a fresh `serve` printed on stdout.
+struct Started {
+    child: Child,
+    url: String,
+    admin_key: Option<String>,
+}
+
+fn start_serve(dir: &Path, extra_env: &[(&str, &str)]) -> Started {
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("serve.log"))
+        .expect("log file");
+    let mut command = Command::new(simpul_bin());
+    command
+        .args(["serve", "--data-dir"])
+        .arg(dir)
+        .args(["--http-listen", "127.0.0.1:0"])
+        .env("SIMPUL_LOG", "warn")
+        .env_remove("SIMPUL_CONFIG")
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(stderr);
+    for (key, value) in extra_env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("spawn simpul serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut admin_key = None;
+    loop {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
+            panic!("simpul serve did not print its address within 60 s; its log:\n{log}");
+        };
+        if let Some(key) = line.strip_prefix("admin key: ") {
+            admin_key = Some(key.to_string());
+        }
+        if let Some(url) = line.strip_prefix("http: ") {
+            return Started {
+                child,
+                url: url.to_string(),
+                admin_key,
+            };
+        }
+    }
+}
+
+impl Hub {
+    /// Starts a hub on a new, empty data directory.
+    pub fn start() -> Hub {
+        Self::start_with_env(&[])
+    }
+
+    /// Starts a hub on a new data directory with extra `SIMPUL_*` settings.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Hub {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let started = start_serve(dir.path(), env);
+        let admin_key = started
+            .admin_key
+            .expect("a first start prints the admin key");
+        Hub {
+            dir,
+            child: Some(started.child),
+            url: started.url,
+            admin_key,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Kills the process (like a crash) and starts a new one on the same data directory.
+    /// Returns whatever admin key line the new process printed (none is expected).
+    pub fn restart(&mut self) -> Option<String> {
+        self.kill();
+        let started = start_serve(self.dir.path(), &[]);
+        self.child = Some(started.child);
+        self.url = started.url;
+        started.admin_key
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs a `simpul` command on this hub's data directory.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(simpul_bin())
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .args(args)
+            .env_remove("SIMPUL_CONFIG")
+            .current_dir(self.dir.path())
+            .output()
+            .expect("run simpul")
+    }
+
+    /// Runs a `simpul` command that must succeed, and returns its stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let output = self.cli(args);
+        assert!(
+            output.status.success(),
+            "simpul {args:?} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Issues a key through the CLI and returns it.
+    pub fn key(&self, member: &str, subsystem: &str, role: &str) -> String {
+        self.cli_ok(&[
+            "keys",
+            "create",
+            "--member",
+            member,
+            "--subsystem",
+            subsystem,
+            "--role",
+            role,
+        ])
+        .trim()
+        .to_string()
+    }
+
+    /// `POST /api/v1/sql` with a key and an Accept header.
+    pub async fn sql(&self, key: &str, sql: &str, accept: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/api/v1/sql", self.url))
+            .bearer_auth(key)
+            .header("accept", accept)
+            .json(&serde_json::json!({ "sql": sql }))
+            .send()
+            .await
+            .expect("send sql")
+    }
+
+    /// Runs SQL as admin and returns the JSON rows.
+    pub async fn rows(&self, sql: &str) -> Vec<serde_json::Value> {
+        let response = self.sql(&self.admin_key, sql, "application/json").await;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.expect("json body");
+        assert_eq!(status, 200, "{sql}: {body}");
+        body["rows"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// A GET with a key.
+    pub async fn get(&self, key: &str, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("send get")
+    }
+
+    /// The lake directory of a table, to inspect files.
+    pub fn table_dir(&self, namespace: &str, table: &str) -> PathBuf {
+        self.dir.path().join("lake").join(namespace).join(table)
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Every file under a directory with its size, to show that nothing on disk changed.
+pub fn snapshot_files(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&current) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                files.push((path, size));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// A Parquet response: its footer's key-value metadata and its batches.
+pub struct ParquetBody {
+    pub footer: std::collections::BTreeMap<String, String>,
+    pub batches: Vec<arrow::array::RecordBatch>,
+}
+
+/// Reads a Parquet response body with the parquet crate's own reader.
+pub fn read_parquet(body: bytes::Bytes) -> ParquetBody {
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(body)
+        .expect("a valid Parquet file");
+    let footer = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .into_iter()
+        .flatten()
+        .filter_map(|kv| Some((kv.key.clone(), kv.value.clone()?)))
+        .collect();
+    let batches = builder
+        .build()
+        .expect("reader")
+        .map(|b| b.expect("batch"))
+        .collect();
+    ParquetBody { footer, batches }
+}
