@@ -5,7 +5,7 @@ use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, TimeZone, Utc};
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, Add, StructType, Transaction};
+use deltalake::kernel::{Action, Add, StructType};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
@@ -72,8 +72,6 @@ pub enum WriteMode {
 pub struct CommitOptions {
     /// Key-value metadata stored in the commit's `commitInfo` under `simpul`.
     pub metadata: serde_json::Map<String, serde_json::Value>,
-    /// An application transaction (app id, version) committed atomically with the data.
-    pub app_transaction: Option<(String, i64)>,
 }
 
 /// A table's size at one version.
@@ -331,13 +329,10 @@ impl Lake {
                     .map(|f| Action::Remove(f.remove_action(true))),
             );
         }
-        let mut properties = CommitProperties::default().with_metadata([(
+        let properties = CommitProperties::default().with_metadata([(
             "simpul".to_string(),
             serde_json::Value::Object(options.metadata),
         )]);
-        if let Some((app_id, version)) = options.app_transaction {
-            properties = properties.with_application_transaction(Transaction::new(app_id, version));
-        }
         let operation = DeltaOperation::Write {
             mode: match mode {
                 WriteMode::Append => SaveMode::Append,
@@ -373,22 +368,6 @@ impl Lake {
 
     async fn refreshed(&self, table: &LakeTable) -> Result<DeltaTable, CatalogError> {
         self.load_existing(table).await
-    }
-
-    /// The version an application transaction reached in this table, if it committed any.
-    pub async fn app_transaction_version(
-        &self,
-        table: &LakeTable,
-        app_id: &str,
-    ) -> Result<Option<i64>, CatalogError> {
-        let Some(delta) = self.load(table).await? else {
-            return Ok(None);
-        };
-        let state = delta.snapshot().map_err(|e| lake_error(table, e))?;
-        state
-            .transaction_version(delta.log_store().as_ref(), app_id)
-            .await
-            .map_err(|e| lake_error(table, e))
     }
 
     /// The table's commits, newest first, at most `limit` of them.

@@ -32,7 +32,7 @@ pub use lake::{
 };
 pub use metadata::{Classification, DatasetFilter, DatasetMeta, DatasetPatch, NewDataset};
 pub use session::{SQL_CATALOG, SessionSettings, check_read_only};
-pub use state::{Backend, StateStore, parse_timestamp, redact_url, timestamp};
+pub use state::{StateStore, parse_timestamp, redact_url, timestamp};
 
 /// The lake and the state store together: everything the hub knows about its datasets.
 #[derive(Debug)]

@@ -12,12 +12,11 @@ use crate::error::CatalogError;
 #[derive(Clone, Debug)]
 pub struct StateStore {
     pool: AnyPool,
-    backend: Backend,
 }
 
 /// Which SQL database holds the state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
+enum Backend {
     /// An SQLite file.
     Sqlite,
     /// A PostgreSQL server.
@@ -63,17 +62,12 @@ impl StateStore {
             .run(&pool)
             .await
             .map_err(|e| CatalogError::State(format!("migrating the state store failed: {e}")))?;
-        Ok(Self { pool, backend })
+        Ok(Self { pool })
     }
 
     /// The connection pool, for the stores built on it.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
-    }
-
-    /// Which database this is.
-    pub fn backend(&self) -> Backend {
-        self.backend
     }
 
     /// Checks that the database answers.

@@ -363,7 +363,6 @@ fn commit_metadata(
 fn commit_options(metadata: &serde_json::Map<String, serde_json::Value>) -> CommitOptions {
     CommitOptions {
         metadata: metadata.clone(),
-        app_transaction: None,
     }
 }
 

@@ -61,16 +61,6 @@ impl FileFormat {
             _ => None,
         }
     }
-
-    /// The format's name, as shown to people.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Csv(_) => "CSV",
-            Self::Ndjson => "NDJSON",
-            Self::JsonArray => "JSON",
-            Self::Parquet => "Parquet",
-        }
-    }
 }
 
 /// Opens a local file as a stream of raw batches.

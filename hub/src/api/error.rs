@@ -16,7 +16,6 @@ struct Problem {
     kind: &'static str,
     title: &'static str,
     detail: String,
-    extra: Option<serde_json::Value>,
     retry_after: Option<u64>,
 }
 
@@ -32,7 +31,6 @@ impl ApiError {
             kind,
             title,
             detail: detail.into(),
-            extra: None,
             retry_after: None,
         }))
     }
@@ -147,12 +145,6 @@ impl ApiError {
         )
     }
 
-    /// Adds fields to the problem document.
-    pub fn with_extra(mut self, extra: serde_json::Value) -> Self {
-        self.0.extra = Some(extra);
-        self
-    }
-
     /// Adds a `Retry-After` header.
     pub fn with_retry_after(mut self, seconds: u64) -> Self {
         self.0.retry_after = Some(seconds);
@@ -168,17 +160,12 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let problem = *self.0;
-        let mut body = json!({
+        let body = json!({
             "type": format!("https://simpul.purwakartakab.go.id/problems/{}", problem.kind),
             "title": problem.title,
             "status": problem.status.as_u16(),
             "detail": problem.detail,
         });
-        if let (Some(serde_json::Value::Object(extra)), Some(object)) =
-            (problem.extra, body.as_object_mut())
-        {
-            object.extend(extra);
-        }
         let mut response = (problem.status, body.to_string()).into_response();
         let headers = response.headers_mut();
         headers.insert(

@@ -37,6 +37,7 @@ pub fn fixture(name: &str) -> PathBuf {
 /// A running hub with its own data directory. Killed when dropped.
 pub struct Hub {
     pub dir: TempDir,
+    env: Vec<(String, String)>,
     child: Option<Child>,
     pub url: String,
     pub admin_key: String,
@@ -115,6 +116,10 @@ impl Hub {
             .expect("a first start prints the admin key");
         Hub {
             dir,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: Some(started.child),
             url: started.url,
             admin_key,
@@ -126,7 +131,12 @@ impl Hub {
     /// Returns whatever admin key line the new process printed (none is expected).
     pub fn restart(&mut self) -> Option<String> {
         self.kill();
-        let started = start_serve(self.dir.path(), &[]);
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let started = start_serve(self.dir.path(), &env);
         self.child = Some(started.child);
         self.url = started.url;
         started.admin_key
@@ -139,12 +149,13 @@ impl Hub {
         }
     }
 
-    /// Runs a `simpul` command on this hub's data directory.
+    /// Runs a `simpul` command on this hub's data directory, with the hub's settings.
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(simpul_bin())
             .arg("--data-dir")
             .arg(self.dir.path())
             .args(args)
+            .envs(self.env.iter().cloned())
             .env_remove("SIMPUL_CONFIG")
             .current_dir(self.dir.path())
             .output()

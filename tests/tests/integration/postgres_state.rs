@@ -1,0 +1,106 @@
+//! The state store on a real PostgreSQL server instead of SQLite.
+//!
+//! Runs when `SIMPUL_TEST_POSTGRES_URL` names a server the tests may create databases on
+//! (`.ci/run` starts one); otherwise it says loudly that it was skipped.
+
+use std::process::Command;
+
+use crate::harness::{Hub, fixture};
+
+/// Creates a fresh database on the test server and returns its URL.
+fn fresh_database(admin_url: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let name = format!("simpul_test_{}_{nanos}", std::process::id());
+    let status = Command::new("psql")
+        .arg(admin_url)
+        .args([
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+            "-c",
+            &format!("create database {name}"),
+        ])
+        .status()
+        .expect("psql is installed with the PostgreSQL server");
+    assert!(status.success(), "cannot create database {name}");
+    let mut url = reqwest::Url::parse(admin_url).expect("SIMPUL_TEST_POSTGRES_URL is a URL");
+    url.set_path(&name);
+    url.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_hub_keeps_its_state_on_postgresql() {
+    let Ok(admin_url) = std::env::var("SIMPUL_TEST_POSTGRES_URL") else {
+        // Written to stderr directly, past the test harness's output capture, so that the skip
+        // shows in every run.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"\n*** SKIPPED the_hub_keeps_its_state_on_postgresql: SIMPUL_TEST_POSTGRES_URL is not set. \
+              Start PostgreSQL and set it (see README, Development) to run this test. ***\n",
+        );
+        return;
+    };
+    let state_url = fresh_database(&admin_url);
+    let mut hub = Hub::start_with_env(&[
+        ("SIMPUL_STATE_URL", state_url.as_str()),
+        ("SIMPUL_DEMO_DATA", "false"),
+    ]);
+
+    let file = fixture("garis_kemiskinan_kabupatenkota.csv");
+    let report = hub.cli_ok(&[
+        "ingest",
+        file.to_str().unwrap(),
+        "--dataset",
+        "stats.gk",
+        "--tag",
+        "sosial",
+    ]);
+    assert!(report.contains("rows written:  81"), "{report}");
+    let listed: serde_json::Value = hub
+        .get(&hub.admin_key, "/api/v1/datasets?tag=sosial")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["total"], 1);
+    assert_eq!(listed["datasets"][0]["row_count"], 81);
+
+    let analyst = hub.key("BAPPEDA", "ANALISIS", "analyst");
+    let rows = hub.rows("select count(*) as n from stats.gk").await;
+    assert_eq!(rows[0]["n"], 81);
+    assert_eq!(hub.get(&analyst, "/api/v1/datasets").await.status(), 200);
+    hub.cli_ok(&["keys", "revoke", "bappeda-analisis"]);
+    assert_eq!(hub.get(&analyst, "/api/v1/datasets").await.status(), 401);
+
+    let body = std::fs::read(&file).unwrap();
+    for _ in 0..2 {
+        let upload = hub
+            .http
+            .post(format!("{}/api/v1/datasets/stats.unggah/ingest", hub.url))
+            .bearer_auth(&hub.admin_key)
+            .header("content-type", "text/csv")
+            .header("idempotency-key", "sekali")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(upload.status(), 201);
+    }
+    assert_eq!(
+        hub.rows("select count(*) as n from stats.unggah").await[0]["n"],
+        81
+    );
+
+    assert_eq!(
+        hub.restart(),
+        None,
+        "the admin key lives in PostgreSQL and is not issued again"
+    );
+    assert_eq!(
+        hub.rows("select count(*) as n from ref.wilayah").await[0]["n"],
+        210
+    );
+}
