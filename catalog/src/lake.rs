@@ -267,13 +267,20 @@ impl Lake {
             .builder(table)?
             .build()
             .map_err(|e| lake_error(table, e))?;
-        let created = delta
+        let created = match delta
             .create()
             .with_table_name(table.qualified_name())
             .with_columns(kernel_schema.fields().cloned())
             .with_save_mode(SaveMode::Ignore)
             .await
-            .map_err(|e| lake_error(table, e))?;
+        {
+            Ok(created) => created,
+            // Another writer created it first: use theirs.
+            Err(e) => match self.load(table).await? {
+                Some(existing) => return Ok(existing),
+                None => return Err(lake_error(table, e)),
+            },
+        };
         self.latest
             .lock()
             .await

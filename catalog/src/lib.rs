@@ -63,18 +63,19 @@ impl Catalog {
             .ok_or_else(|| CatalogError::NotFound(id.to_string()))
     }
 
-    /// Brings a dataset's row count, size and version in the catalog up to date with the lake.
-    pub async fn refresh_stats(
-        &self,
-        id: &DatasetId,
-        rejected_added: i64,
-    ) -> Result<TableStats, CatalogError> {
+    /// Brings a dataset's row count, size, version and rejected count in the catalog up to
+    /// date with the lake, which is the source of truth for all of them.
+    pub async fn refresh_stats(&self, id: &DatasetId) -> Result<TableStats, CatalogError> {
         let delta = self
             .lake
             .load_existing(&LakeTable::Data(id.clone()))
             .await?;
         let stats = Lake::stats(&delta)?;
-        self.state.record_commit(id, &stats, rejected_added).await?;
+        let rejected = match self.lake.load(&LakeTable::Rejects(id.clone())).await? {
+            Some(rejects) => Lake::stats(&rejects)?.row_count,
+            None => 0,
+        };
+        self.state.record_commit(id, &stats, rejected).await?;
         Ok(stats)
     }
 }

@@ -250,24 +250,25 @@ impl StateStore {
         Ok((datasets, total))
     }
 
-    /// Records a new table version's statistics, and rows added to the rejects table.
+    /// Records the statistics of the dataset's newest version and the size of its rejects
+    /// table. An older version's statistics never replace a newer one's.
     pub async fn record_commit(
         &self,
         id: &DatasetId,
         stats: &TableStats,
-        rejected_added: i64,
+        rejected_count: i64,
     ) -> Result<(), CatalogError> {
         let now = timestamp(Utc::now());
         sqlx::query(
             "UPDATE datasets SET current_version = $2, row_count = $3, size_bytes = $4, \
-             rejected_count = rejected_count + $5, last_commit_at = $6, updated_at = $6 \
+             rejected_count = $5, last_commit_at = $6, updated_at = $6 \
              WHERE id = $1 AND (current_version IS NULL OR current_version <= $2)",
         )
         .bind(id.to_string())
         .bind(stats.version)
         .bind(stats.row_count)
         .bind(stats.size_bytes)
-        .bind(rejected_added)
+        .bind(rejected_count)
         .bind(now)
         .execute(self.pool())
         .await?;

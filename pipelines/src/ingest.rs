@@ -312,9 +312,7 @@ impl Run {
                 tags: defaults.tags.clone(),
             })
             .await?;
-        catalog
-            .refresh_stats(&options.dataset, self.rows_rejected as i64)
-            .await?;
+        catalog.refresh_stats(&options.dataset).await?;
         catalog
             .state
             .audit(
