@@ -31,7 +31,7 @@ def main() -> None:
     rows = wilayah.to_pyarrow_table()
     assert rows.num_rows == 210, rows.num_rows
     levels = sorted(set(rows.column("level").to_pylist()))
-    assert levels == ["desa_kelurahan", "kabupaten", "kecamatan"], levels
+    assert levels == ["desa", "kabupaten", "kecamatan", "kelurahan"], levels
     files = [Path(uri.removeprefix("file://")) for uri in wilayah.file_uris()]
     assert sum(pq.read_table(str(f)).num_rows for f in files) == 210, "raw Parquet files"
 

@@ -5,7 +5,7 @@ use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, TimeZone, Utc};
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, Add, StructType};
+use deltalake::kernel::{Action, Add, MetadataExt, StructType};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
@@ -72,6 +72,8 @@ pub enum WriteMode {
 pub struct CommitOptions {
     /// Key-value metadata stored in the commit's `commitInfo` under `simpul`.
     pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// A wider table schema (new nullable columns) to take effect in the same commit.
+    pub evolved_schema: Option<SchemaRef>,
 }
 
 /// A table's size at one version.
@@ -327,7 +329,20 @@ impl Lake {
             None => self.create(table, &staged.schema).await?,
         };
         let state = current.snapshot().map_err(|e| lake_error(table, e))?;
-        let mut actions: Vec<Action> = staged.adds.into_iter().map(Action::Add).collect();
+        let mut actions: Vec<Action> = Vec::new();
+        if let Some(schema) = &options.evolved_schema {
+            let kernel_schema: StructType = schema
+                .as_ref()
+                .try_into_kernel()
+                .map_err(|e| lake_error(table, e.into()))?;
+            let metadata = state
+                .metadata()
+                .clone()
+                .with_schema(&kernel_schema)
+                .map_err(|e| lake_error(table, e.into()))?;
+            actions.push(Action::Metadata(metadata));
+        }
+        actions.extend(staged.adds.into_iter().map(Action::Add));
         if mode == WriteMode::Overwrite {
             actions.extend(
                 state

@@ -16,6 +16,7 @@ mod idempotency;
 mod lake;
 mod metadata;
 mod s3;
+mod schemas;
 mod session;
 mod state;
 
@@ -30,17 +31,22 @@ pub use idempotency::IdempotencyClaim;
 pub use lake::{
     CommitOptions, Lake, LakeTable, StagedFiles, TableStats, TableWriter, VersionInfo, WriteMode,
 };
-pub use metadata::{Classification, DatasetFilter, DatasetMeta, DatasetPatch, NewDataset};
+pub use metadata::{
+    Classification, Contract, DatasetFilter, DatasetMeta, DatasetPatch, NewDataset,
+};
+pub use schemas::{CompiledCache, Registration, SchemaBinding, SchemaVersion};
 pub use session::{SQL_CATALOG, SessionSettings, check_read_only};
 pub use state::{StateStore, parse_timestamp, redact_url, timestamp};
 
 /// The lake and the state store together: everything the hub knows about its datasets.
 #[derive(Debug)]
 pub struct Catalog {
-    /// Dataset metadata, API clients, audit records.
+    /// Dataset metadata, API clients, audit records, schema versions.
     pub state: StateStore,
     /// The Delta tables.
     pub lake: Lake,
+    /// Schemas compiled so far.
+    pub schemas: CompiledCache,
 }
 
 impl Catalog {
@@ -52,7 +58,11 @@ impl Catalog {
     ) -> Result<Arc<Self>, CatalogError> {
         let lake = Lake::new(lake_url, storage_options)?;
         let state = StateStore::connect(state_url).await?;
-        Ok(Arc::new(Self { state, lake }))
+        Ok(Arc::new(Self {
+            state,
+            lake,
+            schemas: CompiledCache::default(),
+        }))
     }
 
     /// A dataset's catalog entry, or `NotFound`.

@@ -48,6 +48,45 @@ impl fmt::Display for Classification {
     }
 }
 
+/// What an ingest does with columns the dataset does not have (like dlt's schema contracts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Contract {
+    /// Refuse them: a file with an unknown column is not ingested; a record with one is
+    /// rejected.
+    #[default]
+    Freeze,
+    /// Add them to the table (Delta schema evolution), as nullable columns.
+    Evolve,
+    /// Drop them, and record in the commit which were dropped.
+    DiscardColumns,
+}
+
+impl FromStr for Contract {
+    type Err = CatalogError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "freeze" => Ok(Self::Freeze),
+            "evolve" => Ok(Self::Evolve),
+            "discard_columns" => Ok(Self::DiscardColumns),
+            other => Err(CatalogError::Invalid(format!(
+                "contract must be freeze, evolve or discard_columns, not '{other}'"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Contract {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Freeze => "freeze",
+            Self::Evolve => "evolve",
+            Self::DiscardColumns => "discard_columns",
+        })
+    }
+}
+
 /// A dataset's entry in the catalog.
 #[derive(Debug, Clone, Serialize)]
 pub struct DatasetMeta {
@@ -63,6 +102,8 @@ pub struct DatasetMeta {
     pub classification: Classification,
     /// The canonical schema the dataset is bound to, if any (`penduduk@1`).
     pub schema_ref: Option<String>,
+    /// What ingests do with unknown columns.
+    pub contract: Contract,
     /// Free tags for search.
     pub tags: Vec<String>,
     /// When the dataset was registered.
@@ -96,6 +137,8 @@ pub struct NewDataset {
     pub classification: Classification,
     /// The canonical schema binding, if any.
     pub schema_ref: Option<String>,
+    /// What ingests do with unknown columns.
+    pub contract: Contract,
     /// Tags.
     pub tags: Vec<String>,
 }
@@ -131,9 +174,11 @@ pub struct DatasetPatch {
     pub classification: Option<Classification>,
     /// New tags (replacing the old ones).
     pub tags: Option<Vec<String>>,
+    /// New contract mode.
+    pub contract: Option<Contract>,
 }
 
-const DATASET_COLUMNS: &str = "id, title, description, owner, classification, schema_ref, tags, \
+const DATASET_COLUMNS: &str = "id, title, description, owner, classification, schema_ref, contract, tags, \
      created_at, updated_at, current_version, row_count, rejected_count, size_bytes, last_commit_at";
 
 impl StateStore {
@@ -147,8 +192,8 @@ impl StateStore {
         };
         sqlx::query(
             "INSERT INTO datasets (id, namespace, name, title, description, owner, classification, \
-             schema_ref, tags, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) ON CONFLICT (id) DO NOTHING",
+             schema_ref, tags, created_at, updated_at, contract) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) ON CONFLICT (id) DO NOTHING",
         )
         .bind(new.id.to_string())
         .bind(new.id.namespace())
@@ -160,6 +205,7 @@ impl StateStore {
         .bind(new.schema_ref.clone())
         .bind(serde_json::to_string(&new.tags).unwrap_or_else(|_| "[]".into()))
         .bind(now)
+        .bind(new.contract.to_string())
         .execute(self.pool())
         .await?;
         self.dataset(&new.id)
@@ -288,7 +334,7 @@ impl StateStore {
         let tags = patch.tags.clone().unwrap_or(current.tags);
         sqlx::query(
             "UPDATE datasets SET title = $2, description = $3, owner = $4, classification = $5, \
-             tags = $6, updated_at = $7 WHERE id = $1",
+             tags = $6, updated_at = $7, contract = $8 WHERE id = $1",
         )
         .bind(id.to_string())
         .bind(patch.title.clone().unwrap_or(current.title))
@@ -302,6 +348,7 @@ impl StateStore {
         )
         .bind(serde_json::to_string(&tags).unwrap_or_else(|_| "[]".into()))
         .bind(timestamp(Utc::now()))
+        .bind(patch.contract.unwrap_or(current.contract).to_string())
         .execute(self.pool())
         .await?;
         self.dataset(id)
@@ -319,6 +366,7 @@ fn escape_like(text: &str) -> String {
 fn dataset_from_row(row: &AnyRow) -> Result<DatasetMeta, CatalogError> {
     let id: String = row.try_get("id")?;
     let classification: String = row.try_get("classification")?;
+    let contract: String = row.try_get("contract")?;
     let tags: String = row.try_get("tags")?;
     let created_at: String = row.try_get("created_at")?;
     let updated_at: String = row.try_get("updated_at")?;
@@ -330,6 +378,7 @@ fn dataset_from_row(row: &AnyRow) -> Result<DatasetMeta, CatalogError> {
         owner: row.try_get("owner")?,
         classification: classification.parse()?,
         schema_ref: row.try_get("schema_ref")?,
+        contract: contract.parse()?,
         tags: serde_json::from_str(&tags).unwrap_or_default(),
         created_at: parse_timestamp(&created_at).unwrap_or_default(),
         updated_at: parse_timestamp(&updated_at).unwrap_or_default(),
@@ -359,6 +408,7 @@ mod tests {
             owner: owner.into(),
             classification: Classification::Internal,
             schema_ref: None,
+            contract: Contract::Freeze,
             tags: tags.iter().map(|t| t.to_string()).collect(),
         }
     }

@@ -1,12 +1,14 @@
 //! What `serve` does before it listens: open the catalog, issue the first admin key, and
 //! load the reference and demo data that ship with the binary.
 
+use std::path::Path;
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema};
-use simpul_catalog::{Catalog, Classification, DatasetId, Role, WriteMode};
+use simpul_catalog::{
+    Catalog, Classification, Contract, DatasetId, Role, SchemaBinding, WriteMode,
+};
 use simpul_connectors::file::{FileFormat, open_bytes};
-use simpul_pipelines::{DatasetDefaults, IngestOptions};
+use simpul_pipelines::{DatasetDefaults, IngestOptions, SchemaChoice};
 
 use crate::auth::{FIRST_ADMIN_ID, NewKey, issue_key};
 use crate::config::Config;
@@ -45,8 +47,22 @@ pub struct FirstStart {
     pub admin_key: Option<String>,
 }
 
-/// Issues the first admin key and loads shipped data that is missing. Safe on every start.
+/// Registers the shipped schemas, issues the first admin key and loads shipped data that is
+/// missing. Safe on every start.
 pub async fn prepare(catalog: &Arc<Catalog>, config: &Config) -> Result<FirstStart, String> {
+    catalog
+        .state
+        .register_shipped_schemas()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !config.schemas_dir.is_empty() {
+        for (file, outcome) in
+            crate::schemas::register_dir(catalog, Path::new(&config.schemas_dir), SYSTEM_ACTOR)
+                .await?
+        {
+            tracing::info!(schema = %file.name, version = %file.version, ?outcome, "schema from schemas_dir");
+        }
+    }
     let admin_key = first_admin_key(catalog).await?;
     load_reference_wilayah(catalog, config).await?;
     if config.demo_data {
@@ -77,19 +93,6 @@ async fn first_admin_key(catalog: &Arc<Catalog>) -> Result<Option<String>, Strin
     Ok(Some(key))
 }
 
-fn wilayah_schema() -> Arc<Schema> {
-    Arc::new(Schema::new(vec![
-        Field::new("kode", DataType::Utf8, false),
-        Field::new("kode_nodot", DataType::Utf8, false),
-        Field::new("nama", DataType::Utf8, false),
-        Field::new("level", DataType::Utf8, false),
-        Field::new("jenis", DataType::Utf8, true),
-        Field::new("parent_kode", DataType::Utf8, true),
-        Field::new("lat", DataType::Float64, true),
-        Field::new("lng", DataType::Float64, true),
-    ]))
-}
-
 async fn load_reference_wilayah(catalog: &Arc<Catalog>, config: &Config) -> Result<(), String> {
     let id: DatasetId = "ref.wilayah"
         .parse()
@@ -115,8 +118,12 @@ async fn load_reference_wilayah(catalog: &Arc<Catalog>, config: &Config) -> Resu
             owner: config.default_owner.clone(),
             classification: Classification::Public,
             tags: vec!["referensi".into(), "wilayah".into(), "kemendagri".into()],
+            contract: Contract::Freeze,
         },
-        schema: Some(wilayah_schema()),
+        schema: SchemaChoice::Canonical(SchemaBinding {
+            name: "wilayah".into(),
+            major: 1,
+        }),
         actor: SYSTEM_ACTOR.into(),
         source: "wilayah_3214.csv (shipped with simpul)".into(),
     };
@@ -148,8 +155,9 @@ async fn load_demo(catalog: &Arc<Catalog>) -> Result<(), String> {
             owner: "DISNAKERTRANS".into(),
             classification: Classification::Public,
             tags: vec!["demo".into(), "open-data-jabar".into(), "ekonomi".into()],
+            contract: Contract::Freeze,
         },
-        schema: None,
+        schema: SchemaChoice::Infer,
         actor: SYSTEM_ACTOR.into(),
         source: "upah_minimum_kabupatenkota.csv (demo, shipped with simpul)".into(),
     };

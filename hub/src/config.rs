@@ -23,6 +23,9 @@ pub struct Config {
     pub demo_data: bool,
     /// Member code that owns datasets ingested without an explicit owner.
     pub default_owner: String,
+    /// A folder of `*.schema.json` files registered at start (new versions of the shipped
+    /// schemas, or the deployment's own). Empty: none.
+    pub schemas_dir: String,
     /// The HTTP server.
     pub http: HttpConfig,
     /// SQL and records queries.
@@ -82,6 +85,7 @@ impl Default for Config {
             log_level: "info".into(),
             demo_data: true,
             default_owner: "DISKOMINFO".into(),
+            schemas_dir: String::new(),
             http: HttpConfig::default(),
             query: QueryConfig::default(),
             lake: LakeConfig::default(),

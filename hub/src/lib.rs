@@ -16,5 +16,6 @@ pub mod config;
 pub mod health;
 pub mod metrics;
 pub mod results;
+pub mod schemas;
 pub mod server;
 pub mod telemetry;

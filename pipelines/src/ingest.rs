@@ -1,18 +1,16 @@
 use std::sync::Arc;
 
-use arrow::array::{Array, BooleanArray};
-use arrow::compute::{filter_record_batch, not};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use chrono::Utc;
 use serde::Serialize;
 use simpul_catalog::{
-    Catalog, CatalogError, Classification, CommitOptions, DatasetId, LakeTable, NewDataset,
-    TableWriter, WriteMode,
+    Catalog, CatalogError, Classification, CommitOptions, Contract, DatasetId, DatasetMeta, Lake,
+    LakeTable, NewDataset, SchemaBinding, TableWriter, WriteMode,
 };
 use simpul_connectors::{RawBatch, RawBatchReader, SourceError};
 use simpul_schemas::{
-    ColumnMismatch, FieldError, RejectedRow, check_columns, coerce_batch, delta_compatible_schema,
+    ColumnMismatch, CompiledSchema, RejectedRow, check_columns, delta_compatible_schema,
     infer_schema,
 };
 use tokio::sync::mpsc;
@@ -32,6 +30,19 @@ pub struct DatasetDefaults {
     pub classification: Classification,
     /// Tags.
     pub tags: Vec<String>,
+    /// What later ingests do with unknown columns.
+    pub contract: Contract,
+}
+
+/// Where a new dataset's schema comes from. An existing dataset keeps its own.
+#[derive(Debug, Clone)]
+pub enum SchemaChoice {
+    /// Infer column types from the first rows.
+    Infer,
+    /// Use these column types, without a canonical schema.
+    Columns(SchemaRef),
+    /// Bind the dataset to a canonical schema (`name@major`) and validate against it.
+    Canonical(SchemaBinding),
 }
 
 /// One ingest: where the rows go and how.
@@ -43,8 +54,8 @@ pub struct IngestOptions {
     pub mode: WriteMode,
     /// Metadata used only if the dataset does not exist yet.
     pub defaults: DatasetDefaults,
-    /// The schema to create the dataset with; inferred from the input when `None`.
-    pub schema: Option<SchemaRef>,
+    /// The schema of a new dataset.
+    pub schema: SchemaChoice,
     /// Who is ingesting (`cli`, an API client id), for the commit and the audit log.
     pub actor: String,
     /// The input's name as recorded in the commit (a file name, a request id).
@@ -60,12 +71,18 @@ pub struct IngestReport {
     pub run_id: String,
     /// Whether this ingest created the dataset.
     pub created: bool,
+    /// The canonical schema the rows were checked against (`penduduk 1.0.0`), if any.
+    pub schema: Option<String>,
     /// Records read from the input, including malformed ones.
     pub rows_read: u64,
     /// Rows committed to the dataset.
     pub rows_written: u64,
     /// Rows committed to the rejects table.
     pub rows_rejected: u64,
+    /// Columns added to the table (contract `evolve`).
+    pub added_columns: Vec<String>,
+    /// Columns dropped from the input (contract `discard_columns`).
+    pub discarded_columns: Vec<String>,
     /// The dataset's version after the ingest.
     pub version: i64,
     /// The rejects table's version, if rejects were committed.
@@ -93,6 +110,9 @@ pub enum IngestError {
     /// The input has no columns at all.
     #[error("{0} has no columns")]
     NoColumns(String),
+    /// The request does not fit the dataset (a different schema binding, …).
+    #[error("{0}")]
+    Invalid(String),
     /// The lake or the state store failed.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
@@ -101,9 +121,19 @@ pub enum IngestError {
     Arrow(#[from] arrow::error::ArrowError),
 }
 
-/// Reads every batch of `reader`, fits it to the dataset's schema and commits the valid rows
-/// and the rejects. Either the whole input is committed (valid rows in the dataset, refused
-/// rows in `<dataset>__rejects`) or, on error, nothing is.
+/// The resolved plan of an ingest: what the rows are checked against and where they go.
+struct Target {
+    schema: Arc<CompiledSchema>,
+    table_schema: SchemaRef,
+    binding: Option<SchemaBinding>,
+    contract: Contract,
+    added_columns: Vec<String>,
+    discarded_columns: Vec<String>,
+}
+
+/// Reads every batch of `reader`, validates it against the dataset's schema and commits the
+/// valid rows and the rejects. Either the whole input is committed (valid rows in the
+/// dataset, refused rows in `<dataset>__rejects`) or, on error, nothing is.
 pub async fn ingest(
     catalog: &Arc<Catalog>,
     reader: Box<dyn RawBatchReader>,
@@ -114,15 +144,6 @@ pub async fn ingest(
     let omits_null_columns = reader.omits_null_columns();
     let mut batches = spawn_reader(reader);
     let first = batches.recv().await.transpose()?;
-
-    let data_table = LakeTable::Data(options.dataset.clone());
-    let existing = catalog.lake.load(&data_table).await?;
-    let created = existing.is_none();
-    let target = match (&existing, &options.schema) {
-        (Some(table), _) => simpul_catalog::Lake::arrow_schema(table)?,
-        (None, Some(schema)) => delta_compatible_schema(schema),
-        (None, None) => inferred_schema(first.as_ref(), &header_columns, &options.source)?,
-    };
     let input_columns: Vec<String> = match &first {
         Some(batch) => batch
             .batch
@@ -131,22 +152,41 @@ pub async fn ingest(
             .iter()
             .map(|f| f.name().clone())
             .collect(),
-        None => header_columns,
+        None => header_columns.clone(),
     };
-    check_input_columns(&target, &input_columns, omits_null_columns).map_err(|mismatch| {
-        IngestError::ColumnMismatch {
-            dataset: options.dataset.clone(),
-            source_name: options.source.clone(),
-            mismatch,
-        }
-    })?;
+
+    let data_table = LakeTable::Data(options.dataset.clone());
+    let existing = match catalog.lake.load(&data_table).await? {
+        Some(table) => Some(Lake::arrow_schema(&table)?),
+        None => None,
+    };
+    let meta = catalog.state.dataset(&options.dataset).await?;
+    let created = existing.is_none();
+    let mut target = resolve_target(
+        catalog,
+        &options,
+        existing,
+        meta.as_ref(),
+        first.as_ref(),
+        &header_columns,
+    )
+    .await?;
+    apply_contract(
+        &mut target,
+        &input_columns,
+        first.as_ref(),
+        omits_null_columns,
+        &options,
+    )?;
 
     let rejects_table = LakeTable::Rejects(options.dataset.clone());
     let mut run = Run {
         run_id: run_id.clone(),
-        target: target.clone(),
-        data: catalog.lake.writer(&data_table, target.clone())?,
+        data: catalog
+            .lake
+            .writer(&data_table, target.table_schema.clone())?,
         rejects: catalog.lake.writer(&rejects_table, rejects_schema())?,
+        target,
         rows_read: 0,
         rows_rejected: 0,
         sample_rejects: Vec::new(),
@@ -174,6 +214,102 @@ fn spawn_reader(reader: Box<dyn RawBatchReader>) -> mpsc::Receiver<Result<RawBat
     rx
 }
 
+/// Decides the schema the rows are checked against: the dataset's binding or table for an
+/// existing dataset, else the requested binding, the given columns, or inferred ones.
+async fn resolve_target(
+    catalog: &Arc<Catalog>,
+    options: &IngestOptions,
+    existing: Option<SchemaRef>,
+    meta: Option<&DatasetMeta>,
+    first: Option<&RawBatch>,
+    header: &[String],
+) -> Result<Target, IngestError> {
+    let name = options.dataset.to_string();
+    let requested = match &options.schema {
+        SchemaChoice::Canonical(binding) => Some(binding.clone()),
+        _ => None,
+    };
+    let existing_binding = meta
+        .and_then(|m| m.schema_ref.as_deref())
+        .map(SchemaBinding::parse)
+        .transpose()?;
+    let contract = meta.map_or(options.defaults.contract, |m| m.contract);
+    let (schema, table_schema, binding) = match (existing, existing_binding) {
+        (Some(table_schema), Some(binding)) => {
+            if requested.as_ref().is_some_and(|r| r != &binding) {
+                return Err(IngestError::Invalid(format!(
+                    "{name} is bound to schema {binding}; it cannot be ingested as another schema"
+                )));
+            }
+            let canonical = catalog.schemas.resolve(&catalog.state, &binding).await?;
+            (
+                with_table_extras(&canonical, &table_schema),
+                table_schema,
+                Some(binding),
+            )
+        }
+        (Some(table_schema), None) => {
+            if let Some(binding) = requested {
+                return Err(IngestError::Invalid(format!(
+                    "{name} already exists without a schema; it cannot be bound to {binding} afterwards"
+                )));
+            }
+            (
+                Arc::new(CompiledSchema::from_arrow(&name, &table_schema)),
+                table_schema,
+                None,
+            )
+        }
+        (None, _) => match &options.schema {
+            SchemaChoice::Canonical(binding) => {
+                let canonical = catalog.schemas.resolve(&catalog.state, binding).await?;
+                let table_schema = canonical.arrow.clone();
+                (canonical, table_schema, Some(binding.clone()))
+            }
+            SchemaChoice::Columns(columns) => {
+                let columns = delta_compatible_schema(columns);
+                (
+                    Arc::new(CompiledSchema::from_arrow(&name, &columns)),
+                    columns,
+                    None,
+                )
+            }
+            SchemaChoice::Infer => {
+                let columns = inferred_schema(first, header, &options.source)?;
+                (
+                    Arc::new(CompiledSchema::from_arrow(&name, &columns)),
+                    columns,
+                    None,
+                )
+            }
+        },
+    };
+    Ok(Target {
+        schema,
+        table_schema,
+        binding,
+        contract,
+        added_columns: Vec::new(),
+        discarded_columns: Vec::new(),
+    })
+}
+
+/// A table that evolved keeps columns its canonical schema lacks: they are checked for
+/// type only.
+fn with_table_extras(canonical: &Arc<CompiledSchema>, table: &Schema) -> Arc<CompiledSchema> {
+    let extras: Vec<Field> = table
+        .fields()
+        .iter()
+        .filter(|f| canonical.arrow.field_with_name(f.name()).is_err())
+        .map(|f| f.as_ref().clone())
+        .collect();
+    if extras.is_empty() {
+        canonical.clone()
+    } else {
+        Arc::new(canonical.with_extra_columns(&Schema::new(extras)))
+    }
+}
+
 fn inferred_schema(
     first: Option<&RawBatch>,
     header: &[String],
@@ -191,36 +327,103 @@ fn inferred_schema(
     }
 }
 
-fn check_input_columns(
-    target: &Schema,
+/// Applies the dataset's contract to the input's columns: unknown columns are refused
+/// (freeze), added to the table (evolve) or dropped (discard_columns). Missing required
+/// columns are always refused; without a canonical schema, files with a header must carry
+/// every column.
+fn apply_contract(
+    target: &mut Target,
     input: &[String],
+    first: Option<&RawBatch>,
     omits_null_columns: bool,
-) -> Result<(), ColumnMismatch> {
-    let table = target.fields().iter().map(|f| f.name().as_str());
-    match check_columns(table, input.iter().map(String::as_str)) {
-        Err(mismatch) if omits_null_columns && mismatch.unexpected.is_empty() => {
-            let required_missing: Vec<String> = mismatch
-                .missing
-                .into_iter()
-                .filter(|name| target.field_with_name(name).is_ok_and(|f| !f.is_nullable()))
-                .collect();
-            if required_missing.is_empty() {
-                Ok(())
-            } else {
-                Err(ColumnMismatch {
-                    missing: required_missing,
-                    unexpected: Vec::new(),
-                })
-            }
-        }
-        other => other,
+    options: &IngestOptions,
+) -> Result<(), IngestError> {
+    let known: Vec<&str> = target
+        .schema
+        .properties
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    let mismatch = match check_columns(known.iter().copied(), input.iter().map(String::as_str)) {
+        Ok(()) => return Ok(()),
+        Err(mismatch) => mismatch,
+    };
+    let missing_refused: Vec<String> = mismatch
+        .missing
+        .iter()
+        .filter(|name| {
+            let property = target.schema.properties.iter().find(|p| &&p.name == name);
+            let required = property.is_some_and(|p| p.required);
+            required || (target.binding.is_none() && !omits_null_columns)
+        })
+        .cloned()
+        .collect();
+    let unexpected = mismatch.unexpected;
+    let refused_unexpected = if target.contract == Contract::Freeze {
+        unexpected.clone()
+    } else {
+        Vec::new()
+    };
+    if !missing_refused.is_empty() || !refused_unexpected.is_empty() {
+        return Err(IngestError::ColumnMismatch {
+            dataset: options.dataset.clone(),
+            source_name: options.source.clone(),
+            mismatch: ColumnMismatch {
+                missing: missing_refused,
+                unexpected: refused_unexpected,
+            },
+        });
     }
+    match target.contract {
+        Contract::Freeze => {}
+        Contract::DiscardColumns => target.discarded_columns = unexpected,
+        Contract::Evolve => {
+            let sample = first.map(|b| &b.batch);
+            let added = evolved_fields(&unexpected, sample)?;
+            let mut fields: Vec<Field> = target
+                .table_schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
+            fields.extend(added.fields().iter().map(|f| f.as_ref().clone()));
+            target.table_schema = Arc::new(Schema::new(fields));
+            target.schema = Arc::new(target.schema.with_extra_columns(&added));
+            target.added_columns = unexpected;
+        }
+    }
+    Ok(())
+}
+
+/// Types for columns an `evolve` ingest adds, inferred from the first batch; all nullable.
+fn evolved_fields(names: &[String], sample: Option<&RecordBatch>) -> Result<Schema, IngestError> {
+    let Some(sample) = sample else {
+        return Ok(Schema::new(
+            names
+                .iter()
+                .map(|n| Field::new(n, DataType::Utf8, true))
+                .collect::<Vec<_>>(),
+        ));
+    };
+    let indexes: Vec<usize> = names
+        .iter()
+        .filter_map(|n| sample.schema().index_of(n).ok())
+        .collect();
+    let projected = sample.project(&indexes)?;
+    let inferred = infer_schema(&projected);
+    Ok(Schema::new(
+        inferred
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 /// The state of one ingest between its first batch and its commit.
 struct Run {
     run_id: String,
-    target: SchemaRef,
+    target: Target,
     data: TableWriter,
     rejects: TableWriter,
     rows_read: u64,
@@ -236,11 +439,14 @@ impl Run {
             positions,
             mut malformed,
         } = raw;
-        let (batch, positions, unknown) = split_unknown_columns(&self.target, batch, positions)?;
-        malformed.extend(unknown);
-        let coerced = coerce_batch(&batch, &positions, &self.target)?;
-        malformed.extend(coerced.rejected);
-        self.data.write(coerced.valid).await?;
+        let batch = self.drop_discarded(batch)?;
+        let validation = self.target.schema.validate(&batch, &positions)?;
+        malformed.extend(validation.rejected);
+        let valid = RecordBatch::try_new(
+            self.target.table_schema.clone(),
+            validation.valid.columns().to_vec(),
+        )?;
+        self.data.write(valid).await?;
         if !malformed.is_empty() {
             self.rows_rejected += malformed.len() as u64;
             let room = 5usize.saturating_sub(self.sample_rejects.len());
@@ -251,6 +457,21 @@ impl Run {
                 .await?;
         }
         Ok(())
+    }
+
+    fn drop_discarded(&self, batch: RecordBatch) -> Result<RecordBatch, IngestError> {
+        if self.target.discarded_columns.is_empty() {
+            return Ok(batch);
+        }
+        let keep: Vec<usize> = batch
+            .schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !self.target.discarded_columns.contains(f.name()))
+            .map(|(i, _)| i)
+            .collect();
+        Ok(batch.project(&keep)?)
     }
 
     /// Rejects commit first: if the process dies between the two commits, a refused row may
@@ -264,21 +485,41 @@ impl Run {
         let rows_written = self.data.rows();
         let data = self.data.finish().await?;
         let rejects = self.rejects.finish().await?;
-        let metadata = commit_metadata(
+        let mut metadata = commit_metadata(
             &self.run_id,
             options,
             self.rows_read,
             rows_written,
             self.rows_rejected,
         );
+        let schema_label = self
+            .target
+            .binding
+            .as_ref()
+            .map(|_| format!("{} {}", self.target.schema.name, self.target.schema.version));
+        if let Some(label) = &schema_label {
+            metadata.insert("schema".into(), serde_json::Value::String(label.clone()));
+        }
+        for (key, columns) in [
+            ("added_columns", &self.target.added_columns),
+            ("discarded_columns", &self.target.discarded_columns),
+        ] {
+            if !columns.is_empty() {
+                metadata.insert(key.into(), serde_json::json!(columns));
+            }
+        }
 
         let rejects_table = LakeTable::Rejects(options.dataset.clone());
         let rejects_version = if rejects.rows() > 0 {
-            let committed = catalog
+            let options = CommitOptions {
+                metadata: metadata.clone(),
+                evolved_schema: None,
+            };
+            catalog
                 .lake
-                .commit(rejects, WriteMode::Append, commit_options(&metadata))
-                .await?;
-            committed.version()
+                .commit(rejects, WriteMode::Append, options)
+                .await?
+                .version()
         } else {
             catalog
                 .lake
@@ -288,11 +529,17 @@ impl Run {
         };
 
         let data_table = LakeTable::Data(options.dataset.clone());
-        let must_commit = rows_written > 0 || options.mode == WriteMode::Overwrite || created;
+        let evolved = !self.target.added_columns.is_empty() && !created;
+        let must_commit =
+            rows_written > 0 || options.mode == WriteMode::Overwrite || created || evolved;
         let version = if must_commit {
+            let commit = CommitOptions {
+                metadata: metadata.clone(),
+                evolved_schema: evolved.then(|| self.target.table_schema.clone()),
+            };
             catalog
                 .lake
-                .commit(data, options.mode, commit_options(&metadata))
+                .commit(data, options.mode, commit)
                 .await?
                 .version()
         } else {
@@ -308,7 +555,8 @@ impl Run {
                 description: defaults.description.clone(),
                 owner: defaults.owner.clone(),
                 classification: defaults.classification,
-                schema_ref: None,
+                schema_ref: self.target.binding.as_ref().map(ToString::to_string),
+                contract: defaults.contract,
                 tags: defaults.tags.clone(),
             })
             .await?;
@@ -326,9 +574,12 @@ impl Run {
             dataset: options.dataset.clone(),
             run_id: self.run_id,
             created,
+            schema: schema_label,
             rows_read: self.rows_read,
             rows_written,
             rows_rejected: self.rows_rejected,
+            added_columns: self.target.added_columns,
+            discarded_columns: self.target.discarded_columns,
             version: version.map_or(0, |v| v as i64),
             rejects_version: rejects_version.map(|v| v as i64),
             sample_rejects: self.sample_rejects,
@@ -356,97 +607,4 @@ fn commit_metadata(
         serde_json::Value::Object(map) => map,
         _ => serde_json::Map::new(),
     }
-}
-
-fn commit_options(metadata: &serde_json::Map<String, serde_json::Value>) -> CommitOptions {
-    CommitOptions {
-        metadata: metadata.clone(),
-    }
-}
-
-/// Drops columns the dataset does not have. Rows that carry a value in such a column are
-/// refused (JSON records can introduce keys after the first batch); the others keep going.
-fn split_unknown_columns(
-    target: &Schema,
-    batch: RecordBatch,
-    positions: Vec<simpul_schemas::SourcePosition>,
-) -> Result<
-    (
-        RecordBatch,
-        Vec<simpul_schemas::SourcePosition>,
-        Vec<RejectedRow>,
-    ),
-    IngestError,
-> {
-    let schema = batch.schema();
-    let unknown: Vec<usize> = schema
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| target.field_with_name(f.name()).is_err())
-        .map(|(i, _)| i)
-        .collect();
-    if unknown.is_empty() {
-        return Ok((batch, positions, Vec::new()));
-    }
-    let carries_unknown = BooleanArray::from_iter(
-        (0..batch.num_rows())
-            .map(|row| Some(unknown.iter().any(|&c| batch.column(c).is_valid(row)))),
-    );
-    let mut rejected = Vec::new();
-    for row in (0..batch.num_rows()).filter(|&row| carries_unknown.value(row)) {
-        let errors = unknown
-            .iter()
-            .filter(|&&c| batch.column(c).is_valid(row))
-            .map(|&c| {
-                let name = schema.field(c).name();
-                FieldError::field(
-                    name,
-                    "additionalProperties",
-                    format!("column '{name}' is not in the dataset"),
-                )
-            })
-            .collect();
-        rejected.push(RejectedRow {
-            position: positions[row].clone(),
-            record: row_as_json(&batch, row),
-            errors,
-        });
-    }
-    let keep = not(&carries_unknown)?;
-    let kept_positions = positions
-        .into_iter()
-        .zip(keep.iter())
-        .filter_map(|(p, k)| k.unwrap_or(false).then_some(p))
-        .collect();
-    let known: Vec<usize> = (0..schema.fields().len())
-        .filter(|i| !unknown.contains(i))
-        .collect();
-    let projected = filter_record_batch(&batch, &keep)?.project(&known)?;
-    Ok((projected, kept_positions, rejected))
-}
-
-fn row_as_json(batch: &RecordBatch, row: usize) -> serde_json::Value {
-    let formatters: Vec<_> = batch
-        .columns()
-        .iter()
-        .map(|c| {
-            arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &Default::default()).ok()
-        })
-        .collect();
-    let mut object = serde_json::Map::new();
-    for ((field, column), formatter) in batch
-        .schema()
-        .fields()
-        .iter()
-        .zip(batch.columns())
-        .zip(formatters)
-    {
-        let value = match (column.is_valid(row), formatter) {
-            (true, Some(f)) => serde_json::Value::String(f.value(row).to_string()),
-            _ => serde_json::Value::Null,
-        };
-        object.insert(field.name().clone(), value);
-    }
-    serde_json::Value::Object(object)
 }

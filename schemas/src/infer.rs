@@ -5,15 +5,14 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 
-/// Field metadata key set by JSON readers on text columns whose values were all JSON strings.
-/// Such columns are never inferred as numbers or booleans: `"3214"` in JSON is text.
-pub const JSON_QUOTED_METADATA_KEY: &str = "simpul.json_quoted";
+use crate::raw::{RAW_ENCODING_JSON, RAW_ENCODING_KEY};
 
 /// Infers a dataset schema from a sample batch.
 ///
 /// Typed columns (Parquet) keep their type, made Delta-compatible. Text columns become the
 /// narrowest of Int64, Float64, Boolean, Date32, Timestamp(µs, UTC) that fits every non-empty
-/// sample value, else Utf8; JSON strings only become dates or timestamps. Identifier-like columns (`kode*`, `nik`, `nomor*`, `no_*`,
+/// sample value, else Utf8. In JSON, types are kept: numbers, booleans and strings (which may
+/// become dates or timestamps); arrays and objects are stored as JSON text. Identifier-like columns (`kode*`, `nik`, `nomor*`, `no_*`,
 /// `telepon*`, `*_kode`) always stay text, as do numbers with a leading zero (`0812…`).
 pub fn infer_schema(sample: &RecordBatch) -> SchemaRef {
     let fields: Vec<Field> = sample
@@ -24,10 +23,13 @@ pub fn infer_schema(sample: &RecordBatch) -> SchemaRef {
         .map(|(field, column)| {
             let data_type = match column.data_type() {
                 DataType::Utf8 if is_identifier_like(field.name()) => DataType::Utf8,
-                DataType::Utf8 => {
-                    let quoted = field.metadata().contains_key(JSON_QUOTED_METADATA_KEY);
-                    infer_text_type(column.as_string::<i32>().iter().flatten(), quoted)
+                DataType::Utf8
+                    if field.metadata().get(RAW_ENCODING_KEY).map(String::as_str)
+                        == Some(RAW_ENCODING_JSON) =>
+                {
+                    infer_json_type(column.as_string::<i32>().iter().flatten())
                 }
+                DataType::Utf8 => infer_text_type(column.as_string::<i32>().iter().flatten()),
                 other => delta_compatible_type(other),
             };
             Field::new(field.name(), data_type, true)
@@ -106,13 +108,8 @@ fn is_identifier_like(name: &str) -> bool {
 }
 
 /// The narrowest candidate type that every value parses as.
-fn infer_text_type<'a>(values: impl Iterator<Item = &'a str>, json_quoted: bool) -> DataType {
+fn infer_text_type<'a>(values: impl Iterator<Item = &'a str>) -> DataType {
     let mut candidates = TextCandidates::all();
-    if json_quoted {
-        candidates.int = false;
-        candidates.float = false;
-        candidates.boolean = false;
-    }
     let mut seen_any = false;
     for value in values {
         let value = value.trim();
@@ -129,6 +126,51 @@ fn infer_text_type<'a>(values: impl Iterator<Item = &'a str>, json_quoted: bool)
         return DataType::Utf8;
     }
     candidates.best()
+}
+
+/// The type of a column of JSON texts: one JSON type throughout, else text.
+fn infer_json_type<'a>(cells: impl Iterator<Item = &'a str>) -> DataType {
+    let mut strings = TextCandidates::all();
+    strings.int = false;
+    strings.float = false;
+    strings.boolean = false;
+    let (mut any, mut ints, mut floats, mut bools, mut texts, mut other) = (false, 0, 0, 0, 0, 0);
+    for cell in cells {
+        match cell.as_bytes().first() {
+            Some(b'n') => continue,
+            Some(b'"') => {
+                texts += 1;
+                let text: String = serde_json::from_str(cell).unwrap_or_default();
+                if !text.is_empty() {
+                    strings.narrow(&text);
+                }
+            }
+            Some(b't' | b'f') => bools += 1,
+            Some(b'[' | b'{') => other += 1,
+            Some(_) if cell.contains(['.', 'e', 'E']) => floats += 1,
+            Some(_) => ints += 1,
+            None => continue,
+        }
+        any = true;
+    }
+    let kinds = [ints + floats > 0, bools > 0, texts > 0, other > 0];
+    if !any || kinds.iter().filter(|k| **k).count() != 1 {
+        return DataType::Utf8;
+    }
+    if ints + floats > 0 {
+        return if floats > 0 {
+            DataType::Float64
+        } else {
+            DataType::Int64
+        };
+    }
+    if bools > 0 {
+        return DataType::Boolean;
+    }
+    if texts > 0 {
+        return strings.best();
+    }
+    DataType::Utf8
 }
 
 struct TextCandidates {
@@ -298,24 +340,36 @@ mod tests {
         );
     }
 
-    fn infer_quoted(values: Vec<&str>) -> DataType {
+    fn infer_json(cells: Vec<&str>) -> DataType {
         let field = Field::new("v", DataType::Utf8, true).with_metadata(HashMap::from([(
-            JSON_QUOTED_METADATA_KEY.to_string(),
-            "true".to_string(),
+            RAW_ENCODING_KEY.to_string(),
+            RAW_ENCODING_JSON.to_string(),
         )]));
         let batch = RecordBatch::try_new(
             Arc::new(Schema::new(vec![field])),
-            vec![Arc::new(StringArray::from(values))],
+            vec![Arc::new(StringArray::from(cells))],
         )
         .unwrap();
         infer_schema(&batch).field(0).data_type().clone()
     }
 
     #[test]
-    fn quoted_json_strings_are_never_numbers_but_may_be_dates() {
-        assert_eq!(infer_quoted(vec!["12"]), DataType::Utf8);
-        assert_eq!(infer_quoted(vec!["true"]), DataType::Utf8);
-        assert_eq!(infer_quoted(vec!["2025-01-01"]), DataType::Date32);
+    fn json_keeps_its_types() {
+        assert_eq!(
+            infer_json(vec!["\"12\""]),
+            DataType::Utf8,
+            "a quoted number is text"
+        );
+        assert_eq!(infer_json(vec!["12", "null", "13"]), DataType::Int64);
+        assert_eq!(infer_json(vec!["12", "1.5"]), DataType::Float64);
+        assert_eq!(infer_json(vec!["true"]), DataType::Boolean);
+        assert_eq!(infer_json(vec!["\"2025-01-01\""]), DataType::Date32);
+        assert_eq!(
+            infer_json(vec!["12", "\"x\""]),
+            DataType::Utf8,
+            "mixed types are text"
+        );
+        assert_eq!(infer_json(vec!["[1, 2]"]), DataType::Utf8);
     }
 
     #[test]

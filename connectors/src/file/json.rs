@@ -2,13 +2,15 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 
 use arrow::datatypes::{DataType, Field};
-use simpul_schemas::{FieldError, JSON_QUOTED_METADATA_KEY, RejectedRow, SourcePosition};
+use simpul_schemas::{
+    FieldError, RAW_ENCODING_JSON, RAW_ENCODING_KEY, RejectedRow, SourcePosition,
+};
 
 use super::{BATCH_ROWS, TextColumns, unique_column_names};
 use crate::raw::{RawBatch, RawBatchReader, ReadProgress, SourceError};
 
-/// Reads JSON objects (one per line, or the elements of one top-level array) into text
-/// columns. Scalars keep their JSON text (`12`, `true`); nested values are kept as JSON text.
+/// Reads JSON objects (one per line, or the elements of one top-level array) into columns of
+/// JSON texts, marked `simpul.encoding = json`.
 /// Columns are the keys of the first batch in order of appearance; later keys are added
 /// to the batches they appear in. Lines or elements that are not JSON objects are malformed.
 pub(super) struct JsonReader<R: Read> {
@@ -172,40 +174,26 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
     }
 }
 
+/// Cells are written as JSON texts (`"3214"`, `12`, `null`) so that JSON types survive to
+/// validation; a key the record lacks is a null cell.
 fn to_text_batch(
     columns: &[(String, String)],
     objects: &[serde_json::Map<String, serde_json::Value>],
 ) -> Result<arrow::record_batch::RecordBatch, arrow::error::ArrowError> {
     let mut builders = TextColumns::new(columns.len());
-    let mut quoted_only = vec![true; columns.len()];
     for object in objects {
         for (i, (_, key)) in columns.iter().enumerate() {
             let builder = &mut builders.builders[i];
             match object.get(key) {
-                None | Some(serde_json::Value::Null) => builder.append_null(),
-                Some(serde_json::Value::String(s)) if s.is_empty() => builder.append_null(),
-                Some(serde_json::Value::String(s)) => builder.append_value(s),
-                Some(other) => {
-                    quoted_only[i] = false;
-                    builder.append_value(other.to_string());
-                }
+                None => builder.append_null(),
+                Some(value) => builder.append_value(value.to_string()),
             }
         }
     }
+    let encoding = HashMap::from([(RAW_ENCODING_KEY.to_string(), RAW_ENCODING_JSON.to_string())]);
     let fields = columns
         .iter()
-        .zip(quoted_only)
-        .map(|((name, _), quoted)| {
-            let field = Field::new(name, DataType::Utf8, true);
-            if quoted {
-                field.with_metadata(HashMap::from([(
-                    JSON_QUOTED_METADATA_KEY.to_string(),
-                    "true".to_string(),
-                )]))
-            } else {
-                field
-            }
-        })
+        .map(|(name, _)| Field::new(name, DataType::Utf8, true).with_metadata(encoding.clone()))
         .collect();
     builders.finish(fields)
 }
@@ -362,23 +350,19 @@ mod tests {
         ));
         let batch = &batches[0];
         assert_eq!(batch.batch.num_rows(), 2);
-        assert_eq!(batch.batch.column(1).as_string::<i32>().value(0), "12");
-        assert!(batch.batch.column(1).is_null(1));
-        assert!(
-            batch
-                .batch
-                .schema()
-                .field(0)
-                .metadata()
-                .contains_key(JSON_QUOTED_METADATA_KEY)
+        assert_eq!(
+            batch.batch.column(0).as_string::<i32>().value(0),
+            "\"32.14\""
         );
-        assert!(
-            !batch
-                .batch
-                .schema()
-                .field(1)
-                .metadata()
-                .contains_key(JSON_QUOTED_METADATA_KEY)
+        assert_eq!(batch.batch.column(1).as_string::<i32>().value(0), "12");
+        assert_eq!(
+            batch.batch.column(1).as_string::<i32>().value(1),
+            "null",
+            "explicit null"
+        );
+        assert_eq!(
+            batch.batch.schema().field(0).metadata()[RAW_ENCODING_KEY],
+            RAW_ENCODING_JSON
         );
         assert_eq!(batch.positions[1].line, 3);
         assert_eq!(batch.malformed[0].position.line, 4);
@@ -396,10 +380,17 @@ mod tests {
         let batches = collect(reader);
         let batch = &batches[0];
         assert_eq!(batch.batch.num_rows(), 2);
-        assert_eq!(batch.batch.column(0).as_string::<i32>().value(0), "x,]}");
+        assert_eq!(
+            batch.batch.column(0).as_string::<i32>().value(0),
+            r#""x,]}""#
+        );
         assert_eq!(
             batch.batch.column(1).as_string::<i32>().value(0),
             r#"{"c":[1,2]}"#
+        );
+        assert!(
+            batch.batch.column(1).is_null(1),
+            "a missing key is a null cell"
         );
         assert_eq!(
             batch.positions.iter().map(|p| p.line).collect::<Vec<_>>(),

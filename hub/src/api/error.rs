@@ -222,6 +222,7 @@ impl From<IngestError> for ApiError {
                 ApiError::unprocessable(error.to_string())
             }
             IngestError::Source(e) => ApiError::unprocessable(e.to_string()),
+            IngestError::Invalid(m) => ApiError::conflict(m),
             IngestError::Catalog(e) => e.into(),
             IngestError::Arrow(e) => ApiError::internal(e),
         }

@@ -11,9 +11,9 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use simpul_catalog::{Classification, DatasetId, IdempotencyClaim, WriteMode};
+use simpul_catalog::{Classification, Contract, DatasetId, IdempotencyClaim, WriteMode};
 use simpul_connectors::file::FileFormat;
-use simpul_pipelines::{DatasetDefaults, IngestOptions, IngestReport};
+use simpul_pipelines::{DatasetDefaults, IngestOptions, IngestReport, SchemaChoice};
 use tokio::io::AsyncWriteExt;
 
 use super::ApiError;
@@ -35,6 +35,10 @@ pub(super) struct UploadParams {
     description: Option<String>,
     /// Classification, if this upload creates the dataset (default `internal`).
     classification: Option<Classification>,
+    /// Canonical schema to bind a new dataset to (`penduduk` or `penduduk@1`).
+    schema: Option<String>,
+    /// Contract for unknown columns, if this upload creates the dataset (default `freeze`).
+    contract: Option<Contract>,
 }
 
 /// A body saved to a temporary file, removed when dropped.
@@ -176,8 +180,16 @@ async fn run_ingest(
             owner: caller.0.member.clone(),
             classification: params.classification.unwrap_or(Classification::Internal),
             tags: Vec::new(),
+            contract: params.contract.unwrap_or_default(),
         },
-        schema: None,
+        schema: match &params.schema {
+            Some(name) => SchemaChoice::Canonical(
+                crate::schemas::binding(&app.catalog, name)
+                    .await
+                    .map_err(ApiError::bad_request)?,
+            ),
+            None => SchemaChoice::Infer,
+        },
         actor: caller.id().to_string(),
         source,
     };
@@ -200,6 +212,9 @@ fn report_json(report: &IngestReport) -> serde_json::Value {
         "rows_read": report.rows_read,
         "rows_written": report.rows_written,
         "rows_rejected": report.rows_rejected,
+        "schema": report.schema,
+        "added_columns": report.added_columns,
+        "discarded_columns": report.discarded_columns,
         "rejects": format!("/api/v1/datasets/{}/rejects", report.dataset),
         "sample_rejects": report.sample_rejects,
     })

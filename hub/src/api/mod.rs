@@ -6,6 +6,7 @@ mod extract;
 mod ingest;
 mod keys;
 mod records;
+mod schemas;
 mod sql;
 
 use axum::Router;
@@ -28,6 +29,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/datasets/{id}/records", get(records::data))
         .route("/datasets/{id}/rejects", get(records::rejects))
         .route("/datasets/{id}/ingest", post(ingest::upload))
+        .route("/schemas", get(schemas::list))
+        .route("/schemas/{name}", get(schemas::versions))
+        .route("/schemas/{name}/{version}", get(schemas::document))
+        .route("/validate/{schema}", post(schemas::validate))
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{id}", axum::routing::delete(keys::revoke))
 }

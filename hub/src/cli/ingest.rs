@@ -2,9 +2,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use simpul_catalog::{Classification, DatasetId, WriteMode};
+use simpul_catalog::{Classification, Contract, DatasetId, WriteMode};
 use simpul_connectors::file::{CsvOptions, FileFormat};
-use simpul_pipelines::{DatasetDefaults, IngestOptions, IngestReport};
+use simpul_pipelines::{DatasetDefaults, IngestOptions, IngestReport, SchemaChoice};
 
 use crate::bootstrap;
 use crate::config::Config;
@@ -44,6 +44,14 @@ pub(super) struct IngestArgs {
     /// Tags, if this creates the dataset (repeat the option for several).
     #[arg(long = "tag")]
     tags: Vec<String>,
+    /// Bind a new dataset to a canonical schema and validate against it: a name
+    /// (penduduk, the newest major) or name@major (penduduk@1). See `simpul schemas list`.
+    #[arg(long)]
+    schema: Option<String>,
+    /// What later ingests do with unknown columns, if this creates the dataset:
+    /// freeze (refuse them), evolve (add them to the table) or discard_columns (drop them).
+    #[arg(long, default_value = "freeze", value_parser = ["freeze", "evolve", "discard_columns"])]
+    contract: String,
 }
 
 pub(super) async fn run(config: Config, args: IngestArgs) -> Result<(), String> {
@@ -53,6 +61,10 @@ pub(super) async fn run(config: Config, args: IngestArgs) -> Result<(), String> 
         .map_err(|e: simpul_catalog::InvalidDatasetId| e.to_string())?;
     let format = file_format(&args)?;
     let catalog = bootstrap::open_catalog(&config).await?;
+    let schema = match &args.schema {
+        Some(name) => SchemaChoice::Canonical(crate::schemas::binding(&catalog, name).await?),
+        None => SchemaChoice::Infer,
+    };
     let reader = simpul_connectors::file::open(&args.file, &format).map_err(|e| e.to_string())?;
     let progress = progress_bar(reader.progress());
     let options = IngestOptions {
@@ -71,8 +83,12 @@ pub(super) async fn run(config: Config, args: IngestArgs) -> Result<(), String> 
                 .parse::<Classification>()
                 .map_err(|e| e.to_string())?,
             tags: args.tags,
+            contract: args
+                .contract
+                .parse::<Contract>()
+                .map_err(|e| e.to_string())?,
         },
-        schema: None,
+        schema,
         actor: format!("cli:{}", whoami()),
         source: args.file.display().to_string(),
     };

@@ -3,6 +3,7 @@
 mod datasets;
 mod ingest;
 mod keys;
+mod schemas;
 mod serve;
 mod sql;
 
@@ -42,6 +43,11 @@ enum Command {
     Datasets {
         #[command(subcommand)]
         command: datasets::DatasetsCommand,
+    },
+    /// List, check and register canonical schemas.
+    Schemas {
+        #[command(subcommand)]
+        command: schemas::SchemasCommand,
     },
     /// Issue, list and revoke API keys.
     Keys {
@@ -85,6 +91,7 @@ fn run(cli: Cli) -> Result<(), String> {
             Command::Sql(args) => sql::run(config, args).await,
             Command::Datasets { command } => datasets::run(config, command).await,
             Command::Keys { command } => keys::run(config, command).await,
+            Command::Schemas { command } => schemas::run(config, command).await,
             Command::Config => {
                 print!("{}", config.to_display_toml()?);
                 Ok(())

@@ -50,7 +50,7 @@ async fn malformed_rows_are_kept_in_rejects_with_line_and_reason() {
     assert_eq!(rejects[0]["reason"], "expected 8 fields, found 9");
     assert_eq!(
         rejects[1]["reason"],
-        "tahun: 'dua ribu' is not a valid whole number"
+        "tahun: 'dua ribu' is not a whole number"
     );
     let errors: serde_json::Value =
         serde_json::from_str(rejects[1]["errors"].as_str().unwrap()).unwrap();

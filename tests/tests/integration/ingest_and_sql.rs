@@ -66,9 +66,10 @@ async fn first_start_serves_the_seventeen_kecamatan_of_purwakarta() {
     assert_eq!(
         levels,
         vec![
-            serde_json::json!({"level": "desa_kelurahan", "n": 192}),
+            serde_json::json!({"level": "desa", "n": 183}),
             serde_json::json!({"level": "kabupaten", "n": 1}),
             serde_json::json!({"level": "kecamatan", "n": 17}),
+            serde_json::json!({"level": "kelurahan", "n": 9}),
         ]
     );
     let demo = hub

@@ -45,7 +45,7 @@ async fn filters_sort_project_and_page_rows() {
 
     let (_, kelurahan) = records(
         &hub,
-        "columns=nama&filter[kode]like=32.14.__.1%&filter[level]=desa_kelurahan&sort=nama",
+        "columns=nama&filter[kode]like=32.14.__.1%&filter[level]=kelurahan&sort=nama",
     )
     .await;
     assert_eq!(kelurahan["row_count"], 9, "Purwakarta has nine kelurahan");

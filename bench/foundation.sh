@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Foundation benchmarks, on the release binary:
+#   1. `simpul ingest` of a generated CSV: wall time, rows/s and peak RSS;
+#   2. streaming `select *` of that table over HTTP in each format: wall time, rows/s, MB/s,
+#      and the server's peak RSS (a fresh server per format, so each peak is its own).
+# Usage: bench/foundation.sh [ROWS]   (default 5,000,000). Prints a Markdown table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rows="${1:-5000000}"
+target="${CARGO_TARGET_DIR:-$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')}"
+simpul="$target/release/simpul"
+[ -x "$simpul" ] || { echo "build it first: cargo build --release" >&2; exit 1; }
+work="bench/data"
+mkdir -p "$work"
+csv="$work/observations_$rows.csv"
+[ -f "$csv" ] || python3 bench/generate_observations.py "$rows" "$csv"
+data="$(mktemp -d)"
+server=""
+cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$data"; }
+trap cleanup EXIT
+
+csv_mb=$(python3 -c "import os; print(round(os.path.getsize('$csv') / 1e6))")
+/usr/bin/time -f "%e %M" -o "$work/ingest.time" \
+  "$simpul" --data-dir "$data" ingest "$csv" --dataset stats.observasi > "$work/ingest.out"
+read -r seconds peak_kb < "$work/ingest.time"
+echo "| step | rows | wall s | rows/s | MB/s | peak RSS MiB |"
+echo "|---|---|---|---|---|---|"
+python3 - "$rows" "$seconds" "$peak_kb" "$csv_mb" <<'PY'
+import sys
+rows, s, kb, mb = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+print(f"| ingest CSV ({mb} MB) | {rows:,} | {s:.2f} | {rows / s:,.0f} | {mb / s:.0f} | {kb / 1024:.0f} |")
+PY
+
+start_server() {
+  SIMPUL_QUERY_ROW_LIMIT=1000000000 SIMPUL_QUERY_TIMEOUT_SECS=3600 SIMPUL_LOG=warn \
+    "$simpul" serve --data-dir "$data" --http-listen 127.0.0.1:0 > "$data/serve.out" 2> "$data/serve.err" &
+  server=$!
+  for _ in $(seq 1 200); do grep -q '^http: ' "$data/serve.out" && return; sleep 0.1; done
+  cat "$data/serve.err" >&2; exit 1
+}
+
+key=""
+for format in csv json arrow parquet; do
+  start_server
+  [ -z "$key" ] && key="$(grep '^admin key: ' "$data/serve.out" | cut -d' ' -f3)"
+  url="$(grep '^http: ' "$data/serve.out" | cut -d' ' -f2)"
+  result="$(curl -s -o /dev/null -w '%{time_total} %{size_download} %{http_code}' \
+    -H "Authorization: Bearer $key" \
+    -d '{"sql": "select * from stats.observasi"}' "$url/api/v1/sql?format=$format")"
+  peak_kb="$(awk '/VmHWM/ {print $2}' "/proc/$server/status")"
+  kill "$server"; wait "$server" 2>/dev/null || true; server=""
+  python3 - "$format" "$rows" $result "$peak_kb" <<'PY'
+import sys
+fmt, rows, s, size, code, kb = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5], int(sys.argv[6])
+assert code == "200", code
+print(f"| stream `select *` as {fmt} ({size / 1e6:,.0f} MB) | {rows:,} | {s:.2f} | {rows / s:,.0f} | {size / 1e6 / s:,.0f} | {kb / 1024:.0f} |")
+PY
+done
