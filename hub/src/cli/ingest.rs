@@ -161,6 +161,21 @@ fn print_report(file: &str, report: &IngestReport) {
         "ingested {file} into {} ({created}version {})",
         report.dataset, report.version
     );
+    if let Some(schema) = &report.schema {
+        println!("  checked against schema {schema}");
+    }
+    if !report.added_columns.is_empty() {
+        println!(
+            "  columns added to the table: {}",
+            report.added_columns.join(", ")
+        );
+    }
+    if !report.discarded_columns.is_empty() {
+        println!(
+            "  columns discarded: {}",
+            report.discarded_columns.join(", ")
+        );
+    }
     println!("  rows read:     {}", report.rows_read);
     println!("  rows written:  {}", report.rows_written);
     if report.rows_rejected == 0 {

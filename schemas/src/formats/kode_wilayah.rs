@@ -10,13 +10,14 @@ pub fn normalize_kode_wilayah(raw: &str) -> Result<String, String> {
         && matches!(digits.len(), 2 | 4 | 6 | 10)
         && (value == digits || value == dotted(&digits));
     if !shape_ok {
-        return Err(format!(
-            "'{value}' is not a Kemendagri region code: PP, PP.KK, PP.KK.CC or PP.KK.CC.DDDD (dots optional)"
-        ));
+        return Err(
+            "is not a Kemendagri region code: PP, PP.KK, PP.KK.CC or PP.KK.CC.DDDD (dots optional)"
+                .into(),
+        );
     }
     if digits.len() >= 4 && !known_regency(&digits[..4]) {
         return Err(format!(
-            "'{value}' starts with {}, which is not a known province and regency",
+            "starts with {}, which is not a known province and regency",
             &digits[..4]
         ));
     }
@@ -29,10 +30,7 @@ pub fn normalize_kode_desa(raw: &str) -> Result<String, String> {
     if normal.len() == 13 {
         Ok(normal)
     } else {
-        Err(format!(
-            "'{}' is not a desa or kelurahan code: it must have four levels, PP.KK.CC.DDDD",
-            raw.trim()
-        ))
+        Err("is not a desa or kelurahan code: it must have four levels, PP.KK.CC.DDDD".into())
     }
 }
 

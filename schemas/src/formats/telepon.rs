@@ -10,17 +10,17 @@ pub fn normalize_telepon(raw: &str) -> Result<String, String> {
         .strip_prefix("+62")
         .or_else(|| compact.strip_prefix("62"))
         .or_else(|| compact.strip_prefix('0'))
-        .ok_or_else(|| format!("'{}' must start with +62, 62 or 0", raw.trim()))?;
+        .ok_or_else(|| "must start with +62, 62 or 0".to_string())?;
     let valid = (8..=12).contains(&national.len())
         && national.bytes().all(|b| b.is_ascii_digit())
         && national.starts_with(|c: char| ('2'..='9').contains(&c));
     if valid {
         Ok(format!("+62{national}"))
     } else {
-        Err(format!(
-            "'{}' is not an Indonesian phone number: after +62 or 0 come 8 to 12 digits, the first 2-9",
-            raw.trim()
-        ))
+        Err(
+            "is not an Indonesian phone number: after +62 or 0 come 8 to 12 digits, the first 2-9"
+                .into(),
+        )
     }
 }
 

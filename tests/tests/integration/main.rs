@@ -10,4 +10,5 @@ mod limits;
 mod postgres_state;
 mod read_only;
 mod records;
+mod schemas;
 mod time_travel;
