@@ -20,8 +20,8 @@ const DEMO_UPAH_MINIMUM_CSV: &[u8] =
 /// The actor name recorded for what the hub does by itself.
 const SYSTEM_ACTOR: &str = "simpul";
 
-/// Opens the lake and the state store named by the configuration, creating the data
-/// directory for local lakes.
+/// Opens the lake and the state store named by the configuration (creating the data
+/// directory for local lakes) and registers the shipped schemas that are not there yet.
 pub async fn open_catalog(config: &Config) -> Result<Arc<Catalog>, String> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create data_dir {}: {e}", config.data_dir.display()))?;
@@ -35,9 +35,15 @@ pub async fn open_catalog(config: &Config) -> Result<Arc<Catalog>, String> {
             .map_err(|e| format!("cannot create the lake directory {}: {e}", path.display()))?;
     }
     let options = config.lake.storage_options.clone().into_iter().collect();
-    Catalog::open(&lake_url, options, &config.effective_state_url()?)
+    let catalog = Catalog::open(&lake_url, options, &config.effective_state_url()?)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    catalog
+        .state
+        .register_shipped_schemas()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(catalog)
 }
 
 /// What the first start produced.
@@ -47,14 +53,9 @@ pub struct FirstStart {
     pub admin_key: Option<String>,
 }
 
-/// Registers the shipped schemas, issues the first admin key and loads shipped data that is
-/// missing. Safe on every start.
+/// Registers the schemas of `schemas_dir`, issues the first admin key and loads shipped data
+/// that is missing. Safe on every start.
 pub async fn prepare(catalog: &Arc<Catalog>, config: &Config) -> Result<FirstStart, String> {
-    catalog
-        .state
-        .register_shipped_schemas()
-        .await
-        .map_err(|e| e.to_string())?;
     if !config.schemas_dir.is_empty() {
         for (file, outcome) in
             crate::schemas::register_dir(catalog, Path::new(&config.schemas_dir), SYSTEM_ACTOR)

@@ -157,6 +157,8 @@ pub struct CompiledSchema {
     pub primary_key: Vec<usize>,
     /// `x-koordinat`: the latitude and longitude properties, where `0,0` means "no location".
     pub coordinates: Option<(usize, usize)>,
+    /// Schema-level `if`/`then`/`else` rules the engine evaluates itself.
+    pub conditionals: Vec<Conditional>,
     /// What `jsonschema` checks after the vectorized engine, if anything.
     pub fallback: Option<Arc<Fallback>>,
 }
@@ -284,7 +286,11 @@ impl CompiledSchema {
             Some(Value::Bool(false)) => false,
             Some(_) => true,
         };
-        let fallback = Fallback::for_schema(&document, &properties)?.map(Arc::new);
+        let conditionals: Vec<Conditional> = Conditional::compile(root, &properties)
+            .into_iter()
+            .collect();
+        let fallback =
+            Fallback::for_schema(&document, &properties, !conditionals.is_empty())?.map(Arc::new);
         let arrow = Arc::new(Schema::new(
             properties
                 .iter()
@@ -300,6 +306,7 @@ impl CompiledSchema {
             additional_properties,
             primary_key,
             coordinates,
+            conditionals,
             fallback,
         })
     }
@@ -335,6 +342,7 @@ impl CompiledSchema {
             additional_properties: false,
             primary_key: Vec::new(),
             coordinates: None,
+            conditionals: Vec::new(),
             fallback: None,
         }
     }
@@ -609,6 +617,7 @@ impl Fallback {
     fn for_schema(
         document: &Value,
         properties: &[PropertyPlan],
+        conditional_vectorized: bool,
     ) -> Result<Option<Self>, SchemaError> {
         let Some(root) = document.as_object() else {
             return Ok(None);
@@ -618,8 +627,11 @@ impl Fallback {
         for (keyword, value) in root {
             let vectorized = ROOT_VECTORIZED.contains(&keyword.as_str())
                 && (keyword != "additionalProperties" || value.is_boolean());
+            let conditional = matches!(keyword.as_str(), "if" | "then" | "else");
             if keyword == "$schema" || keyword == "$defs" || keyword == "$id" {
                 residual.insert(keyword.clone(), value.clone());
+            } else if conditional && conditional_vectorized {
+                continue;
             } else if !vectorized && !is_annotation(keyword) {
                 residual.insert(keyword.clone(), value.clone());
                 all_rows = true;
@@ -713,4 +725,102 @@ fn mentioned_properties(residual: &Value, properties: &[PropertyPlan]) -> Option
             .map(|(i, _)| i)
             .collect(),
     )
+}
+
+/// A subschema of `if`, `then` or `else` that the engine evaluates itself: `required`, and
+/// `properties` whose keywords it vectorizes (plus `type`).
+#[derive(Debug, Clone)]
+pub struct Condition {
+    /// Properties that must be present.
+    pub required: Vec<usize>,
+    /// Per property: the allowed JSON types (if `type` is given) and the checks.
+    pub properties: Vec<(usize, Option<Vec<String>>, Vec<Check>)>,
+}
+
+/// A schema-level `if`/`then`/`else`.
+#[derive(Debug, Clone)]
+pub struct Conditional {
+    /// The condition.
+    pub condition: Condition,
+    /// Applied to records that meet the condition.
+    pub then: Option<Condition>,
+    /// Applied to records that do not.
+    pub otherwise: Option<Condition>,
+}
+
+impl Conditional {
+    /// The root's `if`/`then`/`else`, when every part is simple enough to vectorize.
+    fn compile(root: &Map<String, Value>, properties: &[PropertyPlan]) -> Option<Self> {
+        let condition = Condition::compile(root.get("if")?, properties)?;
+        let branch = |key: &str| match root.get(key) {
+            None => Some(None),
+            Some(schema) => Condition::compile(schema, properties).map(Some),
+        };
+        Some(Self {
+            condition,
+            then: branch("then")?,
+            otherwise: branch("else")?,
+        })
+    }
+}
+
+impl Condition {
+    fn compile(schema: &Value, properties: &[PropertyPlan]) -> Option<Self> {
+        let object = schema.as_object()?;
+        if object
+            .keys()
+            .any(|k| !(k == "properties" || k == "required" || is_annotation(k)))
+        {
+            return None;
+        }
+        let index_of = |name: &str| properties.iter().position(|p| p.name == name);
+        let required = match object.get("required") {
+            None => Vec::new(),
+            Some(list) => list
+                .as_array()?
+                .iter()
+                .map(|n| n.as_str().and_then(index_of))
+                .collect::<Option<Vec<_>>>()?,
+        };
+        let mut compiled = Vec::new();
+        for (name, sub) in object
+            .get("properties")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let index = index_of(name)?;
+            let sub = sub.as_object()?;
+            let mut types = None;
+            let mut checks = Vec::new();
+            for (keyword, value) in sub {
+                if is_annotation(keyword) {
+                    continue;
+                }
+                if keyword == "type" {
+                    types = Some(match value {
+                        Value::String(t) => vec![t.clone()],
+                        Value::Array(ts) => ts
+                            .iter()
+                            .map(|t| t.as_str().map(String::from))
+                            .collect::<Option<Vec<_>>>()?,
+                        _ => return None,
+                    });
+                    continue;
+                }
+                if !PROPERTY_VECTORIZED.contains(&keyword.as_str())
+                    || keyword == "multipleOf"
+                    || keyword == "format"
+                {
+                    return None;
+                }
+                checks.push(compile_check(keyword, value, properties[index].kind).ok()??);
+            }
+            compiled.push((index, types, checks));
+        }
+        Some(Self {
+            required,
+            properties: compiled,
+        })
+    }
 }

@@ -21,7 +21,7 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use serde_json::{Map, Number, Value};
 
-use crate::compile::{Check, CompiledSchema, JsonKind, PropertyPlan};
+use crate::compile::{Check, CompiledSchema, Condition, JsonKind, PropertyPlan};
 use crate::formats::Format;
 use crate::keywords::MISSING_LOCATION;
 use crate::raw::{RAW_ENCODING_JSON, RAW_ENCODING_KEY};
@@ -68,6 +68,30 @@ impl Parsed<'_> {
             Parsed::Number(f) => Number::from_f64(*f).map_or(Value::Null, Value::Number),
             Parsed::Boolean(b) => Value::Bool(*b),
             Parsed::Json(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+        }
+    }
+
+    /// Whether the value has this JSON Schema type (`number` includes integers, `integer`
+    /// includes floats without a fractional part).
+    fn has_json_type(&self, name: &str) -> bool {
+        match (self, name) {
+            (Parsed::Text(_), "string") => true,
+            (Parsed::Integer(_), "integer" | "number") => true,
+            (Parsed::Number(f), "number") => f.is_finite(),
+            (Parsed::Number(f), "integer") => f.fract() == 0.0,
+            (Parsed::Boolean(_), "boolean") => true,
+            (Parsed::Json(text), kind) => match text.trim_start().as_bytes().first() {
+                Some(b'[') => kind == "array",
+                Some(b'{') => kind == "object",
+                Some(b'"') => kind == "string",
+                Some(b't' | b'f') => kind == "boolean",
+                Some(b'n') => kind == "null",
+                Some(_) => serde_json::from_str::<Number>(text).is_ok_and(|n| {
+                    kind == "number" || (kind == "integer" && json_integer(&n).is_some())
+                }),
+                None => false,
+            },
+            _ => false,
         }
     }
 
@@ -164,6 +188,7 @@ impl CompiledSchema {
         }
         self.check_unknown_columns(raw, &mut errors);
         self.check_coordinates(&columns, &mut errors);
+        self.check_conditionals(&columns, &mut errors);
         self.run_fallback(&columns, &mut errors);
         // Last, so that only rows valid in every other way claim their key.
         self.check_primary_key(&columns, positions, &mut errors);
@@ -202,6 +227,28 @@ impl CompiledSchema {
             };
             if zero(&columns[lat]) && zero(&columns[lng]) {
                 errors.add(row, FieldError::record("x-koordinat", MISSING_LOCATION));
+            }
+        }
+    }
+
+    /// Schema-level `if`/`then`/`else`, vectorized: the condition is evaluated per row on the
+    /// parsed columns, and the matching branch's checks run on the rows it selects.
+    fn check_conditionals(&self, columns: &[ParsedColumn], errors: &mut RowErrors) {
+        for conditional in &self.conditionals {
+            for row in 0..errors.by_row.len() {
+                let holds =
+                    condition_errors(&conditional.condition, &self.properties, columns, row)
+                        .is_empty();
+                let branch = if holds {
+                    &conditional.then
+                } else {
+                    &conditional.otherwise
+                };
+                if let Some(branch) = branch {
+                    for error in condition_errors(branch, &self.properties, columns, row) {
+                        errors.add(row, error);
+                    }
+                }
             }
         }
     }
@@ -744,6 +791,70 @@ fn check_column(plan: &PropertyPlan, column: &mut ParsedColumn, errors: &mut Row
             }
         }
     }
+}
+
+/// The ways a row fails a condition; empty when it meets it. Keywords apply only to present
+/// properties, as in JSON Schema.
+fn condition_errors(
+    condition: &Condition,
+    plans: &[PropertyPlan],
+    columns: &[ParsedColumn],
+    row: usize,
+) -> Vec<FieldError> {
+    let mut found = Vec::new();
+    for &index in &condition.required {
+        if matches!(columns[index].states[row], State::Absent | State::Invalid) {
+            found.push(FieldError::field(
+                &plans[index].name,
+                "required",
+                "is required by the schema's if/then rule",
+            ));
+        }
+    }
+    for (index, types, checks) in &condition.properties {
+        let (name, column) = (&plans[*index].name, &columns[*index]);
+        match column.states[row] {
+            State::Absent | State::Invalid => {}
+            State::Null => {
+                if types
+                    .as_ref()
+                    .is_some_and(|t| !t.iter().any(|t| t == "null"))
+                {
+                    found.push(FieldError::field(
+                        name,
+                        "type",
+                        "must not be null here (if/then rule)",
+                    ));
+                }
+                found.extend(
+                    checks
+                        .iter()
+                        .filter_map(null_refused)
+                        .map(|(k, m)| FieldError::field(name, k, m)),
+                );
+            }
+            State::Value => {
+                let Some(value) = &column.values[row] else {
+                    continue;
+                };
+                if let Some(types) = types
+                    && !types.iter().any(|t| value.has_json_type(t))
+                {
+                    found.push(FieldError::field(
+                        name,
+                        "type",
+                        format!("must be of type {} here (if/then rule)", types.join(" or ")),
+                    ));
+                }
+                for check in checks {
+                    if let Err((keyword, message)) = run_check(check, value) {
+                        found.push(FieldError::field(name, keyword, message));
+                    }
+                }
+            }
+        }
+    }
+    found
 }
 
 /// Whether `enum` or `const` refuses a `null`.

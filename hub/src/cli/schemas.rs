@@ -38,11 +38,6 @@ pub(super) enum SchemasCommand {
 
 pub(super) async fn run(config: Config, command: SchemasCommand) -> Result<(), String> {
     let catalog = bootstrap::open_catalog(&config).await?;
-    catalog
-        .state
-        .register_shipped_schemas()
-        .await
-        .map_err(|e| e.to_string())?;
     match command {
         SchemasCommand::List => {
             let mut table = Table::new();
