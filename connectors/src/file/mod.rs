@@ -50,6 +50,20 @@ impl FileFormat {
         }
     }
 
+    /// The format of an HTTP body from its media type (`text/csv`, `application/x-ndjson`, …).
+    pub fn from_media_type(media: &str) -> Option<Self> {
+        match media {
+            "text/csv" => Self::from_name("csv"),
+            "text/tab-separated-values" => Self::from_name("tsv"),
+            "application/x-ndjson" | "application/jsonl" | "application/ndjson" => {
+                Some(Self::Ndjson)
+            }
+            "application/json" => Some(Self::JsonArray),
+            "application/vnd.apache.parquet" | "application/x-parquet" => Some(Self::Parquet),
+            _ => None,
+        }
+    }
+
     /// Parses a format name as given on the command line (`csv`, `ndjson`, `json`, `parquet`).
     pub fn from_name(name: &str) -> Option<Self> {
         match name.to_ascii_lowercase().as_str() {

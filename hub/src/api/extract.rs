@@ -1,7 +1,7 @@
 //! Extractors whose rejections are problem+json like every other error.
 
 use axum::extract::{FromRef, FromRequest, Request};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
@@ -37,4 +37,19 @@ where
             ))
         })
     }
+}
+
+/// The request's media type, lowercase, without parameters (`text/csv; charset=utf-8` →
+/// `text/csv`).
+pub fn media_type(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
 }

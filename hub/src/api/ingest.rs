@@ -16,8 +16,8 @@ use simpul_connectors::file::FileFormat;
 use simpul_pipelines::{DatasetDefaults, IngestOptions, IngestReport, SchemaChoice};
 use tokio::io::AsyncWriteExt;
 
-use super::ApiError;
 use super::datasets::dataset_id;
+use super::{ApiError, media_type};
 use crate::auth::Caller;
 use crate::server::AppState;
 
@@ -79,7 +79,7 @@ pub(super) async fn upload(
             )));
         }
     };
-    let format = upload_format(params.format.as_deref(), headers.get(header::CONTENT_TYPE))?;
+    let format = upload_format(params.format.as_deref(), &headers)?;
     let saved = save_body(&app, body, &headers).await?;
     let idempotency_key = headers
         .get("idempotency-key")
@@ -233,10 +233,7 @@ fn replay(status: u16, body: String) -> Response {
     response
 }
 
-fn upload_format(
-    param: Option<&str>,
-    content_type: Option<&HeaderValue>,
-) -> Result<FileFormat, ApiError> {
+fn upload_format(param: Option<&str>, headers: &HeaderMap) -> Result<FileFormat, ApiError> {
     if let Some(name) = param {
         return FileFormat::from_name(name).ok_or_else(|| {
             ApiError::bad_request(format!(
@@ -244,30 +241,13 @@ fn upload_format(
             ))
         });
     }
-    let media = content_type
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default();
-    let name = match media.as_str() {
-        "text/csv" => "csv",
-        "text/tab-separated-values" => "tsv",
-        "application/x-ndjson" | "application/jsonl" | "application/ndjson" => "ndjson",
-        "application/json" => "json",
-        "application/vnd.apache.parquet" | "application/x-parquet" => "parquet",
-        _ => {
-            return Err(ApiError::unsupported_media_type(format!(
-                "cannot read a body of type '{media}'; send text/csv, application/x-ndjson, application/json \
-                 or application/vnd.apache.parquet, or pass ?format="
-            )));
-        }
-    };
-    FileFormat::from_name(name).ok_or_else(|| ApiError::internal("format table is inconsistent"))
+    let media = media_type(headers).unwrap_or_default();
+    FileFormat::from_media_type(&media).ok_or_else(|| {
+        ApiError::unsupported_media_type(format!(
+            "cannot read a body of type '{media}'; send text/csv, application/x-ndjson, application/json \
+             or application/vnd.apache.parquet, or pass ?format="
+        ))
+    })
 }
 
 /// Streams the body to a temporary file, hashing it, and refuses it past the body limit.

@@ -13,7 +13,7 @@ use axum::Router;
 use axum::routing::{get, post};
 
 pub use error::{ApiError, datafusion_error};
-pub use extract::ApiJson;
+pub use extract::{ApiJson, media_type};
 
 use crate::server::AppState;
 

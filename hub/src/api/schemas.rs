@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use simpul_catalog::SchemaVersion;
 use simpul_connectors::file::{FileFormat, open_bytes};
 
-use super::ApiError;
+use super::{ApiError, media_type};
 use crate::auth::Caller;
 use crate::server::AppState;
 
@@ -146,30 +146,19 @@ pub(super) async fn validate(
 /// The payload's format from its Content-Type: a JSON object or array, NDJSON or CSV. A
 /// lone JSON object is validated as one record.
 fn payload_format(headers: &HeaderMap, body: Bytes) -> Result<(FileFormat, Bytes), ApiError> {
-    let media = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase()
-        })
+    let media = media_type(headers)
+        .filter(|m| m != "application/x-www-form-urlencoded")
         .unwrap_or_else(|| "application/json".into());
-    let format = match media.as_str() {
-        "text/csv" => "csv",
-        "application/x-ndjson" | "application/jsonl" | "application/ndjson" => "ndjson",
-        "application/json" | "application/x-www-form-urlencoded" => "json",
-        other => {
-            return Err(ApiError::unsupported_media_type(format!(
-                "cannot validate a body of type '{other}'; send application/json (one record or an array), \
+    let format = FileFormat::from_media_type(&media)
+        .filter(|f| !matches!(f, FileFormat::Parquet))
+        .ok_or_else(|| {
+            ApiError::unsupported_media_type(format!(
+                "cannot validate a body of type '{media}'; send application/json (one record or an array), \
                  application/x-ndjson or text/csv"
-            )));
-        }
-    };
-    let body = if format == "json" && body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
-    {
+            ))
+        })?;
+    let lone_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let body = if format == FileFormat::JsonArray && lone_object {
         let mut wrapped = Vec::with_capacity(body.len() + 2);
         wrapped.push(b'[');
         wrapped.extend_from_slice(&body);
@@ -178,7 +167,5 @@ fn payload_format(headers: &HeaderMap, body: Bytes) -> Result<(FileFormat, Bytes
     } else {
         body
     };
-    let format = FileFormat::from_name(format)
-        .ok_or_else(|| ApiError::internal("format table is inconsistent"))?;
     Ok((format, body))
 }

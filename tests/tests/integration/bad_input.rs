@@ -79,12 +79,7 @@ async fn malformed_rows_are_kept_in_rejects_with_line_and_reason() {
         totals[0]["n"], 2,
         "the good rows landed; the empty value is a null"
     );
-    let meta: serde_json::Value = hub
-        .get(&hub.admin_key, "/api/v1/datasets/stats.gk")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let meta: serde_json::Value = hub.json("/api/v1/datasets/stats.gk").await;
     assert_eq!(meta["dataset"]["row_count"], 83);
     assert_eq!(meta["dataset"]["rejected_count"], 3);
     let via_api: serde_json::Value = hub

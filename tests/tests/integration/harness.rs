@@ -220,6 +220,15 @@ impl Hub {
             .expect("send get")
     }
 
+    /// A GET as admin, answered with JSON.
+    pub async fn json(&self, path: &str) -> serde_json::Value {
+        self.get(&self.admin_key, path)
+            .await
+            .json()
+            .await
+            .expect("a JSON answer")
+    }
+
     /// The lake directory of a table, to inspect files.
     pub fn table_dir(&self, namespace: &str, table: &str) -> PathBuf {
         self.dir.path().join("lake").join(namespace).join(table)

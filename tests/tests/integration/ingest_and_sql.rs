@@ -283,12 +283,7 @@ async fn http_upload_creates_a_dataset_owned_by_the_producer_and_appends() {
     assert_eq!(second.status(), 200);
     let rows = hub.rows("select count(*) as n from stats.kemiskinan").await;
     assert_eq!(rows[0]["n"], 162);
-    let meta: serde_json::Value = hub
-        .get(&hub.admin_key, "/api/v1/datasets/stats.kemiskinan")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let meta: serde_json::Value = hub.json("/api/v1/datasets/stats.kemiskinan").await;
     assert_eq!(meta["dataset"]["owner"], "BAPPEDA");
     assert_eq!(meta["dataset"]["classification"], "public");
     assert_eq!(meta["dataset"]["row_count"], 162);

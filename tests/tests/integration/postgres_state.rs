@@ -59,12 +59,7 @@ async fn the_hub_keeps_its_state_on_postgresql() {
         "sosial",
     ]);
     assert!(report.contains("rows written:  81"), "{report}");
-    let listed: serde_json::Value = hub
-        .get(&hub.admin_key, "/api/v1/datasets?tag=sosial")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed: serde_json::Value = hub.json("/api/v1/datasets?tag=sosial").await;
     assert_eq!(listed["total"], 1);
     assert_eq!(listed["datasets"][0]["row_count"], 81);
 

@@ -31,12 +31,7 @@ async fn assert_refused(sql: &str, kind: &str) {
     assert!(changed.is_empty(), "{sql} changed files: {changed:?}");
     let rows = hub.rows("select count(*) as n from ref.wilayah").await;
     assert_eq!(rows[0]["n"], 210, "{sql}: the table is intact");
-    let history: serde_json::Value = hub
-        .get(&hub.admin_key, "/api/v1/datasets/ref.wilayah/versions")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let history: serde_json::Value = hub.json("/api/v1/datasets/ref.wilayah/versions").await;
     assert_eq!(
         history["versions"].as_array().unwrap().len(),
         2,

@@ -15,12 +15,7 @@ fn write(hub: &Hub, name: &str, bytes: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_registry_lists_versions_and_serves_raw_schemas() {
     let hub = Hub::start_with_env(&[("SIMPUL_DEMO_DATA", "false")]);
-    let list: serde_json::Value = hub
-        .get(&hub.admin_key, "/api/v1/schemas")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: serde_json::Value = hub.json("/api/v1/schemas").await;
     let names: Vec<&str> = list["schemas"]
         .as_array()
         .unwrap()
@@ -40,12 +35,7 @@ async fn the_registry_lists_versions_and_serves_raw_schemas() {
             "{expected} missing from {names:?}"
         );
     }
-    let versions: serde_json::Value = hub
-        .get(&hub.admin_key, "/api/v1/schemas/penduduk")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let versions: serde_json::Value = hub.json("/api/v1/schemas/penduduk").await;
     assert_eq!(versions["versions"][0]["version"], "1.0.0");
     let raw = hub
         .get(&hub.admin_key, "/api/v1/schemas/penduduk/1.0.0")
@@ -69,12 +59,7 @@ async fn the_registry_lists_versions_and_serves_raw_schemas() {
             .status(),
         404
     );
-    let bound: serde_json::Value = hub
-        .get(&hub.admin_key, "/api/v1/datasets/ref.wilayah")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let bound: serde_json::Value = hub.json("/api/v1/datasets/ref.wilayah").await;
     assert_eq!(
         bound["dataset"]["schema_ref"], "wilayah@1",
         "the catalog shows the binding"
@@ -236,12 +221,7 @@ async fn messy_real_exports_are_normalised_or_rejected_with_reasons() {
             .starts_with("periode:"),
         "{rejects:?}"
     );
-    let meta: serde_json::Value = hub
-        .get(&hub.admin_key, "/api/v1/datasets/stats.observasi")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let meta: serde_json::Value = hub.json("/api/v1/datasets/stats.observasi").await;
     assert_eq!(meta["dataset"]["schema_ref"], "observasi_statistik@1");
 }
 
@@ -353,12 +333,7 @@ async fn contract_modes_freeze_evolve_and_discard_unknown_columns() {
         discarded.contains("columns discarded: catatan"),
         "{discarded}"
     );
-    let history: serde_json::Value = hub
-        .get(&hub.admin_key, "/api/v1/datasets/stats.buang/versions")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let history: serde_json::Value = hub.json("/api/v1/datasets/stats.buang/versions").await;
     assert_eq!(
         history["versions"][0]["simpul"]["discarded_columns"],
         serde_json::json!(["catatan"])
@@ -435,12 +410,7 @@ async fn new_versions_must_be_backward_compatible_unless_the_major_changes() {
     });
     let path = save(&major);
     hub.cli_ok(&["schemas", "register", &path]);
-    let versions: serde_json::Value = hub
-        .get(&hub.admin_key, "/api/v1/schemas/penduduk")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let versions: serde_json::Value = hub.json("/api/v1/schemas/penduduk").await;
     let listed: Vec<&str> = versions["versions"]
         .as_array()
         .unwrap()

@@ -58,12 +58,7 @@ async fn overwrite_keeps_old_versions_readable_and_data_survives_a_restart() {
         .await;
     assert_eq!(missing.status(), 404);
 
-    let history: serde_json::Value = hub
-        .get(&hub.admin_key, "/api/v1/datasets/stats.gk/versions")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let history: serde_json::Value = hub.json("/api/v1/datasets/stats.gk/versions").await;
     let versions = history["versions"].as_array().unwrap();
     let summary: Vec<(i64, &str)> = versions
         .iter()
