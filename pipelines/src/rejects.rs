@@ -40,7 +40,7 @@ pub(crate) fn rejects_batch(
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(vec![run_id; n])),
         Arc::new(StringArray::from_iter(
-            rows.iter().map(|r| Some(r.position.source.as_str())),
+            rows.iter().map(|r| Some(&*r.position.source)),
         )),
         Arc::new(Int64Array::from_iter(
             rows.iter().map(|r| Some(r.position.line as i64)),

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{Array, RecordBatch, StringArray};
+use arrow::array::{Array, BooleanArray, Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -132,24 +132,77 @@ fn observation(rng: &mut StdRng, desa: &[String], row: usize, broken: bool) -> V
     record
 }
 
-/// Records as JSON-source raw batches: every cell the record's JSON text.
-fn raw_batches(records: &[Value], names: &[String]) -> Vec<RecordBatch> {
+/// How the records reach the engine.
+#[derive(Clone, Copy)]
+enum Input {
+    /// Typed Arrow columns, as a JSON or Parquet decoder hands them over: text as Utf8,
+    /// numbers as Float64, booleans as Boolean. The counterpart of jsonschema's parsed `Value`.
+    Typed,
+    /// Every cell as CSV text (what `simpul ingest file.csv` validates).
+    CsvText,
+    /// Every cell as its JSON text, marked `simpul.encoding = json` (NDJSON uploads).
+    JsonText,
+}
+
+impl Input {
+    fn name(self) -> &'static str {
+        match self {
+            Input::Typed => "Arrow typed",
+            Input::CsvText => "CSV text",
+            Input::JsonText => "JSON text",
+        }
+    }
+}
+
+fn batches(records: &[Value], names: &[String], input: Input) -> Vec<RecordBatch> {
     let encoding = HashMap::from([(RAW_ENCODING_KEY.to_string(), RAW_ENCODING_JSON.to_string())]);
+    let sample = |n: &String| {
+        records
+            .iter()
+            .find_map(|r| r.get(n).filter(|v| !v.is_null()))
+    };
     let schema = Arc::new(Schema::new(
         names
             .iter()
-            .map(|n| Field::new(n, DataType::Utf8, true).with_metadata(encoding.clone()))
+            .map(|n| {
+                let data_type = match (input, sample(n)) {
+                    (Input::Typed, Some(Value::Number(_))) => DataType::Float64,
+                    (Input::Typed, Some(Value::Bool(_))) => DataType::Boolean,
+                    _ => DataType::Utf8,
+                };
+                let field = Field::new(n, data_type, true);
+                match input {
+                    Input::JsonText => field.with_metadata(encoding.clone()),
+                    _ => field,
+                }
+            })
             .collect::<Vec<_>>(),
     ));
     records
         .chunks(BATCH_ROWS)
         .map(|chunk| {
-            let columns = names
+            let columns = schema
+                .fields()
                 .iter()
-                .map(|n| {
-                    Arc::new(StringArray::from_iter(
-                        chunk.iter().map(|r| r.get(n).map(Value::to_string)),
-                    )) as Arc<dyn Array>
+                .map(|field| {
+                    let cells = chunk.iter().map(|r| r.get(field.name()));
+                    let column: Arc<dyn Array> = match (input, field.data_type()) {
+                        (_, DataType::Float64) => Arc::new(Float64Array::from_iter(
+                            cells.map(|v| v.and_then(Value::as_f64)),
+                        )),
+                        (_, DataType::Boolean) => Arc::new(BooleanArray::from_iter(
+                            cells.map(|v| v.and_then(Value::as_bool)),
+                        )),
+                        (Input::JsonText, _) => Arc::new(StringArray::from_iter(
+                            cells.map(|v| v.map(Value::to_string)),
+                        )),
+                        _ => Arc::new(StringArray::from_iter(cells.map(|v| match v {
+                            Some(Value::String(text)) => Some(text.clone()),
+                            Some(Value::Null) | None => None,
+                            Some(other) => Some(other.to_string()),
+                        }))),
+                    };
+                    column
                 })
                 .collect();
             RecordBatch::try_new(schema.clone(), columns).expect("batch")
@@ -172,38 +225,40 @@ fn bench(name: &str, records: &[Value]) {
         .keys()
         .cloned()
         .collect();
-    let batches = raw_batches(records, &names);
-
-    let started = Instant::now();
-    let mut vectorized_invalid = 0;
-    for batch in &batches {
-        let positions = consecutive_positions("bench", 1, batch.num_rows());
-        vectorized_invalid += engine
-            .validate(batch, &positions)
-            .expect("validates")
-            .rejected
-            .len();
-    }
-    let vectorized = started.elapsed().as_secs_f64();
 
     let started = Instant::now();
     let row_by_row_invalid = records.iter().filter(|r| !reference.is_valid(r)).count();
     let row_by_row = started.elapsed().as_secs_f64();
-
     let rows = records.len() as f64;
-    println!(
-        "| {name} | {} | {:.2} | {:.0} | {:.2} | {:.0} | {:.1}× | {vectorized_invalid} / {row_by_row_invalid} |",
-        records.len(),
-        vectorized,
-        rows / vectorized,
-        row_by_row,
-        rows / row_by_row,
-        row_by_row / vectorized,
-    );
-    assert_eq!(
-        vectorized_invalid, row_by_row_invalid,
-        "both engines must refuse the same rows"
-    );
+
+    for input in [Input::Typed, Input::CsvText, Input::JsonText] {
+        let batches = batches(records, &names, input);
+        let started = Instant::now();
+        let mut vectorized_invalid = 0;
+        for batch in &batches {
+            let positions = consecutive_positions("bench", 1, batch.num_rows());
+            vectorized_invalid += engine
+                .validate(batch, &positions)
+                .expect("validates")
+                .rejected
+                .len();
+        }
+        let vectorized = started.elapsed().as_secs_f64();
+        println!(
+            "| {name} | {} | {} | {:.2} | {:.0} | {:.2} | {:.0} | {:.1}× | {vectorized_invalid} / {row_by_row_invalid} |",
+            records.len(),
+            input.name(),
+            vectorized,
+            rows / vectorized,
+            row_by_row,
+            rows / row_by_row,
+            row_by_row / vectorized,
+        );
+        assert_eq!(
+            vectorized_invalid, row_by_row_invalid,
+            "both engines must refuse the same rows"
+        );
+    }
 }
 
 fn main() {
@@ -220,9 +275,9 @@ fn main() {
         .map(|i| observation(&mut rng, &desa, i, i % 100 == 57))
         .collect();
     println!(
-        "| schema | rows | vectorized s | vectorized rows/s | jsonschema s | jsonschema rows/s | speed-up | invalid (vectorized / jsonschema) |"
+        "| schema | rows | engine input | vectorized s | vectorized rows/s | jsonschema s | jsonschema rows/s | speed-up | invalid (vectorized / jsonschema) |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     bench("penduduk", &residents);
     bench("observasi_statistik", &observations);
 }

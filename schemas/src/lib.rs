@@ -39,9 +39,10 @@ pub use validate::{Validation, text_number};
 
 /// Positions `first_line..` for a batch whose rows are consecutive lines.
 pub fn consecutive_positions(source: &str, first_line: u64, rows: usize) -> Vec<SourcePosition> {
+    let source: std::sync::Arc<str> = source.into();
     (0..rows as u64)
         .map(|i| SourcePosition {
-            source: source.to_string(),
+            source: source.clone(),
             line: first_line + i,
         })
         .collect()

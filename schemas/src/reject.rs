@@ -1,10 +1,12 @@
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// Where a record came from, so that a person can find it in the original input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourcePosition {
-    /// The input's name: a file path, a URL or a request id.
-    pub source: String,
+    /// The input's name: a file path, a URL or a request id. Shared by every row of an input.
+    pub source: Arc<str>,
     /// 1-based line number for text files, 1-based row number otherwise.
     pub line: u64,
 }

@@ -395,7 +395,7 @@ impl CompiledSchema {
             .filter(|(_, e)| !e.is_empty())
             .map(|(row, errors)| RejectedRow {
                 position: positions.get(row).cloned().unwrap_or(SourcePosition {
-                    source: String::new(),
+                    source: "".into(),
                     line: row as u64 + 1,
                 }),
                 record: records(row),

@@ -30,6 +30,8 @@ impl Default for CsvOptions {
 /// wrong number of fields or with bytes that are not UTF-8 is kept as malformed, with its line.
 pub(super) struct CsvReader<R: Read> {
     path: String,
+    /// The path as every row's source position shares it.
+    source: std::sync::Arc<str>,
     reader: ::csv::Reader<R>,
     columns: Vec<String>,
     pending: Option<::csv::ByteRecord>,
@@ -76,6 +78,7 @@ impl<R: Read + Send> CsvReader<R> {
             (names, Some(first))
         };
         Ok(Self {
+            source: path.as_str().into(),
             path,
             reader,
             columns,
@@ -160,7 +163,7 @@ impl<R: Read + Send> CsvReader<R> {
 
     fn source_position(&self, line: u64) -> SourcePosition {
         SourcePosition {
-            source: self.path.clone(),
+            source: self.source.clone(),
             line,
         }
     }

@@ -15,6 +15,8 @@ use crate::raw::{RawBatch, RawBatchReader, ReadProgress, SourceError};
 /// to the batches they appear in. Lines or elements that are not JSON objects are malformed.
 pub(super) struct JsonReader<R: Read> {
     path: String,
+    /// The path as every row's source position shares it.
+    source: std::sync::Arc<str>,
     elements: Elements<R>,
     columns: Vec<String>,
     progress: ReadProgress,
@@ -62,6 +64,7 @@ impl<R: Read> Elements<R> {
 impl<R: Read + Send> JsonReader<R> {
     pub(super) fn ndjson(path: String, input: R, progress: ReadProgress) -> Self {
         Self {
+            source: path.as_str().into(),
             path,
             elements: Elements::Lines {
                 input: BufReader::new(input),
@@ -85,6 +88,7 @@ impl<R: Read + Send> JsonReader<R> {
                 reason,
             })?;
         Ok(Self {
+            source: path.as_str().into(),
             path,
             elements: Elements::Array(splitter),
             columns: Vec::new(),
@@ -103,7 +107,7 @@ impl<R: Read + Send> JsonReader<R> {
                 break;
             };
             let position = SourcePosition {
-                source: self.path.clone(),
+                source: self.source.clone(),
                 line,
             };
             match element.and_then(|bytes| parse_object(&bytes)) {

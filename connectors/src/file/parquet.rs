@@ -13,6 +13,8 @@ use crate::raw::{RawBatch, RawBatchReader, ReadProgress, SourceError};
 /// numbers, 1-based.
 pub(super) struct ParquetReader {
     path: String,
+    /// The path as every row's source position shares it.
+    source: std::sync::Arc<str>,
     reader: ParquetRecordBatchReader,
     schema: Arc<Schema>,
     rows_read: u64,
@@ -46,6 +48,7 @@ impl ParquetReader {
             .build()
             .map_err(format_error)?;
         Ok(Self {
+            source: path.as_str().into(),
             path,
             reader,
             schema: Arc::new(Schema::new(fields)),
@@ -83,7 +86,7 @@ impl Iterator for ParquetReader {
                 .map(|batch| RawBatch {
                     positions: (0..batch.num_rows() as u64)
                         .map(|i| SourcePosition {
-                            source: self.path.clone(),
+                            source: self.source.clone(),
                             line: first + i,
                         })
                         .collect(),

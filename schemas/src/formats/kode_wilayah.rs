@@ -4,6 +4,28 @@ use super::nik::known_regency;
 /// (`32`, `32.14`, `32.14.01`, `32.14.01.2001`) and the undotted one (`3214`, `3214012001`).
 /// A code below the province level must start with a known province and regency.
 pub fn normalize_kode_wilayah(raw: &str) -> Result<String, String> {
+    Ok(check_kode_wilayah(raw)?.unwrap_or_else(|| raw.to_string()))
+}
+
+/// Like [`normalize_kode_wilayah`], but only a desa or kelurahan code (four levels) passes.
+pub fn normalize_kode_desa(raw: &str) -> Result<String, String> {
+    Ok(check_kode_desa(raw)?.unwrap_or_else(|| raw.to_string()))
+}
+
+/// Checks a region code; `Ok(None)` means the input is already the dotted form.
+pub(super) fn check_kode_wilayah(raw: &str) -> Result<Option<String>, String> {
+    if is_dotted(raw.as_bytes()) {
+        // PP.KK…: the regency's four digits are on both sides of the first dot.
+        return match (raw.get(..2), raw.get(3..5)) {
+            (Some(province), Some(regency)) => {
+                let mut code = [0u8; 4];
+                code[..2].copy_from_slice(province.as_bytes());
+                code[2..].copy_from_slice(regency.as_bytes());
+                check_regency(std::str::from_utf8(&code).unwrap_or_default()).map(|()| None)
+            }
+            _ => Ok(None),
+        };
+    }
     let value = raw.trim();
     let digits: String = value.chars().filter(|c| *c != '.').collect();
     let shape_ok = digits.bytes().all(|b| b.is_ascii_digit())
@@ -15,23 +37,40 @@ pub fn normalize_kode_wilayah(raw: &str) -> Result<String, String> {
                 .into(),
         );
     }
+    check_regency(&digits)?;
+    Ok(Some(dotted(&digits)))
+}
+
+/// Checks a desa or kelurahan code; `Ok(None)` means the input is already the dotted form.
+pub(super) fn check_kode_desa(raw: &str) -> Result<Option<String>, String> {
+    let normal = check_kode_wilayah(raw)?;
+    if normal.as_deref().unwrap_or(raw).len() == 13 {
+        Ok(normal)
+    } else {
+        Err("is not a desa or kelurahan code: it must have four levels, PP.KK.CC.DDDD".into())
+    }
+}
+
+/// `PP`, `PP.KK`, `PP.KK.CC` or `PP.KK.CC.DDDD` exactly: digits, with dots at 2, 5 and 8.
+fn is_dotted(code: &[u8]) -> bool {
+    matches!(code.len(), 2 | 5 | 8 | 13)
+        && code.iter().enumerate().all(|(i, b)| {
+            if matches!(i, 2 | 5 | 8) {
+                *b == b'.'
+            } else {
+                b.is_ascii_digit()
+            }
+        })
+}
+
+fn check_regency(digits: &str) -> Result<(), String> {
     if digits.len() >= 4 && !known_regency(&digits[..4]) {
         return Err(format!(
             "starts with {}, which is not a known province and regency",
             &digits[..4]
         ));
     }
-    Ok(dotted(&digits))
-}
-
-/// Like [`normalize_kode_wilayah`], but only a desa or kelurahan code (four levels) passes.
-pub fn normalize_kode_desa(raw: &str) -> Result<String, String> {
-    let normal = normalize_kode_wilayah(raw)?;
-    if normal.len() == 13 {
-        Ok(normal)
-    } else {
-        Err("is not a desa or kelurahan code: it must have four levels, PP.KK.CC.DDDD".into())
-    }
+    Ok(())
 }
 
 fn dotted(digits: &str) -> String {

@@ -8,6 +8,7 @@ mod nik;
 mod telepon;
 
 pub use kode_wilayah::{normalize_kode_desa, normalize_kode_wilayah};
+
 pub use nik::{known_regency, normalize_nik, normalize_nik_at};
 pub use telepon::normalize_telepon;
 
@@ -72,13 +73,16 @@ impl Format {
             }
         };
         match self {
-            Self::Nik => normalize_nik(value).map(Some),
-            Self::KodeWilayah => normalize_kode_wilayah(value).map(Some),
-            Self::KodeWilayahDesa => normalize_kode_desa(value).map(Some),
-            Self::TeleponId => normalize_telepon(value).map(Some),
+            Self::Nik => nik::check_nik(value),
+            Self::KodeWilayah => kode_wilayah::check_kode_wilayah(value),
+            Self::KodeWilayahDesa => kode_wilayah::check_kode_desa(value),
+            Self::TeleponId => telepon::check_telepon(value),
             // The standard formats use jsonschema's own checks, so that Simpul's verdict is
-            // jsonschema's verdict.
-            Self::Date => keep(standard_format(&DATE, value), "date (YYYY-MM-DD)"),
+            // jsonschema's verdict; a plain `YYYY-MM-DD` is decided here without allocating.
+            Self::Date => keep(
+                full_date(value).unwrap_or_else(|| standard_format(&DATE, value)),
+                "date (YYYY-MM-DD)",
+            ),
             Self::DateTime => keep(
                 standard_format(&DATE_TIME, value),
                 "date-time (RFC 3339, e.g. 2025-03-31T08:00:00+07:00)",
@@ -95,6 +99,37 @@ impl Format {
         Self::KodeWilayahDesa,
         Self::TeleponId,
     ];
+}
+
+/// The verdict on a value shaped exactly `DDDD-DD-DD` (RFC 3339 full-date): whether it is a
+/// real day of the proleptic Gregorian calendar. `None` for any other shape.
+fn full_date(value: &str) -> Option<bool> {
+    parse_full_date(value).map(|date| date.is_some())
+}
+
+/// `YYYY-MM-DD` as a date: `None` when the shape differs, `Some(None)` when the shape is
+/// right but the day does not exist.
+pub(crate) fn parse_full_date(value: &str) -> Option<Option<chrono::NaiveDate>> {
+    let b = value.as_bytes();
+    let shaped = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    if !shaped {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| {
+        b[range]
+            .iter()
+            .fold(0u32, |n, digit| n * 10 + u32::from(digit - b'0'))
+    };
+    Some(chrono::NaiveDate::from_ymd_opt(
+        number(0..4) as i32,
+        number(5..7),
+        number(8..10),
+    ))
 }
 
 /// A `jsonschema` validator of one standard format, asserted.
@@ -121,6 +156,35 @@ fn standard_format(validator: &LazyLock<Option<jsonschema::Validator>>, value: &
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_full_date_fast_path_agrees_with_jsonschema() {
+        for value in [
+            "0000-01-01",
+            "2024-02-29",
+            "2023-02-29",
+            "1900-02-29",
+            "2000-02-29",
+            "9999-12-31",
+            "2025-00-10",
+            "2025-13-01",
+            "2025-12-00",
+            "2025-12-32",
+            "2025-04-31",
+            "1990-02-30",
+        ] {
+            assert_eq!(
+                full_date(value),
+                Some(standard_format(&DATE, value)),
+                "{value}"
+            );
+        }
+        assert_eq!(
+            full_date("2025-3-31"),
+            None,
+            "other shapes go to jsonschema"
+        );
+    }
 
     #[test]
     fn standard_formats_follow_rfc_3339_and_friends() {

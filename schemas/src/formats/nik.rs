@@ -1,29 +1,55 @@
-use std::collections::HashSet;
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use chrono::{NaiveDate, Utc};
 
 const KABUPATEN_KOTA_CSV: &str = include_str!("../../reference/kabupaten_kota.csv");
 
-/// Every kabupaten/kota code that has existed (4 digits, undotted), current and renumbered.
-static KNOWN_REGENCIES: LazyLock<HashSet<String>> = LazyLock::new(|| {
-    KABUPATEN_KOTA_CSV
+/// Every kabupaten/kota code that has existed (current and renumbered), indexed by its four
+/// digits: one lookup per value, with no hashing.
+static KNOWN_REGENCIES: LazyLock<Vec<bool>> = LazyLock::new(|| {
+    let mut known = vec![false; 10_000];
+    for kode in KABUPATEN_KOTA_CSV
         .lines()
         .skip(1)
         .filter_map(|line| line.split(',').next())
-        .map(|kode| kode.replace('.', ""))
-        .collect()
+    {
+        if let Some(index) = four_digits(kode.replace('.', "").as_bytes()) {
+            known[index] = true;
+        }
+    }
+    known
 });
+
+fn four_digits(code: &[u8]) -> Option<usize> {
+    (code.len() == 4 && code.iter().all(u8::is_ascii_digit)).then(|| {
+        code.iter()
+            .fold(0usize, |n, digit| n * 10 + usize::from(digit - b'0'))
+    })
+}
 
 /// Whether a 4-digit province+regency code is known.
 pub fn known_regency(code: &str) -> bool {
-    KNOWN_REGENCIES.contains(code)
+    four_digits(code.as_bytes()).is_some_and(|index| KNOWN_REGENCIES[index])
+}
+
+/// Today in WIB (UTC+07:00), the day against which birth dates are checked.
+fn today_wib() -> NaiveDate {
+    (Utc::now() + chrono::Duration::hours(7)).date_naive()
 }
 
 /// Checks an NIK as of today (WIB) and returns its 16 digits.
 pub fn normalize_nik(raw: &str) -> Result<String, String> {
-    let today = (Utc::now() + chrono::Duration::hours(7)).date_naive();
-    normalize_nik_at(raw, today)
+    normalize_nik_at(raw, today_wib())
+}
+
+/// Checks an NIK as of today (WIB); `Ok(Some)` holds the 16 digits when the input had
+/// separators, `Ok(None)` means the input is already its normal form.
+pub(super) fn check_nik(raw: &str) -> Result<Option<String>, String> {
+    match nik_digits(raw)? {
+        Cow::Borrowed(digits) => check_digits(digits, today_wib()).map(|()| None),
+        Cow::Owned(digits) => check_digits(&digits, today_wib()).map(|()| Some(digits)),
+    }
 }
 
 /// Checks an NIK `PPRRSSDDMMYYXXXX` as of `today`:
@@ -33,23 +59,41 @@ pub fn normalize_nik(raw: &str) -> Result<String, String> {
 /// - DD is 01-31, or 41-71 for women (40 is added); MM is 01-12;
 /// - DDMMYY must be a real date that is not in the future, trying 20YY, then 19YY.
 pub fn normalize_nik_at(raw: &str, today: NaiveDate) -> Result<String, String> {
-    let digits: String = raw
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '.' | '-'))
-        .collect();
+    let digits = nik_digits(raw)?;
+    check_digits(&digits, today)?;
+    Ok(digits.into_owned())
+}
+
+/// The 16 digits of an NIK, borrowed when the input has no separators.
+fn nik_digits(raw: &str) -> Result<Cow<'_, str>, String> {
+    let digits: Cow<str> = if raw.len() == 16 && raw.bytes().all(|b| b.is_ascii_digit()) {
+        Cow::Borrowed(raw)
+    } else {
+        Cow::Owned(
+            raw.chars()
+                .filter(|c| !matches!(c, ' ' | '.' | '-'))
+                .collect(),
+        )
+    };
     if digits.len() != 16 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!(
             "must be 16 digits after removing spaces, dots and dashes; found '{digits}'"
         ));
     }
+    Ok(digits)
+}
+
+/// The rules on 16 ASCII digits.
+fn check_digits(digits: &str, today: NaiveDate) -> Result<(), String> {
     let regency = &digits[0..4];
     if !known_regency(regency) {
         return Err(format!(
             "starts with {regency}, which is not a known province and regency code"
         ));
     }
-    let number = |range: std::ops::Range<usize>| digits[range].parse::<u32>().unwrap_or(0);
-    let (day, month, year) = (number(6..8), number(8..10), number(10..12));
+    let bytes = digits.as_bytes();
+    let number = |at: usize| u32::from(bytes[at] - b'0') * 10 + u32::from(bytes[at + 1] - b'0');
+    let (day, month, year) = (number(6), number(8), number(10));
     let birth_day = match day {
         1..=31 => day,
         41..=71 => day - 40,
@@ -69,7 +113,7 @@ pub fn normalize_nik_at(raw: &str, today: NaiveDate) -> Result<String, String> {
     let real_past_date =
         |y: i32| NaiveDate::from_ymd_opt(y, month, birth_day).filter(|date| *date <= today);
     match real_past_date(century_2000).or_else(|| real_past_date(century_2000 - 100)) {
-        Some(_) => Ok(digits),
+        Some(_) => Ok(()),
         None => Err(format!(
             "birth date {birth_day:02}-{month:02}-{year:02} is not a real date in the past"
         )),

@@ -2,6 +2,16 @@
 /// `62…` and `0…` (mobile `08…` and landlines such as `0264…`), with spaces, dashes, dots and
 /// parentheses ignored. The national number must be 8 to 12 digits, starting with 2-9.
 pub fn normalize_telepon(raw: &str) -> Result<String, String> {
+    Ok(check_telepon(raw)?.unwrap_or_else(|| raw.to_string()))
+}
+
+/// Checks a phone number; `Ok(None)` means the input is already in E.164.
+pub(super) fn check_telepon(raw: &str) -> Result<Option<String>, String> {
+    if let Some(national) = raw.strip_prefix("+62")
+        && valid_national(national)
+    {
+        return Ok(None);
+    }
     let compact: String = raw
         .chars()
         .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
@@ -11,17 +21,21 @@ pub fn normalize_telepon(raw: &str) -> Result<String, String> {
         .or_else(|| compact.strip_prefix("62"))
         .or_else(|| compact.strip_prefix('0'))
         .ok_or_else(|| "must start with +62, 62 or 0".to_string())?;
-    let valid = (8..=12).contains(&national.len())
-        && national.bytes().all(|b| b.is_ascii_digit())
-        && national.starts_with(|c: char| ('2'..='9').contains(&c));
-    if valid {
-        Ok(format!("+62{national}"))
+    if valid_national(national) {
+        Ok(Some(format!("+62{national}")))
     } else {
         Err(
             "is not an Indonesian phone number: after +62 or 0 come 8 to 12 digits, the first 2-9"
                 .into(),
         )
     }
+}
+
+/// 8 to 12 digits, the first 2-9.
+fn valid_national(national: &str) -> bool {
+    (8..=12).contains(&national.len())
+        && national.bytes().all(|b| b.is_ascii_digit())
+        && national.starts_with(|c: char| ('2'..='9').contains(&c))
 }
 
 #[cfg(test)]

@@ -3,27 +3,87 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::Duration;
 
 use tempfile::TempDir;
 
-/// The `simpul` binary that `cargo test --workspace` built next to this test binary.
+/// The `simpul` binary under test: `SIMPUL_BIN` when set, otherwise the workspace's own binary,
+/// built once per test run with the same cargo, profile and target directory as this test binary.
+///
+/// `cargo test --workspace` does not build another package's binaries for an integration test,
+/// and a binary left over from an earlier build would test stale code, so the harness asks cargo
+/// itself. Cargo releases its build lock before it runs tests, so this nested build does not wait.
 pub fn simpul_bin() -> PathBuf {
-    if let Ok(path) = std::env::var("SIMPUL_BIN") {
-        return PathBuf::from(path);
-    }
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(path) = std::env::var("SIMPUL_BIN") {
+            return PathBuf::from(path);
+        }
+        build_simpul()
+    })
+    .clone()
+}
+
+fn build_simpul() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
+    // The test binary lives in <target>/<profile>/deps/.
+    let profile_dir = exe
         .parent()
         .and_then(Path::parent)
-        .expect("target directory");
-    let bin = dir.join("simpul");
-    assert!(
-        bin.exists(),
-        "{} is missing: run the tests with `cargo test --workspace` so the binary is built, or set SIMPUL_BIN",
-        bin.display()
-    );
+        .expect("profile directory");
+    let target_dir = profile_dir.parent().expect("target directory");
+    let profile = match profile_dir.file_name().and_then(|name| name.to_str()) {
+        Some("debug") | None => "dev",
+        Some(other) => other,
+    };
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let mut build = Command::new(&cargo);
+    // Cargo gives a running test the variables of the test's own package. Build scripts that
+    // watch some of them (ring watches CARGO_MANIFEST_DIR) would see a change and rebuild half
+    // the dependency tree, so the nested build gets the environment a user's shell would give it.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let set_for_the_test = name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_BIN_EXE_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_MANIFEST_LINKS",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+                "OUT_DIR",
+            ]
+            .contains(&name.as_ref());
+        if set_for_the_test {
+            build.env_remove(name.as_ref());
+        }
+    }
+    let status = build
+        // The same packages and targets as `cargo test --workspace`, so the same features and
+        // the same compiled dependencies: after that command this build only links the binary.
+        .args([
+            "build",
+            "--quiet",
+            "--workspace",
+            "--bins",
+            "--tests",
+            "--profile",
+        ])
+        .arg(profile)
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(target_dir)
+        .status()
+        .unwrap_or_else(|error| panic!("cannot run {cargo} to build the simpul binary: {error}"));
+    assert!(status.success(), "building the simpul binary failed");
+    let bin = profile_dir.join(format!("simpul{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "{} is missing after the build", bin.display());
     bin
 }
 
