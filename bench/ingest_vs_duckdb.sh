@@ -14,7 +14,7 @@ simpul="$target/release/simpul"
 python3 -c "import duckdb" 2>/dev/null || python3 -m pip install --quiet duckdb
 mkdir -p bench/data
 csv="bench/data/penduduk_$rows.csv"
-[ -f "$csv" ] || python3 bench/generate_penduduk.py "$rows" "$csv"
+[ -f "$csv" ] || { python3 bench/generate_penduduk.py "$rows" "$csv.partial" && mv "$csv.partial" "$csv"; }
 mb=$(python3 -c "import os; print(round(os.path.getsize('$csv') / 1e6))")
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -25,7 +25,7 @@ cat "$csv" > /dev/null
 SIMPUL_LOG=warn /usr/bin/time -f "%e %M" -o "$work/simpul.time" \
   "$simpul" --data-dir "$work/simpul" ingest "$csv" --dataset kependudukan.penduduk --schema penduduk > "$work/simpul.out"
 /usr/bin/time -f "%e %M" -o "$work/duckdb.time" \
-  python3 -c "import duckdb; duckdb.sql(\"COPY (SELECT * FROM read_csv('$csv')) TO '$work/penduduk.parquet' (FORMAT parquet)\")"
+  python3 -c "import duckdb; duckdb.sql('SET enable_progress_bar = false'); duckdb.sql(\"COPY (SELECT * FROM read_csv('$csv')) TO '$work/penduduk.parquet' (FORMAT parquet)\")"
 
 echo "| tool | what | rows | wall s | rows/s | MB/s | peak RSS MiB |"
 echo "|---|---|---|---|---|---|---|"

@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -234,18 +235,24 @@ impl CompiledSchema {
     /// Schema-level `if`/`then`/`else`, vectorized: the condition is evaluated per row on the
     /// parsed columns, and the matching branch's checks run on the rows it selects.
     fn check_conditionals(&self, columns: &[ParsedColumn], errors: &mut RowErrors) {
+        let today = crate::formats::today_wib();
         for conditional in &self.conditionals {
             for row in 0..errors.by_row.len() {
-                let holds =
-                    condition_errors(&conditional.condition, &self.properties, columns, row)
-                        .is_empty();
+                let holds = condition_errors(
+                    &conditional.condition,
+                    &self.properties,
+                    columns,
+                    row,
+                    today,
+                )
+                .is_empty();
                 let branch = if holds {
                     &conditional.then
                 } else {
                     &conditional.otherwise
                 };
                 if let Some(branch) = branch {
-                    for error in condition_errors(branch, &self.properties, columns, row) {
+                    for error in condition_errors(branch, &self.properties, columns, row, today) {
                         errors.add(row, error);
                     }
                 }
@@ -267,43 +274,55 @@ impl CompiledSchema {
             .iter()
             .map(|&i| self.properties[i].name.as_str())
             .collect();
-        let mut first_seen: HashMap<Vec<String>, usize> = HashMap::new();
+        let parts = |row: usize| -> Option<Vec<Cow<str>>> {
+            self.primary_key
+                .iter()
+                .map(|&i| key_part(&columns[i], row))
+                .collect()
+        };
+        // Rows by the hash of their key; the parts are compared on a hit, and keys whose
+        // hashes collide without being equal go to an exact map.
+        let hasher = foldhash::fast::FixedState::with_seed(3214);
+        let mut first_by_hash: HashMap<u64, usize> = HashMap::new();
+        let mut exact: HashMap<Vec<String>, usize> = HashMap::new();
         for row in 0..errors.by_row.len() {
             if errors.has(row) {
                 continue;
             }
-            let key: Option<Vec<String>> = self
-                .primary_key
-                .iter()
-                .map(|&i| {
-                    let column = &columns[i];
-                    (column.states[row] == State::Value).then(|| {
-                        column.normalized[row]
-                            .clone()
-                            .or_else(|| column.values[row].as_ref().map(Parsed::shown))
-                            .unwrap_or_default()
-                    })
-                })
-                .collect();
-            let Some(key) = key else { continue };
-            match first_seen.get(&key) {
-                Some(&first) => {
-                    let line = positions.get(first).map_or(first as u64 + 1, |p| p.line);
-                    errors.add(
-                        row,
-                        FieldError::record(
-                            "x-primary-key",
-                            format!(
-                                "duplicate primary key ({} = {}) in this batch; it first appears at line {line}",
-                                names.join(", "),
-                                key.join(", ")
-                            ),
+            let Some(key) = parts(row) else { continue };
+            let hash = hasher.hash_one(&key);
+            let first = match first_by_hash.entry(hash) {
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(row);
+                    continue;
+                }
+                std::collections::hash_map::Entry::Occupied(seen) => *seen.get(),
+            };
+            let duplicate_of = if parts(first).as_ref() == Some(&key) {
+                Some(first)
+            } else {
+                let owned: Vec<String> = key.iter().map(|p| p.to_string()).collect();
+                match exact.get(&owned) {
+                    Some(&earlier) => Some(earlier),
+                    None => {
+                        exact.insert(owned, row);
+                        None
+                    }
+                }
+            };
+            if let Some(first) = duplicate_of {
+                let line = positions.get(first).map_or(first as u64 + 1, |p| p.line);
+                errors.add(
+                    row,
+                    FieldError::record(
+                        "x-primary-key",
+                        format!(
+                            "duplicate primary key ({} = {}) in this batch; it first appears at line {line}",
+                            names.join(", "),
+                            key.iter().map(|p| shorten(p)).collect::<Vec<_>>().join(", ")
                         ),
-                    );
-                }
-                None => {
-                    first_seen.insert(key, row);
-                }
+                    ),
+                );
             }
         }
     }
@@ -436,6 +455,19 @@ fn original_records(raw: &RecordBatch) -> Result<impl Fn(usize) -> Value + '_, A
             object.insert(field.name().clone(), value);
         }
         Value::Object(object)
+    })
+}
+
+/// A cell's part of a primary key: its normal form, or its value; `None` when it has no value.
+fn key_part<'c>(column: &'c ParsedColumn, row: usize) -> Option<Cow<'c, str>> {
+    if column.states[row] != State::Value {
+        return None;
+    }
+    Some(match (&column.normalized[row], &column.values[row]) {
+        (Some(normal), _) => Cow::Borrowed(normal.as_str()),
+        (None, Some(Parsed::Text(text) | Parsed::Json(text))) => Cow::Borrowed(text.as_ref()),
+        (None, Some(other)) => Cow::Owned(other.to_json().to_string()),
+        (None, None) => Cow::Borrowed(""),
     })
 }
 
@@ -767,6 +799,7 @@ fn typed_time_text(array: &ArrayRef, row: usize, formatter: &ArrayFormatter) -> 
 
 /// Runs a property's vectorized checks on its present values.
 fn check_column(plan: &PropertyPlan, column: &mut ParsedColumn, errors: &mut RowErrors) {
+    let today = crate::formats::today_wib();
     for check in &plan.checks {
         for row in 0..column.states.len() {
             if column.states[row] == State::Null {
@@ -782,7 +815,7 @@ fn check_column(plan: &PropertyPlan, column: &mut ParsedColumn, errors: &mut Row
             let Some(value) = &column.values[row] else {
                 continue;
             };
-            match run_check(check, value) {
+            match run_check(check, value, today) {
                 Ok(None) => {}
                 Ok(Some(normal)) => column.normalized[row] = Some(normal),
                 Err((keyword, message)) => {
@@ -800,6 +833,7 @@ fn condition_errors(
     plans: &[PropertyPlan],
     columns: &[ParsedColumn],
     row: usize,
+    today: NaiveDate,
 ) -> Vec<FieldError> {
     let mut found = Vec::new();
     for &index in &condition.required {
@@ -847,7 +881,7 @@ fn condition_errors(
                     ));
                 }
                 for check in checks {
-                    if let Err((keyword, message)) = run_check(check, value) {
+                    if let Err((keyword, message)) = run_check(check, value, today) {
                         found.push(FieldError::field(name, keyword, message));
                     }
                 }
@@ -872,7 +906,11 @@ fn null_refused(check: &Check) -> Option<(&'static str, String)> {
 }
 
 /// One check on one value: `Ok(Some)` carries the value's normal form (formats).
-fn run_check(check: &Check, value: &Parsed) -> Result<Option<String>, (&'static str, String)> {
+fn run_check(
+    check: &Check,
+    value: &Parsed,
+    today: NaiveDate,
+) -> Result<Option<String>, (&'static str, String)> {
     let fail = |keyword: &'static str, message: String| Err((keyword, message));
     match check {
         Check::Enum(allowed) => {
@@ -900,13 +938,16 @@ fn run_check(check: &Check, value: &Parsed) -> Result<Option<String>, (&'static 
             ),
             _ => Ok(None),
         },
+        // A string has at most as many characters as bytes, and at least one if not empty.
         Check::MinLength(min) => match value.as_str() {
+            Some(text) if *min <= 1 && (*min == 0 || !text.is_empty()) => Ok(None),
             Some(text) if (text.chars().count() as u64) < *min => {
                 fail("minLength", format!("is shorter than {min} characters"))
             }
             _ => Ok(None),
         },
         Check::MaxLength(max) => match value.as_str() {
+            Some(text) if text.len() as u64 <= *max => Ok(None),
             Some(text) if (text.chars().count() as u64) > *max => {
                 fail("maxLength", format!("is longer than {max} characters"))
             }
@@ -944,7 +985,7 @@ fn run_check(check: &Check, value: &Parsed) -> Result<Option<String>, (&'static 
         },
         Check::Format(format) => match value.as_str() {
             Some(text) => format
-                .check(text)
+                .check_as_of(text, today)
                 .map_err(|message| ("format", format!("'{}' {message}", shorten(text)))),
             None => Ok(None),
         },
@@ -1027,7 +1068,10 @@ fn storage_array(plan: &PropertyPlan, column: &ParsedColumn) -> Result<ArrayRef,
                     .as_ref()
                     .and_then(Parsed::as_str)
                     .filter(|_| present(row))
-                    .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok());
+                    .and_then(|s| {
+                        crate::formats::parse_full_date(s)
+                            .unwrap_or_else(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+                    });
                 match date {
                     Some(d) => builder.append_value((d - epoch).num_days() as i32),
                     None => builder.append_null(),

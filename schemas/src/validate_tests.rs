@@ -234,6 +234,44 @@ fn duplicate_primary_keys_in_a_batch_are_refused_after_the_first() {
 }
 
 #[test]
+fn long_primary_keys_that_differ_only_at_the_end_are_distinct() {
+    let schema = shipped("observasi_statistik");
+    let observation = |indikator: String| {
+        json!({
+            "indikator": indikator,
+            "kode_wilayah": "32.14",
+            "periode": "2025",
+            "nilai": 1.5,
+            "satuan": "PERSEN",
+            "sumber": "BPS",
+        })
+    };
+    let stem = "a".repeat(90);
+    let out = validate(
+        &schema,
+        &json_batch(&[
+            observation(format!("{stem}x")),
+            observation(format!("{stem}y")),
+            observation(format!("{stem}x")),
+        ]),
+    );
+    assert_eq!(out.valid.num_rows(), 2, "{:?}", out.rejected);
+    assert_eq!(out.rejected.len(), 1);
+    assert_eq!(
+        out.rejected[0].position.line, 4,
+        "the third row, after a header line"
+    );
+    assert_eq!(keywords(&out, 0), vec!["x-primary-key"]);
+    assert!(
+        out.rejected[0].errors[0]
+            .message
+            .contains("first appears at line 2"),
+        "{:?}",
+        out.rejected[0].errors
+    );
+}
+
+#[test]
 fn arrays_are_checked_by_jsonschema_and_stored_as_json_text() {
     let schema = shipped("jenis_izin");
     let licence = |requirements: Value| {

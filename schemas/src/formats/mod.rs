@@ -3,13 +3,15 @@
 
 use std::sync::LazyLock;
 
+use chrono::NaiveDate;
+
 mod kode_wilayah;
 mod nik;
 mod telepon;
 
 pub use kode_wilayah::{normalize_kode_desa, normalize_kode_wilayah};
 
-pub use nik::{known_regency, normalize_nik, normalize_nik_at};
+pub use nik::{known_regency, normalize_nik, normalize_nik_at, today_wib};
 pub use telepon::normalize_telepon;
 
 /// A `format` keyword value that Simpul checks.
@@ -65,6 +67,12 @@ impl Format {
 
     /// Checks a value; `Ok` holds the normal form when it differs from the input.
     pub fn check(self, value: &str) -> Result<Option<String>, String> {
+        self.check_as_of(value, today_wib())
+    }
+
+    /// Like [`Format::check`], with the day against which NIK birth dates are checked given,
+    /// so that a column of values asks the clock once.
+    pub fn check_as_of(self, value: &str, today: NaiveDate) -> Result<Option<String>, String> {
         let keep = |valid: bool, what: &str| {
             if valid {
                 Ok(None)
@@ -73,7 +81,7 @@ impl Format {
             }
         };
         match self {
-            Self::Nik => nik::check_nik(value),
+            Self::Nik => nik::check_nik(value, today),
             Self::KodeWilayah => kode_wilayah::check_kode_wilayah(value),
             Self::KodeWilayahDesa => kode_wilayah::check_kode_desa(value),
             Self::TeleponId => telepon::check_telepon(value),
@@ -109,7 +117,7 @@ fn full_date(value: &str) -> Option<bool> {
 
 /// `YYYY-MM-DD` as a date: `None` when the shape differs, `Some(None)` when the shape is
 /// right but the day does not exist.
-pub(crate) fn parse_full_date(value: &str) -> Option<Option<chrono::NaiveDate>> {
+pub(crate) fn parse_full_date(value: &str) -> Option<Option<NaiveDate>> {
     let b = value.as_bytes();
     let shaped = b.len() == 10
         && b[4] == b'-'
@@ -125,7 +133,7 @@ pub(crate) fn parse_full_date(value: &str) -> Option<Option<chrono::NaiveDate>> 
             .iter()
             .fold(0u32, |n, digit| n * 10 + u32::from(digit - b'0'))
     };
-    Some(chrono::NaiveDate::from_ymd_opt(
+    Some(NaiveDate::from_ymd_opt(
         number(0..4) as i32,
         number(5..7),
         number(8..10),

@@ -34,7 +34,7 @@ pub fn known_regency(code: &str) -> bool {
 }
 
 /// Today in WIB (UTC+07:00), the day against which birth dates are checked.
-fn today_wib() -> NaiveDate {
+pub fn today_wib() -> NaiveDate {
     (Utc::now() + chrono::Duration::hours(7)).date_naive()
 }
 
@@ -43,12 +43,12 @@ pub fn normalize_nik(raw: &str) -> Result<String, String> {
     normalize_nik_at(raw, today_wib())
 }
 
-/// Checks an NIK as of today (WIB); `Ok(Some)` holds the 16 digits when the input had
+/// Checks an NIK as of `today`; `Ok(Some)` holds the 16 digits when the input had
 /// separators, `Ok(None)` means the input is already its normal form.
-pub(super) fn check_nik(raw: &str) -> Result<Option<String>, String> {
+pub(super) fn check_nik(raw: &str, today: NaiveDate) -> Result<Option<String>, String> {
     match nik_digits(raw)? {
-        Cow::Borrowed(digits) => check_digits(digits, today_wib()).map(|()| None),
-        Cow::Owned(digits) => check_digits(&digits, today_wib()).map(|()| Some(digits)),
+        Cow::Borrowed(digits) => check_digits(digits, today).map(|()| None),
+        Cow::Owned(digits) => check_digits(&digits, today).map(|()| Some(digits)),
     }
 }
 
