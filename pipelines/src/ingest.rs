@@ -191,13 +191,92 @@ pub async fn ingest(
         rows_rejected: 0,
         sample_rejects: Vec::new(),
     };
-    if let Some(batch) = first {
-        run.add(batch).await?;
-    }
-    while let Some(batch) = batches.recv().await {
+    let checker = Checker {
+        schema: run.target.schema.clone(),
+        table_schema: run.target.table_schema.clone(),
+        discarded_columns: run.target.discarded_columns.clone(),
+    };
+    let mut checked = spawn_checker(checker, first, batches);
+    while let Some(batch) = checked.recv().await {
         run.add(batch?).await?;
     }
     run.commit(catalog, &options, created).await
+}
+
+/// What the validation stage needs of the target.
+struct Checker {
+    schema: Arc<CompiledSchema>,
+    table_schema: SchemaRef,
+    discarded_columns: Vec<String>,
+}
+
+/// One raw batch after validation: the valid rows as the table stores them, and every
+/// refused row (malformed in the source or invalid for the schema).
+struct Checked {
+    records_read: u64,
+    valid: RecordBatch,
+    rejected: Vec<RejectedRow>,
+}
+
+impl Checker {
+    fn check(&self, raw: RawBatch) -> Result<Checked, IngestError> {
+        let records_read = raw.records_read();
+        let RawBatch {
+            batch,
+            positions,
+            mut malformed,
+        } = raw;
+        let batch = self.drop_discarded(batch)?;
+        let validation = self.schema.validate(&batch, &positions)?;
+        malformed.extend(validation.rejected);
+        let valid = RecordBatch::try_new(
+            self.table_schema.clone(),
+            validation.valid.columns().to_vec(),
+        )?;
+        Ok(Checked {
+            records_read,
+            valid,
+            rejected: malformed,
+        })
+    }
+
+    fn drop_discarded(&self, batch: RecordBatch) -> Result<RecordBatch, IngestError> {
+        if self.discarded_columns.is_empty() {
+            return Ok(batch);
+        }
+        let keep: Vec<usize> = batch
+            .schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !self.discarded_columns.contains(f.name()))
+            .map(|(i, _)| i)
+            .collect();
+        Ok(batch.project(&keep)?)
+    }
+}
+
+/// Validates on its own thread, between the reader's thread and the writer, so that reading,
+/// validating and Parquet encoding overlap. Stops at the first error, which it passes on.
+fn spawn_checker(
+    checker: Checker,
+    first: Option<RawBatch>,
+    mut batches: mpsc::Receiver<Result<RawBatch, SourceError>>,
+) -> mpsc::Receiver<Result<Checked, IngestError>> {
+    let (tx, rx) = mpsc::channel(2);
+    tokio::task::spawn_blocking(move || {
+        let rest = std::iter::from_fn(|| batches.blocking_recv());
+        for raw in first.map(Ok).into_iter().chain(rest) {
+            let checked = raw
+                .map_err(IngestError::from)
+                .and_then(|raw| checker.check(raw));
+            let failed = checked.is_err();
+            if tx.blocking_send(checked).is_err() || failed {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 /// Reads the (blocking) source on its own thread, two batches ahead of the writer.
@@ -432,46 +511,24 @@ struct Run {
 }
 
 impl Run {
-    async fn add(&mut self, raw: RawBatch) -> Result<(), IngestError> {
-        self.rows_read += raw.records_read();
-        let RawBatch {
-            batch,
-            positions,
-            mut malformed,
-        } = raw;
-        let batch = self.drop_discarded(batch)?;
-        let validation = self.target.schema.validate(&batch, &positions)?;
-        malformed.extend(validation.rejected);
-        let valid = RecordBatch::try_new(
-            self.target.table_schema.clone(),
-            validation.valid.columns().to_vec(),
-        )?;
+    async fn add(&mut self, checked: Checked) -> Result<(), IngestError> {
+        let Checked {
+            records_read,
+            valid,
+            rejected,
+        } = checked;
+        self.rows_read += records_read;
         self.data.write(valid).await?;
-        if !malformed.is_empty() {
-            self.rows_rejected += malformed.len() as u64;
+        if !rejected.is_empty() {
+            self.rows_rejected += rejected.len() as u64;
             let room = 5usize.saturating_sub(self.sample_rejects.len());
             self.sample_rejects
-                .extend(malformed.iter().take(room).cloned());
+                .extend(rejected.iter().take(room).cloned());
             self.rejects
-                .write(rejects_batch(&self.run_id, &malformed, Utc::now())?)
+                .write(rejects_batch(&self.run_id, &rejected, Utc::now())?)
                 .await?;
         }
         Ok(())
-    }
-
-    fn drop_discarded(&self, batch: RecordBatch) -> Result<RecordBatch, IngestError> {
-        if self.target.discarded_columns.is_empty() {
-            return Ok(batch);
-        }
-        let keep: Vec<usize> = batch
-            .schema()
-            .fields()
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| !self.target.discarded_columns.contains(f.name()))
-            .map(|(i, _)| i)
-            .collect();
-        Ok(batch.project(&keep)?)
     }
 
     /// Rejects commit first: if the process dies between the two commits, a refused row may
