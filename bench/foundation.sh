@@ -7,14 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+source bench/lib.sh
 rows="${1:-5000000}"
-target="${CARGO_TARGET_DIR:-$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')}"
-simpul="$target/release/simpul"
-[ -x "$simpul" ] || { echo "build it first: cargo build --release" >&2; exit 1; }
+simpul="$(release_simpul)"
 work="bench/data"
-mkdir -p "$work"
-csv="$work/observations_$rows.csv"
-[ -f "$csv" ] || { python3 bench/generate_observations.py "$rows" "$csv.partial" && mv "$csv.partial" "$csv"; }
+csv="$(generated_csv observations bench/generate_observations.py "$rows")"
 data="$(mktemp -d)"
 server=""
 cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$data"; }

@@ -13,6 +13,8 @@ import random
 import sys
 from pathlib import Path
 
+from wilayah import purwakarta_desa
+
 GIVEN = ["Siti", "Asep", "Dewi", "Ujang", "Nur", "Ahmad", "Rina", "Dedi", "Euis", "Agus", "Lilis", "Cecep", "Yayan", "Neng"]
 FAMILY = ["Aminah", "Saepudin", "Lestari", "Hidayat", "Kurniasih", "Rahmat", "Suryani", "Gunawan", "Nurhayati", "Permana"]
 PLACES = ["Purwakarta", "Bandung", "Karawang", "Subang", "Cianjur", "Jakarta", "Bogor", "Bekasi"]
@@ -21,9 +23,7 @@ STREETS = ["Raya Sadang", "Veteran", "Ipik Gandamanah", "Kusumaatmaja", "Pramuka
 
 def main() -> None:
     rows, out = int(sys.argv[1]), Path(sys.argv[2])
-    reference = Path(__file__).resolve().parent.parent / "hub" / "reference" / "wilayah_3214.csv"
-    with reference.open(encoding="utf-8") as f:
-        desa = [r for r in csv.DictReader(f) if r["level"] in ("desa", "kelurahan")]
+    desa = purwakarta_desa()
     rng = random.Random(3214)
     with out.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)

@@ -7,14 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+source bench/lib.sh
 rows="${1:-5000000}"
-target="${CARGO_TARGET_DIR:-$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')}"
-simpul="$target/release/simpul"
-[ -x "$simpul" ] || { echo "build it first: cargo build --release" >&2; exit 1; }
+simpul="$(release_simpul)"
 python3 -c "import duckdb" 2>/dev/null || python3 -m pip install --quiet duckdb
-mkdir -p bench/data
-csv="bench/data/penduduk_$rows.csv"
-[ -f "$csv" ] || { python3 bench/generate_penduduk.py "$rows" "$csv.partial" && mv "$csv.partial" "$csv"; }
+csv="$(generated_csv penduduk bench/generate_penduduk.py "$rows")"
 mb=$(python3 -c "import os; print(round(os.path.getsize('$csv') / 1e6))")
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

@@ -66,21 +66,21 @@ pub fn normalize_nik_at(raw: &str, today: NaiveDate) -> Result<String, String> {
 
 /// The 16 digits of an NIK, borrowed when the input has no separators.
 fn nik_digits(raw: &str) -> Result<Cow<'_, str>, String> {
-    let digits: Cow<str> = if raw.len() == 16 && raw.bytes().all(|b| b.is_ascii_digit()) {
-        Cow::Borrowed(raw)
-    } else {
-        Cow::Owned(
-            raw.chars()
-                .filter(|c| !matches!(c, ' ' | '.' | '-'))
-                .collect(),
-        )
-    };
-    if digits.len() != 16 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "must be 16 digits after removing spaces, dots and dashes; found '{digits}'"
-        ));
+    let sixteen_digits = |text: &str| text.len() == 16 && text.bytes().all(|b| b.is_ascii_digit());
+    if sixteen_digits(raw) {
+        return Ok(Cow::Borrowed(raw));
     }
-    Ok(digits)
+    let digits: String = raw
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '.' | '-'))
+        .collect();
+    if sixteen_digits(&digits) {
+        Ok(Cow::Owned(digits))
+    } else {
+        Err(format!(
+            "must be 16 digits after removing spaces, dots and dashes; found '{digits}'"
+        ))
+    }
 }
 
 /// The rules on 16 ASCII digits.

@@ -1,0 +1,19 @@
+# Shared by the benchmark scripts: sourced from the repository root.
+
+# The release `simpul` binary, or a clear error if it is not built.
+release_simpul() {
+  local target
+  target="${CARGO_TARGET_DIR:-$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')}"
+  [ -x "$target/release/simpul" ] || { echo "build it first: cargo build --release" >&2; exit 1; }
+  echo "$target/release/simpul"
+}
+
+# Generates bench/data/NAME_ROWS.csv with GENERATOR (fixed seed) unless it exists; a run cut
+# short leaves no file behind. Prints the path.
+generated_csv() {
+  local name="$1" generator="$2" rows="$3" csv
+  mkdir -p bench/data
+  csv="bench/data/${name}_${rows}.csv"
+  [ -f "$csv" ] || { python3 "$generator" "$rows" "$csv.partial" >&2 && mv "$csv.partial" "$csv"; }
+  echo "$csv"
+}
