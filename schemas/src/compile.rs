@@ -11,6 +11,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde_json::{Map, Value};
 
 use crate::formats::Format;
+use crate::pattern::Pattern;
 
 /// JSON Schema draft this engine implements.
 pub const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
@@ -69,7 +70,7 @@ pub enum Check {
     /// `const`: the value must equal this.
     Const(Value),
     /// `pattern`: the text must contain a match (ECMA-262, translated as `jsonschema` does).
-    Pattern(Arc<fancy_regex::Regex>, String),
+    Pattern(Arc<Pattern>, String),
     /// `minLength`, in Unicode characters.
     MinLength(u64),
     /// `maxLength`, in Unicode characters.
@@ -507,12 +508,7 @@ fn compile_check(keyword: &str, value: &Value, kind: JsonKind) -> Result<Option<
         "const" => Check::Const(value.clone()),
         "pattern" => {
             let pattern = value.as_str().ok_or("\"pattern\" must be a string")?;
-            let translated = jsonschema_regex::to_rust_regex(pattern).map_err(|_| {
-                format!("pattern '{pattern}' is not a valid ECMA-262 regular expression")
-            })?;
-            let regex = fancy_regex::Regex::new(&translated)
-                .map_err(|e| format!("pattern '{pattern}' does not compile: {e}"))?;
-            Check::Pattern(Arc::new(regex), pattern.to_string())
+            Check::Pattern(Arc::new(Pattern::new(pattern)?), pattern.to_string())
         }
         "minLength" => Check::MinLength(count()?),
         "maxLength" => Check::MaxLength(count()?),

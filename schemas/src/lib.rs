@@ -15,6 +15,8 @@ pub mod formats;
 mod infer;
 mod keywords;
 mod naming;
+mod parsed;
+mod pattern;
 mod raw;
 mod registry;
 mod reject;

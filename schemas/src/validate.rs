@@ -6,25 +6,22 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::hash::BuildHasher;
-use std::sync::Arc;
+use std::hash::{BuildHasher, Hash, Hasher};
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, BooleanBuilder, Date32Builder, Float64Builder,
-    Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
-};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, new_null_array};
+use arrow::compute::FilterBuilder;
 use arrow::compute::kernels::cast::{CastOptions, cast_with_options};
-use arrow::compute::{filter_record_batch, not};
-use arrow::datatypes::{DataType, Schema};
+use arrow::datatypes::DataType;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
-use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use chrono::{NaiveDate, NaiveDateTime};
 use serde_json::{Map, Number, Value};
 
 use crate::compile::{Check, CompiledSchema, Condition, JsonKind, PropertyPlan};
 use crate::formats::Format;
 use crate::keywords::MISSING_LOCATION;
+use crate::parsed::{Parsed, ParsedColumn, State, Values};
 use crate::raw::{RAW_ENCODING_JSON, RAW_ENCODING_KEY};
 use crate::reject::{FieldError, RejectedRow, SourcePosition};
 
@@ -35,30 +32,6 @@ pub struct Validation {
     pub valid: RecordBatch,
     /// The rows that did not pass, with their original values and every reason.
     pub rejected: Vec<RejectedRow>,
-}
-
-/// The state of one cell after parsing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// No value at all (missing JSON key, empty CSV field, NULL in Parquet).
-    Absent,
-    /// An explicit JSON `null`.
-    Null,
-    /// A value of the property's type.
-    Value,
-    /// A value that is not of the property's type (an error is recorded).
-    Invalid,
-}
-
-/// A parsed value of a property's JSON type.
-#[derive(Debug, Clone)]
-enum Parsed<'a> {
-    Text(Cow<'a, str>),
-    Integer(i64),
-    Number(f64),
-    Boolean(bool),
-    /// An array, object or any JSON value, kept as JSON text.
-    Json(Cow<'a, str>),
 }
 
 impl Parsed<'_> {
@@ -131,32 +104,45 @@ fn shorten(text: &str) -> String {
     }
 }
 
-/// One property's column after parsing: a state and a value per row, and for formats with a
-/// normal form, the normalised text.
-struct ParsedColumn<'a> {
-    states: Vec<State>,
-    values: Vec<Option<Parsed<'a>>>,
-    normalized: Vec<Option<String>>,
-}
-
-/// Errors found so far, by row.
+/// Errors found so far, in the order found, and which rows they refuse. Most rows have
+/// none, so nothing is kept per row but a flag.
 struct RowErrors {
-    by_row: Vec<Vec<FieldError>>,
+    found: Vec<(usize, FieldError)>,
+    refused: Vec<bool>,
 }
 
 impl RowErrors {
     fn new(rows: usize) -> Self {
         Self {
-            by_row: vec![Vec::new(); rows],
+            found: Vec::new(),
+            refused: vec![false; rows],
         }
     }
 
+    fn rows(&self) -> usize {
+        self.refused.len()
+    }
+
     fn add(&mut self, row: usize, error: FieldError) {
-        self.by_row[row].push(error);
+        self.refused[row] = true;
+        self.found.push((row, error));
     }
 
     fn has(&self, row: usize) -> bool {
-        !self.by_row[row].is_empty()
+        self.refused[row]
+    }
+
+    /// Each refused row with its errors, in row order; a row's errors keep the order found.
+    fn by_row(mut self) -> Vec<(usize, Vec<FieldError>)> {
+        self.found.sort_by_key(|(row, _)| *row);
+        let mut grouped: Vec<(usize, Vec<FieldError>)> = Vec::new();
+        for (row, error) in self.found {
+            match grouped.last_mut() {
+                Some((last, errors)) if *last == row => errors.push(error),
+                _ => grouped.push((row, vec![error])),
+            }
+        }
+        grouped
     }
 }
 
@@ -172,19 +158,31 @@ impl CompiledSchema {
         let rows = raw.num_rows();
         let mut errors = RowErrors::new(rows);
         let raw_schema = raw.schema();
+        let today = crate::formats::today_wib();
+        let sources: Vec<Option<(&ArrayRef, bool)>> = self
+            .properties
+            .iter()
+            .map(|plan| {
+                raw_schema.index_of(&plan.name).ok().map(|i| {
+                    let json = raw_schema
+                        .field(i)
+                        .metadata()
+                        .get(RAW_ENCODING_KEY)
+                        .map(String::as_str)
+                        == Some(RAW_ENCODING_JSON);
+                    (raw.column(i), json)
+                })
+            })
+            .collect();
         let mut columns = Vec::with_capacity(self.properties.len());
-        for plan in &self.properties {
-            let source = raw_schema.index_of(&plan.name).ok().map(|i| {
-                let json = raw_schema
-                    .field(i)
-                    .metadata()
-                    .get(RAW_ENCODING_KEY)
-                    .map(String::as_str)
-                    == Some(RAW_ENCODING_JSON);
-                (raw.column(i), json)
-            });
-            let mut column = parse_column(plan, source, rows, &mut errors)?;
-            check_column(plan, &mut column, &mut errors);
+        let parsed = per_column(self.properties.len(), rows, |i| {
+            parse_and_check(&self.properties[i], sources[i], rows, today)
+        });
+        for result in parsed {
+            let (column, found) = result?;
+            for (row, error) in found {
+                errors.add(row, error);
+            }
             columns.push(column);
         }
         self.check_unknown_columns(raw, &mut errors);
@@ -193,7 +191,7 @@ impl CompiledSchema {
         self.run_fallback(&columns, &mut errors);
         // Last, so that only rows valid in every other way claim their key.
         self.check_primary_key(&columns, positions, &mut errors);
-        self.assemble(raw, positions, &columns, errors)
+        self.assemble(raw, positions, columns, errors)
     }
 
     fn check_unknown_columns(&self, raw: &RecordBatch, errors: &mut RowErrors) {
@@ -221,11 +219,9 @@ impl CompiledSchema {
         let Some((lat, lng)) = self.coordinates else {
             return;
         };
-        for row in 0..errors.by_row.len() {
-            let zero = |column: &ParsedColumn| {
-                column.states[row] == State::Value
-                    && column.values[row].as_ref().and_then(Parsed::as_f64) == Some(0.0)
-            };
+        for row in 0..errors.rows() {
+            let zero =
+                |column: &ParsedColumn| column.value(row).and_then(|v| v.as_f64()) == Some(0.0);
             if zero(&columns[lat]) && zero(&columns[lng]) {
                 errors.add(row, FieldError::record("x-koordinat", MISSING_LOCATION));
             }
@@ -237,15 +233,8 @@ impl CompiledSchema {
     fn check_conditionals(&self, columns: &[ParsedColumn], errors: &mut RowErrors) {
         let today = crate::formats::today_wib();
         for conditional in &self.conditionals {
-            for row in 0..errors.by_row.len() {
-                let holds = condition_errors(
-                    &conditional.condition,
-                    &self.properties,
-                    columns,
-                    row,
-                    today,
-                )
-                .is_empty();
+            for row in 0..errors.rows() {
+                let holds = condition_holds(&conditional.condition, columns, row, today);
                 let branch = if holds {
                     &conditional.then
                 } else {
@@ -269,28 +258,32 @@ impl CompiledSchema {
         if self.primary_key.is_empty() {
             return;
         }
-        let names: Vec<&str> = self
-            .primary_key
-            .iter()
-            .map(|&i| self.properties[i].name.as_str())
-            .collect();
-        let parts = |row: usize| -> Option<Vec<Cow<str>>> {
-            self.primary_key
-                .iter()
-                .map(|&i| key_part(&columns[i], row))
-                .collect()
-        };
-        // Rows by the hash of their key; the parts are compared on a hit, and keys whose
-        // hashes collide without being equal go to an exact map.
+        let key_columns: Vec<&ParsedColumn> =
+            self.primary_key.iter().map(|&i| &columns[i]).collect();
         let hasher = foldhash::fast::FixedState::with_seed(3214);
-        let mut first_by_hash: HashMap<u64, usize> = HashMap::new();
+        // The hash of a row's key, without gathering its parts; `None` when a part is missing.
+        let key_hash = |row: usize| -> Option<u64> {
+            let mut state = hasher.build_hasher();
+            for column in &key_columns {
+                key_part(column, row)?.hash(&mut state);
+            }
+            Some(state.finish())
+        };
+        let same_key = |a: usize, b: usize| {
+            key_columns
+                .iter()
+                .all(|column| key_part(column, a) == key_part(column, b))
+        };
+        // Rows by the hash of their key; the keys are compared on a hit, and keys whose
+        // hashes collide without being equal go to an exact map.
+        let mut first_by_hash: HashMap<u64, usize, foldhash::fast::FixedState> =
+            HashMap::with_capacity_and_hasher(errors.rows(), hasher.clone());
         let mut exact: HashMap<Vec<String>, usize> = HashMap::new();
-        for row in 0..errors.by_row.len() {
+        for row in 0..errors.rows() {
             if errors.has(row) {
                 continue;
             }
-            let Some(key) = parts(row) else { continue };
-            let hash = hasher.hash_one(&key);
+            let Some(hash) = key_hash(row) else { continue };
             let first = match first_by_hash.entry(hash) {
                 std::collections::hash_map::Entry::Vacant(slot) => {
                     slot.insert(row);
@@ -298,19 +291,29 @@ impl CompiledSchema {
                 }
                 std::collections::hash_map::Entry::Occupied(seen) => *seen.get(),
             };
-            let duplicate_of = if parts(first).as_ref() == Some(&key) {
+            let parts = |row: usize| -> Vec<String> {
+                key_columns
+                    .iter()
+                    .map(|column| key_part(column, row).unwrap_or_default().into_owned())
+                    .collect()
+            };
+            let duplicate_of = if same_key(first, row) {
                 Some(first)
             } else {
-                let owned: Vec<String> = key.iter().map(|p| p.to_string()).collect();
-                match exact.get(&owned) {
-                    Some(&earlier) => Some(earlier),
-                    None => {
-                        exact.insert(owned, row);
+                match exact.entry(parts(row)) {
+                    std::collections::hash_map::Entry::Occupied(earlier) => Some(*earlier.get()),
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(row);
                         None
                     }
                 }
             };
             if let Some(first) = duplicate_of {
+                let names: Vec<&str> = self
+                    .primary_key
+                    .iter()
+                    .map(|&i| self.properties[i].name.as_str())
+                    .collect();
                 let line = positions.get(first).map_or(first as u64 + 1, |p| p.line);
                 errors.add(
                     row,
@@ -319,7 +322,7 @@ impl CompiledSchema {
                         format!(
                             "duplicate primary key ({} = {}) in this batch; it first appears at line {line}",
                             names.join(", "),
-                            key.iter().map(|p| shorten(p)).collect::<Vec<_>>().join(", ")
+                            parts(row).iter().map(|p| shorten(p)).collect::<Vec<_>>().join(", ")
                         ),
                     ),
                 );
@@ -333,7 +336,7 @@ impl CompiledSchema {
         };
         let everything: Vec<usize> = (0..self.properties.len()).collect();
         let visible = fallback.mentioned.as_deref().unwrap_or(&everything);
-        for row in 0..errors.by_row.len() {
+        for row in 0..errors.rows() {
             if errors.has(row) {
                 continue;
             }
@@ -349,7 +352,7 @@ impl CompiledSchema {
             for &i in visible {
                 match columns[i].states[row] {
                     State::Value => {
-                        if let Some(value) = &columns[i].values[row] {
+                        if let Some(value) = columns[i].value(row) {
                             record.insert(self.properties[i].name.clone(), value.to_json());
                         }
                     }
@@ -377,41 +380,43 @@ impl CompiledSchema {
         &self,
         raw: &RecordBatch,
         positions: &[SourcePosition],
-        columns: &[ParsedColumn],
+        columns: Vec<ParsedColumn>,
         errors: RowErrors,
     ) -> Result<Validation, ArrowError> {
         let rows = raw.num_rows();
-        let arrays: Vec<ArrayRef> = self
-            .properties
-            .iter()
-            .zip(columns)
-            .map(|(plan, column)| storage_array(plan, column))
-            .collect::<Result<_, _>>()?;
-        let rejected_mask = BooleanArray::from_iter((0..rows).map(|r| Some(errors.has(r))));
-        if rejected_mask.true_count() == 0 {
+        // The refused rows are dropped from each column as it is built.
+        let keep = (!errors.found.is_empty()).then(|| {
+            let kept_mask = BooleanArray::from_iter(errors.refused.iter().map(|&r| Some(!r)));
+            FilterBuilder::new(&kept_mask).optimize().build()
+        });
+        let slots: Vec<std::sync::Mutex<Option<ParsedColumn>>> = columns
+            .into_iter()
+            .map(|c| std::sync::Mutex::new(Some(c)))
+            .collect();
+        let arrays = per_column(slots.len(), rows, |i| {
+            let column = slots[i].lock().unwrap_or_else(|e| e.into_inner()).take();
+            let array = match column {
+                Some(column) => column.into_array(&self.properties[i]),
+                None => new_null_array(&self.properties[i].storage_type(), rows),
+            };
+            match &keep {
+                Some(predicate) => predicate.filter(&array),
+                None => Ok(array),
+            }
+        })
+        .into_iter()
+        .collect::<Result<Vec<ArrayRef>, ArrowError>>()?;
+        let valid = RecordBatch::try_new(self.arrow.clone(), arrays)?;
+        if errors.found.is_empty() {
             return Ok(Validation {
-                valid: RecordBatch::try_new(self.arrow.clone(), arrays)?,
+                valid,
                 rejected: Vec::new(),
             });
         }
-        // Refused rows may hold nulls in required columns: filter under an all-nullable
-        // schema, then apply the real one.
-        let relaxed = Arc::new(Schema::new(
-            self.arrow
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone().with_nullable(true))
-                .collect::<Vec<_>>(),
-        ));
-        let typed = RecordBatch::try_new(relaxed, arrays)?;
-        let kept = filter_record_batch(&typed, &not(&rejected_mask)?)?;
-        let valid = RecordBatch::try_new(self.arrow.clone(), kept.columns().to_vec())?;
         let records = original_records(raw)?;
         let rejected = errors
-            .by_row
+            .by_row()
             .into_iter()
-            .enumerate()
-            .filter(|(_, e)| !e.is_empty())
             .map(|(row, errors)| RejectedRow {
                 position: positions.get(row).cloned().unwrap_or(SourcePosition {
                     source: "".into(),
@@ -459,40 +464,99 @@ fn original_records(raw: &RecordBatch) -> Result<impl Fn(usize) -> Value + '_, A
 }
 
 /// A cell's part of a primary key: its normal form, or its value; `None` when it has no value.
-fn key_part<'c>(column: &'c ParsedColumn, row: usize) -> Option<Cow<'c, str>> {
-    if column.states[row] != State::Value {
-        return None;
+fn key_part(column: &ParsedColumn, row: usize) -> Option<Cow<'_, str>> {
+    if let Some(text) = column.stored_text(row) {
+        return Some(Cow::Borrowed(text));
     }
-    Some(match (&column.normalized[row], &column.values[row]) {
-        (Some(normal), _) => Cow::Borrowed(normal.as_str()),
-        (None, Some(Parsed::Text(text) | Parsed::Json(text))) => Cow::Borrowed(text.as_ref()),
-        (None, Some(other)) => Cow::Owned(other.to_json().to_string()),
-        (None, None) => Cow::Borrowed(""),
-    })
+    column
+        .value(row)
+        .map(|value| Cow::Owned(value.to_json().to_string()))
 }
 
 fn type_error(plan: &PropertyPlan, message: impl Into<String>) -> FieldError {
     FieldError::field(&plan.name, "type", message)
 }
 
+/// The errors one column's parsing and checks found, in the order they were found.
+type ColumnErrors = Vec<(usize, FieldError)>;
+
+/// Parses a raw column into values of the property's type and runs the property's checks,
+/// returning the column and the type, required and check errors found.
+fn parse_and_check(
+    plan: &PropertyPlan,
+    source: Option<(&ArrayRef, bool)>,
+    rows: usize,
+    today: NaiveDate,
+) -> Result<(ParsedColumn, ColumnErrors), ArrowError> {
+    let mut errors = ColumnErrors::new();
+    let mut column = parse_column(plan, source, rows, &mut errors)?;
+    check_column(plan, &mut column, today, &mut errors);
+    Ok((column, errors))
+}
+
+/// Below this many rows a batch is validated on the calling thread alone.
+const PARALLEL_ROWS: usize = 4096;
+
+/// `work(0..count)`, in order. Columns are independent, so for large batches they are
+/// spread over the machine's cores; the result is the same either way.
+fn per_column<R: Send>(count: usize, rows: usize, work: impl Fn(usize) -> R + Sync) -> Vec<R> {
+    let workers = if rows >= PARALLEL_ROWS {
+        std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(count)
+    } else {
+        1
+    };
+    if workers <= 1 {
+        return (0..count).map(work).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done: Vec<std::sync::Mutex<Option<R>>> =
+        (0..count).map(|_| std::sync::Mutex::new(None)).collect();
+    let worker = || {
+        loop {
+            let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if index >= count {
+                break;
+            }
+            let result = work(index);
+            *done[index].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 1..workers {
+            scope.spawn(worker);
+        }
+        worker();
+    });
+    // Every index below `count` was taken by exactly one worker, and the scope waited
+    // for all of them.
+    done.into_iter()
+        .filter_map(|slot| slot.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .collect()
+}
+
 /// Parses a raw column into values of the property's type, recording type and required
 /// errors.
-fn parse_column<'a>(
+fn parse_column(
     plan: &PropertyPlan,
-    source: Option<(&'a ArrayRef, bool)>,
+    source: Option<(&ArrayRef, bool)>,
     rows: usize,
-    errors: &mut RowErrors,
-) -> Result<ParsedColumn<'a>, ArrowError> {
-    let mut column = ParsedColumn {
-        states: vec![State::Absent; rows],
-        values: vec![None; rows],
-        normalized: vec![None; rows],
-    };
-    match source {
-        None => {}
+    errors: &mut ColumnErrors,
+) -> Result<ParsedColumn, ArrowError> {
+    let column = match source {
+        None => ParsedColumn::new(plan, rows, None),
         Some((array, json)) if matches!(array.data_type(), DataType::Utf8) => {
             let text = array.as_string::<i32>();
+            let mut column = ParsedColumn::new(plan, rows, Some((text.clone(), json)));
+            let plain_text =
+                !json && plan.kind == JsonKind::String && plan.format() != Some(Format::DateTime);
             for row in (0..rows).filter(|&r| text.is_valid(r)) {
+                if plain_text {
+                    // The cell is the value.
+                    column.states[row] = State::Value;
+                    continue;
+                }
                 let cell = text.value(row);
                 let parsed = if json {
                     parse_json_cell(plan, cell)
@@ -500,27 +564,27 @@ fn parse_column<'a>(
                     parse_text_cell(plan, cell)
                 };
                 match parsed {
-                    Ok(Some(value)) => {
-                        column.states[row] = State::Value;
-                        column.values[row] = Some(value);
-                    }
+                    Ok(Some(value)) => column.put(row, value),
                     Ok(None) => column.states[row] = State::Null,
                     Err(message) => {
                         column.states[row] = State::Invalid;
-                        errors.add(row, type_error(plan, message));
+                        errors.push((row, type_error(plan, message)));
                     }
                 }
             }
+            column
         }
-        Some((array, _)) => parse_typed_column(plan, array, &mut column, errors)?,
-    }
-    for row in 0..rows {
-        match column.states[row] {
-            State::Absent if plan.required => errors.add(
+        Some((array, _)) => parse_typed_column(plan, array, errors)?,
+    };
+    for (row, state) in column.states.iter().enumerate() {
+        match state {
+            State::Absent if plan.required => errors.push((
                 row,
                 FieldError::field(&plan.name, "required", "is required"),
-            ),
-            State::Null if !plan.nullable => errors.add(row, type_error(plan, "must not be null")),
+            )),
+            State::Null if !plan.nullable => {
+                errors.push((row, type_error(plan, "must not be null")))
+            }
             _ => {}
         }
     }
@@ -713,12 +777,11 @@ fn wib_date_time(cell: &str) -> Cow<'_, str> {
 
 /// Typed columns (Parquet): cast to the storage type; values the cast cannot carry are type
 /// errors, and casts that would change a value (`1.5` into a whole number) too.
-fn parse_typed_column<'a>(
+fn parse_typed_column(
     plan: &PropertyPlan,
-    array: &'a ArrayRef,
-    column: &mut ParsedColumn<'a>,
-    errors: &mut RowErrors,
-) -> Result<(), ArrowError> {
+    array: &ArrayRef,
+    errors: &mut ColumnErrors,
+) -> Result<ParsedColumn, ArrowError> {
     let target = match plan.kind {
         JsonKind::Integer => DataType::Int64,
         JsonKind::Number => DataType::Float64,
@@ -746,13 +809,15 @@ fn parse_typed_column<'a>(
         .with_timestamp_format(Some("%Y-%m-%dT%H:%M:%S%.f"))
         .with_timestamp_tz_format(Some("%Y-%m-%dT%H:%M:%S%.f%:z"));
     let formatter = ArrayFormatter::try_new(array.as_ref(), &formatter_options)?;
+    let text = (target == DataType::Utf8).then(|| (cast.as_string::<i32>().clone(), false));
+    let mut column = ParsedColumn::new(plan, array.len(), text);
     for row in (0..array.len()).filter(|&r| array.is_valid(r)) {
         let changed = lossy
             .as_ref()
             .is_some_and(|same| same.is_valid(row) && !same.value(row));
         if strict || cast.is_null(row) || changed {
             column.states[row] = State::Invalid;
-            errors.add(
+            errors.push((
                 row,
                 type_error(
                     plan,
@@ -762,11 +827,10 @@ fn parse_typed_column<'a>(
                         plan.kind.describe()
                     ),
                 ),
-            );
+            ));
             continue;
         }
-        column.states[row] = State::Value;
-        column.values[row] = Some(match plan.kind {
+        let value = match plan.kind {
             JsonKind::Integer => Parsed::Integer(
                 cast.as_primitive::<arrow::datatypes::Int64Type>()
                     .value(row),
@@ -780,11 +844,17 @@ fn parse_typed_column<'a>(
                 DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _) => {
                     Parsed::Text(Cow::Owned(typed_time_text(array, row, &formatter)))
                 }
-                _ => Parsed::Text(Cow::Owned(cast.as_string::<i32>().value(row).to_string())),
+                // Text properties read the cast's own text; other properties keep it as a
+                // JSON string.
+                _ if plan.kind == JsonKind::String => Parsed::Text(Cow::Borrowed("")),
+                _ => Parsed::Json(Cow::Owned(
+                    Value::String(cast.as_string::<i32>().value(row).to_string()).to_string(),
+                )),
             },
-        });
+        };
+        column.put(row, value);
     }
-    Ok(())
+    Ok(column)
 }
 
 /// Dates and times from typed sources, written the way the `date` and `date-time` formats
@@ -797,33 +867,122 @@ fn typed_time_text(array: &ArrayRef, row: usize, formatter: &ArrayFormatter) -> 
     }
 }
 
-/// Runs a property's vectorized checks on its present values.
-fn check_column(plan: &PropertyPlan, column: &mut ParsedColumn, errors: &mut RowErrors) {
-    let today = crate::formats::today_wib();
+/// Runs a property's vectorized checks on its present values. Each check first asks a
+/// cheap predicate on the stored value; only values it cannot pass at once go through
+/// [`run_check`], which gives the verdict and the message.
+fn check_column(
+    plan: &PropertyPlan,
+    column: &mut ParsedColumn,
+    today: NaiveDate,
+    errors: &mut ColumnErrors,
+) {
+    let rows = column.states.len();
     for check in &plan.checks {
-        for row in 0..column.states.len() {
-            if column.states[row] == State::Null {
-                // enum and const apply to null too; the other keywords ignore it.
-                if let Some(message) = null_refused(check) {
-                    errors.add(row, FieldError::field(&plan.name, message.0, message.1));
+        let mut normalized = Vec::new();
+        for row in 0..rows {
+            match column.states[row] {
+                State::Value => {}
+                State::Null => {
+                    // enum and const apply to null too; the other keywords ignore it.
+                    if let Some((keyword, message)) = null_refused(check) {
+                        errors.push((row, FieldError::field(&plan.name, keyword, message)));
+                    }
+                    continue;
                 }
-                continue;
+                State::Absent | State::Invalid => continue,
             }
-            if column.states[row] != State::Value {
-                continue;
-            }
-            let Some(value) = &column.values[row] else {
-                continue;
+            let verdict = match (check, &column.values) {
+                (Check::Format(format), Values::Text(text)) => {
+                    let text = text.value(row);
+                    format
+                        .check_as_of(text, today)
+                        .map_err(|message| ("format", format!("'{}' {message}", shorten(text))))
+                }
+                _ if passes_at_once(check, &column.values, row) => Ok(None),
+                _ => match column.value(row) {
+                    Some(value) => run_check(check, &value, today),
+                    None => Ok(None),
+                },
             };
-            match run_check(check, value, today) {
+            match verdict {
                 Ok(None) => {}
-                Ok(Some(normal)) => column.normalized[row] = Some(normal),
+                Ok(Some(normal)) => normalized.push((row, normal)),
                 Err((keyword, message)) => {
-                    errors.add(row, FieldError::field(&plan.name, keyword, message))
+                    errors.push((row, FieldError::field(&plan.name, keyword, message)))
                 }
             }
         }
+        for (row, normal) in normalized {
+            column.normalize(row, normal);
+        }
     }
+}
+
+/// Whether a row's value certainly passes a check that gives no normal form, decided
+/// without building a message. `false` means "ask [`run_check`]", not "fails".
+fn passes_at_once(check: &Check, values: &Values, row: usize) -> bool {
+    match (check, values) {
+        (Check::MaxLength(max), Values::Text(text)) => text.value(row).len() as u64 <= *max,
+        (Check::MinLength(min), Values::Text(text)) => {
+            let text = text.value(row);
+            let bytes = text.len() as u64;
+            // A character is one to four bytes.
+            bytes >= min.saturating_mul(4) || (bytes >= *min && text.chars().count() as u64 >= *min)
+        }
+        (Check::Pattern(pattern, _), Values::Text(text)) => pattern.is_match(text.value(row)),
+        (Check::Enum(allowed), Values::Text(text)) => {
+            let text = text.value(row);
+            allowed.iter().any(|a| a.as_str() == Some(text))
+        }
+        (Check::Const(Value::String(expected)), Values::Text(text)) => expected == text.value(row),
+        (Check::Minimum(min), Values::Number(v)) => v[row] >= *min,
+        (Check::Maximum(max), Values::Number(v)) => v[row] <= *max,
+        (Check::ExclusiveMinimum(min), Values::Number(v)) => v[row] > *min,
+        (Check::ExclusiveMaximum(max), Values::Number(v)) => v[row] < *max,
+        (Check::Minimum(min), Values::Integer(v)) => v[row] as f64 >= *min,
+        (Check::Maximum(max), Values::Integer(v)) => v[row] as f64 <= *max,
+        (Check::ExclusiveMinimum(min), Values::Integer(v)) => v[row] as f64 > *min,
+        (Check::ExclusiveMaximum(max), Values::Integer(v)) => (v[row] as f64) < *max,
+        (Check::MultipleOf(divisor), Values::Integer(v)) => v[row] % divisor == 0,
+        _ => false,
+    }
+}
+
+/// Whether a row meets a condition: [`condition_errors`] is empty, decided without
+/// building messages.
+fn condition_holds(
+    condition: &Condition,
+    columns: &[ParsedColumn],
+    row: usize,
+    today: NaiveDate,
+) -> bool {
+    let missing =
+        |index: &usize| matches!(columns[*index].states[row], State::Absent | State::Invalid);
+    if condition.required.iter().any(missing) {
+        return false;
+    }
+    condition.properties.iter().all(|(index, types, checks)| {
+        let column = &columns[*index];
+        match column.states[row] {
+            State::Absent | State::Invalid => true,
+            State::Null => {
+                types.as_ref().is_none_or(|t| t.iter().any(|t| t == "null"))
+                    && checks.iter().all(|c| null_refused(c).is_none())
+            }
+            State::Value => {
+                let Some(value) = column.value(row) else {
+                    return true;
+                };
+                types
+                    .as_ref()
+                    .is_none_or(|t| t.iter().any(|t| value.has_json_type(t)))
+                    && checks.iter().all(|check| {
+                        passes_at_once(check, &column.values, row)
+                            || run_check(check, &value, today).is_ok()
+                    })
+            }
+        }
+    })
 }
 
 /// The ways a row fails a condition; empty when it meets it. Keywords apply only to present
@@ -868,9 +1027,10 @@ fn condition_errors(
                 );
             }
             State::Value => {
-                let Some(value) = &column.values[row] else {
+                let Some(value) = column.value(row) else {
                     continue;
                 };
+                let value = &value;
                 if let Some(types) = types
                     && !types.iter().any(|t| value.has_json_type(t))
                 {
@@ -932,7 +1092,7 @@ fn run_check(
             }
         }
         Check::Pattern(regex, pattern) => match value.as_str() {
-            Some(text) if !regex.is_match(text).unwrap_or(false) => fail(
+            Some(text) if !regex.is_match(text) => fail(
                 "pattern",
                 format!("'{}' does not match the pattern {pattern}", shorten(text)),
             ),
@@ -1019,96 +1179,4 @@ fn same_value(expected: &Value, value: &Parsed) -> bool {
         }
         _ => false,
     }
-}
-
-/// The storage array of a property: parsed values, normalised where a format says so.
-/// Invalid and absent cells are null (their rows are refused or the value is missing).
-fn storage_array(plan: &PropertyPlan, column: &ParsedColumn) -> Result<ArrayRef, ArrowError> {
-    let rows = column.states.len();
-    let present = |row: usize| column.states[row] == State::Value;
-    Ok(match plan.storage_type() {
-        DataType::Int64 => {
-            let mut builder = Int64Builder::with_capacity(rows);
-            for row in 0..rows {
-                match (&column.values[row], present(row)) {
-                    (Some(Parsed::Integer(i)), true) => builder.append_value(*i),
-                    _ => builder.append_null(),
-                }
-            }
-            Arc::new(builder.finish())
-        }
-        DataType::Float64 => {
-            let mut builder = Float64Builder::with_capacity(rows);
-            for row in 0..rows {
-                match (
-                    column.values[row].as_ref().and_then(Parsed::as_f64),
-                    present(row),
-                ) {
-                    (Some(f), true) => builder.append_value(f),
-                    _ => builder.append_null(),
-                }
-            }
-            Arc::new(builder.finish())
-        }
-        DataType::Boolean => {
-            let mut builder = BooleanBuilder::with_capacity(rows);
-            for row in 0..rows {
-                match (&column.values[row], present(row)) {
-                    (Some(Parsed::Boolean(b)), true) => builder.append_value(*b),
-                    _ => builder.append_null(),
-                }
-            }
-            Arc::new(builder.finish())
-        }
-        DataType::Date32 => {
-            let mut builder = Date32Builder::with_capacity(rows);
-            let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
-            for row in 0..rows {
-                let date = column.values[row]
-                    .as_ref()
-                    .and_then(Parsed::as_str)
-                    .filter(|_| present(row))
-                    .and_then(|s| {
-                        crate::formats::parse_full_date(s)
-                            .unwrap_or_else(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
-                    });
-                match date {
-                    Some(d) => builder.append_value((d - epoch).num_days() as i32),
-                    None => builder.append_null(),
-                }
-            }
-            Arc::new(builder.finish())
-        }
-        DataType::Timestamp(_, _) => {
-            let mut builder = TimestampMicrosecondBuilder::with_capacity(rows);
-            for row in 0..rows {
-                let instant = column.values[row]
-                    .as_ref()
-                    .and_then(Parsed::as_str)
-                    .filter(|_| present(row))
-                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok());
-                match instant {
-                    Some(t) => builder.append_value(t.timestamp_micros()),
-                    None => builder.append_null(),
-                }
-            }
-            Arc::new(builder.finish().with_timezone("UTC"))
-        }
-        _ => {
-            let mut builder = StringBuilder::with_capacity(rows, rows * 16);
-            for row in 0..rows {
-                if !present(row) {
-                    builder.append_null();
-                    continue;
-                }
-                match (&column.normalized[row], &column.values[row]) {
-                    (Some(normal), _) => builder.append_value(normal),
-                    (None, Some(Parsed::Text(s) | Parsed::Json(s))) => builder.append_value(s),
-                    (None, Some(other)) => builder.append_value(other.to_json().to_string()),
-                    (None, None) => builder.append_null(),
-                }
-            }
-            Arc::new(builder.finish())
-        }
-    })
 }

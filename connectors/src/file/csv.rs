@@ -51,7 +51,6 @@ impl<R: Read + Send> CsvReader<R> {
             .quote(options.quote)
             .has_headers(false)
             .flexible(true)
-            .trim(::csv::Trim::All)
             .from_reader(input);
         let mut first = ::csv::ByteRecord::new();
         let found = reader
@@ -67,7 +66,7 @@ impl<R: Read + Send> CsvReader<R> {
         let (columns, pending) = if options.has_header {
             let headers: Vec<String> = first
                 .iter()
-                .map(|h| String::from_utf8_lossy(h).into_owned())
+                .map(|h| String::from_utf8_lossy(h.trim_ascii()).into_owned())
                 .collect();
             (
                 unique_column_names(headers.iter().map(String::as_str)),
@@ -106,12 +105,16 @@ impl<R: Read + Send> CsvReader<R> {
             }
             let line = record.position().map_or(0, |p| p.line());
             match self.check_record(&record) {
-                Ok(()) => {
-                    for (builder, value) in builders.builders.iter_mut().zip(record.iter()) {
-                        match std::str::from_utf8(value) {
-                            Ok("") | Err(_) => builder.append_null(),
-                            Ok(text) => builder.append_value(text),
+                Ok(text) => {
+                    let mut start = 0;
+                    for (builder, field) in builders.builders.iter_mut().zip(record.iter()) {
+                        let end = start + field.len();
+                        // Every field starts and ends on a character boundary (checked).
+                        match text.get(start..end).map(str::trim_ascii) {
+                            Some("") | None => builder.append_null(),
+                            Some(value) => builder.append_value(value),
                         }
+                        start = end;
                     }
                     positions.push(self.source_position(line));
                 }
@@ -135,7 +138,9 @@ impl<R: Read + Send> CsvReader<R> {
         })
     }
 
-    fn check_record(&self, record: &::csv::ByteRecord) -> Result<(), FieldError> {
+    /// The record's fields as one text, when it has the right number of fields and each
+    /// field is UTF-8. Fields are trimmed of ASCII whitespace when they are read.
+    fn check_record<'r>(&self, record: &'r ::csv::ByteRecord) -> Result<&'r str, FieldError> {
         if record.len() != self.columns.len() {
             return Err(FieldError::record(
                 "fields",
@@ -145,6 +150,18 @@ impl<R: Read + Send> CsvReader<R> {
                     record.len()
                 ),
             ));
+        }
+        // One check of the whole record, then of the field boundaries: a field could end
+        // inside a character that the next field completes.
+        if let Ok(text) = std::str::from_utf8(record.as_slice()) {
+            let mut end = 0;
+            let aligned = record.iter().all(|field| {
+                end += field.len();
+                text.is_char_boundary(end)
+            });
+            if aligned {
+                return Ok(text);
+            }
         }
         for (value, column) in record.iter().zip(&self.columns) {
             if let Err(e) = std::str::from_utf8(value) {
@@ -158,7 +175,10 @@ impl<R: Read + Send> CsvReader<R> {
                 ));
             }
         }
-        Ok(())
+        Err(FieldError::record(
+            "encoding",
+            "a character is split between two fields",
+        ))
     }
 
     fn source_position(&self, line: u64) -> SourcePosition {
@@ -270,6 +290,27 @@ mod tests {
         assert_eq!(batches[0].batch.num_rows(), 1);
         assert_eq!(batches[0].malformed[0].errors[0].keyword, "encoding");
         assert_eq!(batches[0].malformed[0].errors[0].pointer, "/b");
+    }
+
+    #[test]
+    fn a_character_split_between_fields_is_malformed() {
+        // 0xC3 0xA9 is "é"; here a comma separates its two bytes.
+        let (_, batches) = read_all(b"a,b\n\xc3,\xa9\nx,\xc3\xa9\n");
+        let batch = &batches[0];
+        assert_eq!(batch.batch.num_rows(), 1);
+        assert_eq!(batch.batch.column(1).as_string::<i32>().value(0), "é");
+        assert_eq!(batch.malformed.len(), 1);
+        assert_eq!(batch.malformed[0].errors[0].keyword, "encoding");
+    }
+
+    #[test]
+    fn fields_and_headers_are_trimmed() {
+        let (columns, batches) = read_all(b" a , b\n  1 ,\" two \"\n , \n");
+        assert_eq!(columns, vec!["a", "b"]);
+        let batch = &batches[0].batch;
+        assert_eq!(batch.column(0).as_string::<i32>().value(0), "1");
+        assert_eq!(batch.column(1).as_string::<i32>().value(0), "two");
+        assert!(batch.column(0).is_null(1) && batch.column(1).is_null(1));
     }
 
     #[test]

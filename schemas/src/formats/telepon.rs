@@ -12,6 +12,15 @@ pub(super) fn check_telepon(raw: &str) -> Result<Option<String>, String> {
     {
         return Ok(None);
     }
+    // The common national form, 0 and digits only: one allocation for the normal form.
+    if let Some(national) = raw.strip_prefix('0')
+        && valid_national(national)
+    {
+        let mut normal = String::with_capacity(national.len() + 3);
+        normal.push_str("+62");
+        normal.push_str(national);
+        return Ok(Some(normal));
+    }
     let compact: String = raw
         .chars()
         .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
