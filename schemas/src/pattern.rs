@@ -5,11 +5,13 @@
 //! back-references, which is nearly all of them, are also compiled into a fully built DFA
 //! from the same syntax: one table lookup per byte and no per-call set-up, which matters
 //! when a column of short codes is matched cell by cell. Both engines read the same
-//! pattern with the same Unicode rules, so they agree on every haystack; the tests below
+//! pattern with the same Unicode rules, so they give the same answers; the tests below
 //! check that on the canonical schemas' patterns.
 
-use regex_automata::Input;
+use regex_automata::Anchored;
 use regex_automata::dfa::{Automaton, dense};
+use regex_automata::util::primitives::StateID;
+use regex_automata::util::start;
 
 /// Above this, a pattern's DFA is not worth its memory and `fancy_regex` matches alone.
 const DFA_SIZE_LIMIT: usize = 2 << 20;
@@ -17,7 +19,9 @@ const DFA_SIZE_LIMIT: usize = 2 << 20;
 /// A compiled `pattern`.
 pub struct Pattern {
     fancy: fancy_regex::Regex,
-    dfa: Option<dense::DFA<Vec<u32>>>,
+    /// The DFA and its start state for a search from the start of a text, which is every
+    /// search here.
+    dfa: Option<(dense::DFA<Vec<u32>>, StateID)>,
 }
 
 impl std::fmt::Debug for Pattern {
@@ -44,13 +48,22 @@ impl Pattern {
                     .determinize_size_limit(Some(2 * DFA_SIZE_LIMIT)),
             )
             .build(&translated)
-            .ok();
+            .ok()
+            .and_then(|dfa| {
+                let at_start = start::Config::new().anchored(Anchored::No);
+                let state = dfa.start_state(&at_start).ok()?;
+                Some((dfa, state))
+            });
         Ok(Self { fancy, dfa })
     }
 
     /// Whether the text contains a match (JSON Schema patterns are not anchored).
     pub fn is_match(&self, text: &str) -> bool {
-        if let Some(found) = self.dfa.as_ref().and_then(|dfa| dfa_is_match(dfa, text)) {
+        if let Some(found) = self
+            .dfa
+            .as_ref()
+            .and_then(|(dfa, start)| dfa_is_match(dfa, *start, text))
+        {
             return found;
         }
         self.fancy.is_match(text).unwrap_or(false)
@@ -66,8 +79,8 @@ impl Pattern {
 /// Runs the DFA over the text a byte at a time, stopping at the first match or when no
 /// match can follow. `None` when the DFA cannot decide (a quit byte), so the caller asks
 /// `fancy_regex`.
-fn dfa_is_match(dfa: &dense::DFA<Vec<u32>>, text: &str) -> Option<bool> {
-    let mut state = dfa.start_state_forward(&Input::new(text)).ok()?;
+fn dfa_is_match(dfa: &dense::DFA<Vec<u32>>, start: StateID, text: &str) -> Option<bool> {
+    let mut state = start;
     for &byte in text.as_bytes() {
         state = dfa.next_state(state, byte);
         if dfa.is_special_state(state) {
