@@ -92,6 +92,40 @@ pub enum SourceError {
         /// What is wrong, in plain words.
         reason: String,
     },
+    /// An HTTP source answered with an error status.
+    #[error("{url} answered HTTP {status}: {reason}")]
+    Http {
+        /// The request's URL, without credentials.
+        url: String,
+        /// The status code.
+        status: u16,
+        /// The start of the response body.
+        reason: String,
+    },
+    /// An HTTP source could not be reached or did not answer in time.
+    #[error("cannot reach {url}: {reason}")]
+    Connect {
+        /// The request's URL, without credentials.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// An HTTP source answered, but not with what its configuration expects.
+    #[error("{url}: {reason}")]
+    Api {
+        /// The request's URL, without credentials.
+        url: String,
+        /// What is wrong, in plain words.
+        reason: String,
+    },
+    /// A request kept failing after every retry.
+    #[error("{last} (gave up after {attempts} attempts)")]
+    Retried {
+        /// Attempts made, the first included.
+        attempts: u32,
+        /// The last attempt's error.
+        last: Box<SourceError>,
+    },
     /// Building Arrow data failed.
     #[error("cannot build Arrow data from {path}: {source}")]
     Arrow {
@@ -100,4 +134,14 @@ pub enum SourceError {
         /// The underlying error.
         source: arrow::error::ArrowError,
     },
+}
+
+impl SourceError {
+    /// This error as the last of `attempts` failed attempts.
+    pub(crate) fn after_attempts(self, attempts: u32) -> Self {
+        Self::Retried {
+            attempts,
+            last: Box::new(self),
+        }
+    }
 }

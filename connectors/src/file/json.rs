@@ -139,21 +139,34 @@ impl<R: Read + Send> JsonReader<R> {
         &mut self,
         objects: &[serde_json::Map<String, serde_json::Value>],
     ) -> Vec<(String, String)> {
-        let mut seen: Vec<String> = Vec::new();
-        for object in objects {
-            for key in object.keys() {
-                if !seen.contains(key) {
-                    seen.push(key.clone());
-                }
-            }
-        }
-        let normalized = unique_column_names(seen.iter().map(String::as_str));
-        let pairs: Vec<(String, String)> = normalized.into_iter().zip(seen).collect();
+        let pairs = keyed_columns(objects);
         if self.columns.is_empty() {
             self.columns = pairs.iter().map(|(n, _)| n.clone()).collect();
         }
         pairs
     }
+}
+
+/// The keys of a batch of objects in order of first appearance, each with its normalised
+/// column name: `(column, key)`.
+fn keyed_columns(objects: &[serde_json::Map<String, serde_json::Value>]) -> Vec<(String, String)> {
+    let mut seen: Vec<String> = Vec::new();
+    for object in objects {
+        for key in object.keys() {
+            if !seen.contains(key) {
+                seen.push(key.clone());
+            }
+        }
+    }
+    let normalized = unique_column_names(seen.iter().map(String::as_str));
+    normalized.into_iter().zip(seen).collect()
+}
+
+/// A raw batch of JSON-text columns from objects an API returned, one column per key.
+pub(crate) fn objects_batch(
+    objects: &[serde_json::Map<String, serde_json::Value>],
+) -> Result<arrow::record_batch::RecordBatch, arrow::error::ArrowError> {
+    to_text_batch(&keyed_columns(objects), objects)
 }
 
 fn parse_object(bytes: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, String> {
