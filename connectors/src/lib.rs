@@ -16,3 +16,33 @@ mod source;
 
 pub use raw::{RawBatch, RawBatchReader, ReadProgress, SourceError};
 pub use source::{ReadEvent, Source, StreamInfo};
+
+/// The connectors a pipeline's `source.connector` may name.
+pub const CONNECTORS: [&str; 2] = ["rest_json", "opendata_jabar"];
+
+/// Builds the source a pipeline names from its settings (a TOML table, secrets resolved).
+pub fn build_source(
+    connector: &str,
+    settings: &toml::Table,
+) -> Result<Box<dyn Source>, SourceError> {
+    let config_error = |e: toml::de::Error| SourceError::Config {
+        connector: connector.to_string(),
+        reason: e.message().to_string(),
+    };
+    let settings = toml::Value::Table(settings.clone());
+    match connector {
+        "rest_json" => {
+            let config: rest_json::RestJsonConfig = settings.try_into().map_err(config_error)?;
+            Ok(Box::new(rest_json::RestJson::new(config)?))
+        }
+        "opendata_jabar" => {
+            let config: opendata_jabar::OpendataJabarConfig =
+                settings.try_into().map_err(config_error)?;
+            Ok(Box::new(config.source()?))
+        }
+        other => Err(SourceError::Config {
+            connector: other.to_string(),
+            reason: format!("no such connector; there are: {}", CONNECTORS.join(", ")),
+        }),
+    }
+}

@@ -92,6 +92,14 @@ pub enum SourceError {
         /// What is wrong, in plain words.
         reason: String,
     },
+    /// A source's settings cannot work.
+    #[error("connector {connector}: {reason}")]
+    Config {
+        /// The connector's name.
+        connector: String,
+        /// What is wrong, in plain words.
+        reason: String,
+    },
     /// An HTTP source answered with an error status.
     #[error("{url} answered HTTP {status}: {reason}")]
     Http {

@@ -26,6 +26,8 @@ pub struct Config {
     /// A folder of `*.schema.json` files registered at start (new versions of the shipped
     /// schemas, or the deployment's own). Empty: none.
     pub schemas_dir: String,
+    /// The folder of pipeline files (`*.toml`, one pipeline each).
+    pub pipelines_dir: String,
     /// The HTTP server.
     pub http: HttpConfig,
     /// SQL and records queries.
@@ -86,6 +88,7 @@ impl Default for Config {
             demo_data: true,
             default_owner: "DISKOMINFO".into(),
             schemas_dir: String::new(),
+            pipelines_dir: "pipelines".into(),
             http: HttpConfig::default(),
             query: QueryConfig::default(),
             lake: LakeConfig::default(),

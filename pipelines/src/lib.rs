@@ -8,8 +8,13 @@
 //!
 //! Knows nothing about HTTP or the CLI; it is called by both.
 
+mod definition;
 mod ingest;
 mod rejects;
 
+pub use definition::{
+    DefinitionError, PipelineDefinition, SourceDefinition, SyncMode, TargetDefinition, WriteMode,
+    load_dir,
+};
 pub use ingest::{DatasetDefaults, IngestError, IngestOptions, IngestReport, SchemaChoice, ingest};
 pub use rejects::rejects_schema;

@@ -3,6 +3,7 @@
 mod datasets;
 mod ingest;
 mod keys;
+mod pipelines;
 mod schemas;
 mod serve;
 mod sql;
@@ -49,6 +50,11 @@ enum Command {
         #[command(subcommand)]
         command: schemas::SchemasCommand,
     },
+    /// List pipelines, and test or explore their sources.
+    Pipelines {
+        #[command(subcommand)]
+        command: pipelines::PipelinesCommand,
+    },
     /// Issue, list and revoke API keys.
     Keys {
         #[command(subcommand)]
@@ -91,6 +97,7 @@ fn run(cli: Cli) -> Result<(), String> {
             Command::Sql(args) => sql::run(config, args).await,
             Command::Datasets { command } => datasets::run(config, command).await,
             Command::Keys { command } => keys::run(config, command).await,
+            Command::Pipelines { command } => pipelines::run(config, command).await,
             Command::Schemas { command } => schemas::run(config, command).await,
             Command::Config => {
                 print!("{}", config.to_display_toml()?);
