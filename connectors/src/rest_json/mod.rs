@@ -213,11 +213,12 @@ impl Reader<'_> {
                 self.fetch_rest(urls, rest, first_count, *limit).await?;
             }
             Pagination::Cursor { param, pointer } => {
+                let mut visited = HashSet::from([first.url.clone()]);
                 let mut page = first;
                 while let Some(token) = page.body.pointer(pointer).filter(|t| has_value(t)) {
                     let mut url = first_url.clone();
                     set_query(&mut url, &[(param.clone(), plain_text(token))]);
-                    page = self.follow(url, &mut HashSet::new()).await?;
+                    page = self.follow(url, &mut visited).await?;
                 }
             }
             Pagination::LinkHeader | Pagination::NextUrl { .. } => {

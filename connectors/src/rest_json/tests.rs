@@ -206,18 +206,27 @@ async fn follows_cursor_tokens_link_headers_and_next_urls() {
 }
 
 #[tokio::test]
-async fn a_next_url_that_points_back_stops_the_read_with_an_error() {
+async fn a_next_page_or_token_that_points_back_stops_the_read_with_an_error() {
     let router = Router::new().route(
         "/loop",
-        get(|| async { Json(json!({ "items": numbered(0..2), "next": "/loop" })) }),
+        get(|| async {
+            Json(json!({ "items": numbered(0..2), "next": "/loop", "token": "same" }))
+        }),
     );
     let base = serve(router).await;
-    let pagination = Pagination::NextUrl {
-        pointer: "/next".into(),
-    };
-    let source = RestJson::new(config(format!("{base}/loop"), pagination)).unwrap();
-    let error = read_all(&source, None).await.unwrap_err().to_string();
-    assert!(error.contains("already read"), "{error}");
+    for pagination in [
+        Pagination::NextUrl {
+            pointer: "/next".into(),
+        },
+        Pagination::Cursor {
+            param: "token".into(),
+            pointer: "/token".into(),
+        },
+    ] {
+        let source = RestJson::new(config(format!("{base}/loop"), pagination)).unwrap();
+        let error = read_all(&source, None).await.unwrap_err().to_string();
+        assert!(error.contains("already read"), "{error}");
+    }
 }
 
 #[tokio::test]
