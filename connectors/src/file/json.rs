@@ -198,12 +198,19 @@ fn to_text_batch(
     objects: &[serde_json::Map<String, serde_json::Value>],
 ) -> Result<arrow::record_batch::RecordBatch, arrow::error::ArrowError> {
     let mut builders = TextColumns::new(columns.len());
+    // One buffer for every cell's JSON text instead of a string per cell.
+    let mut text = Vec::new();
     for object in objects {
         for (i, (_, key)) in columns.iter().enumerate() {
             let builder = &mut builders.builders[i];
             match object.get(key) {
                 None => builder.append_null(),
-                Some(value) => builder.append_value(value.to_string()),
+                Some(value) => {
+                    text.clear();
+                    serde_json::to_writer(&mut text, value)
+                        .map_err(|e| arrow::error::ArrowError::ExternalError(Box::new(e)))?;
+                    builder.append_value(String::from_utf8_lossy(&text));
+                }
             }
         }
     }

@@ -108,8 +108,8 @@ impl RestJson {
     }
 
     async fn first_page(&self) -> Result<(Page, Vec<Value>), SourceError> {
-        let page = self.client.get(self.first_url(None)?.as_str()).await?;
-        let records = select_records(&page, &self.config.record_selector)?;
+        let mut page = self.client.get(self.first_url(None)?.as_str()).await?;
+        let records = select_records(&mut page, &self.config.record_selector)?;
         Ok((page, records))
     }
 }
@@ -186,7 +186,8 @@ impl Reader<'_> {
         let config = &self.source.config;
         let first_url = self.source.first_url(saved_cursor.as_ref())?;
         let first = self.source.client.get(first_url.as_str()).await?;
-        let first_count = self.take(&first)?;
+        let mut first = first;
+        let first_count = self.take(&mut first)?;
         match &config.pagination {
             Pagination::None => {}
             Pagination::PageSize {
@@ -262,7 +263,7 @@ impl Reader<'_> {
             })
             .buffered(self.source.config.concurrency.max(1));
         while let Some(page) = pages.next().await {
-            self.take(&page?)?;
+            self.take(&mut page?)?;
             self.flush_full().await?;
         }
         Ok(())
@@ -280,8 +281,8 @@ impl Reader<'_> {
             if (count as u64) < full {
                 break;
             }
-            let page = self.source.client.get(url.as_str()).await?;
-            count = self.take(&page)?;
+            let mut page = self.source.client.get(url.as_str()).await?;
+            count = self.take(&mut page)?;
             self.flush_full().await?;
         }
         Ok(())
@@ -299,8 +300,8 @@ impl Reader<'_> {
                 reason: "the API pointed back to a page already read; stopping".into(),
             });
         }
-        let page = self.source.client.get(url.as_str()).await?;
-        self.take(&page)?;
+        let mut page = self.source.client.get(url.as_str()).await?;
+        self.take(&mut page)?;
         self.flush_full().await?;
         Ok(page)
     }
@@ -328,7 +329,7 @@ impl Reader<'_> {
     }
 
     /// Queues a page's records; returns how many it had.
-    fn take(&mut self, page: &Page) -> Result<usize, SourceError> {
+    fn take(&mut self, page: &mut Page) -> Result<usize, SourceError> {
         let records = select_records(page, &self.source.config.record_selector)?;
         let count = records.len();
         let cursor =
@@ -360,10 +361,11 @@ impl Reader<'_> {
     }
 }
 
-/// A page's records: the array the selector points to.
-fn select_records(page: &Page, selector: &str) -> Result<Vec<Value>, SourceError> {
-    match page.body.pointer(selector) {
-        Some(Value::Array(records)) => Ok(records.clone()),
+/// A page's records: the array the selector points to, taken out of the page (the rest of
+/// the body, such as a next-page pointer, stays).
+fn select_records(page: &mut Page, selector: &str) -> Result<Vec<Value>, SourceError> {
+    match page.body.pointer_mut(selector) {
+        Some(Value::Array(records)) => Ok(std::mem::take(records)),
         Some(Value::Null) => Ok(Vec::new()),
         Some(other) => Err(SourceError::Api {
             url: page.url.clone(),
