@@ -34,6 +34,17 @@ pub enum CatalogError {
         /// The underlying error.
         source: Box<DeltaTableError>,
     },
+    /// An application transaction already committed this version (or a later one): the
+    /// run it belongs to has landed, and committing again would apply it twice.
+    #[error("{table} already has version {version} of {app_id}; not committing it twice")]
+    AlreadyCommitted {
+        /// The table.
+        table: String,
+        /// The application.
+        app_id: String,
+        /// The version already committed.
+        version: i64,
+    },
     /// The SQL text does not parse, or holds other than one statement.
     #[error("{0}")]
     SqlSyntax(String),

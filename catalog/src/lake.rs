@@ -5,7 +5,7 @@ use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, TimeZone, Utc};
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, Add, MetadataExt, StructType};
+use deltalake::kernel::{Action, Add, MetadataExt, StructType, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
@@ -74,6 +74,18 @@ pub struct CommitOptions {
     pub metadata: serde_json::Map<String, serde_json::Value>,
     /// A wider table schema (new nullable columns) to take effect in the same commit.
     pub evolved_schema: Option<SchemaRef>,
+    /// An application transaction (Delta `txn`) recorded in the same commit, so that a
+    /// writer can tell whether its run already landed.
+    pub transaction: Option<AppTransaction>,
+}
+
+/// A Delta application transaction: an application id and a version that only grows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppTransaction {
+    /// Who writes (`simpul.pipeline.<name>`).
+    pub app_id: String,
+    /// The writer's run number.
+    pub version: i64,
 }
 
 /// A table's size at one version.
@@ -329,6 +341,19 @@ impl Lake {
             None => self.create(table, &staged.schema).await?,
         };
         let state = current.snapshot().map_err(|e| lake_error(table, e))?;
+        if let Some(txn) = &options.transaction {
+            let committed = state
+                .transaction_version(current.log_store().as_ref(), &txn.app_id)
+                .await
+                .map_err(|e| lake_error(table, e))?;
+            if let Some(committed) = committed.filter(|v| *v >= txn.version) {
+                return Err(CatalogError::AlreadyCommitted {
+                    table: table.qualified_name(),
+                    app_id: txn.app_id.clone(),
+                    version: committed,
+                });
+            }
+        }
         let mut actions: Vec<Action> = Vec::new();
         if let Some(schema) = &options.evolved_schema {
             let kernel_schema: StructType = schema
@@ -351,10 +376,14 @@ impl Lake {
                     .map(|f| Action::Remove(f.remove_action(true))),
             );
         }
-        let properties = CommitProperties::default().with_metadata([(
+        let mut properties = CommitProperties::default().with_metadata([(
             "simpul".to_string(),
             serde_json::Value::Object(options.metadata),
         )]);
+        if let Some(txn) = options.transaction {
+            properties =
+                properties.with_application_transaction(Transaction::new(txn.app_id, txn.version));
+        }
         let operation = DeltaOperation::Write {
             mode: match mode {
                 WriteMode::Append => SaveMode::Append,
@@ -390,6 +419,22 @@ impl Lake {
 
     async fn refreshed(&self, table: &LakeTable) -> Result<DeltaTable, CatalogError> {
         self.load_existing(table).await
+    }
+
+    /// The last version an application committed to `table` (its Delta `txn`), if any.
+    pub async fn transaction_version(
+        &self,
+        table: &LakeTable,
+        app_id: &str,
+    ) -> Result<Option<i64>, CatalogError> {
+        let Some(current) = self.load(table).await? else {
+            return Ok(None);
+        };
+        let state = current.snapshot().map_err(|e| lake_error(table, e))?;
+        state
+            .transaction_version(current.log_store().as_ref(), app_id)
+            .await
+            .map_err(|e| lake_error(table, e))
     }
 
     /// The table's commits, newest first, at most `limit` of them.
@@ -593,5 +638,88 @@ impl StagedFiles {
     /// Rows in the files.
     pub fn rows(&self) -> u64 {
         self.rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    async fn stage(lake: &Lake, table: &LakeTable, values: Vec<i64>) -> StagedFiles {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values))]).unwrap();
+        let mut writer = lake.writer(table, schema).unwrap();
+        writer.write(batch).await.unwrap();
+        writer.finish().await.unwrap()
+    }
+
+    fn run(version: i64) -> CommitOptions {
+        CommitOptions {
+            transaction: Some(AppTransaction {
+                app_id: "simpul.pipeline.uji".into(),
+                version,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_application_transaction_lands_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let lake = Lake::new(&url, HashMap::new()).unwrap();
+        let table = LakeTable::Data("stats.uji".parse().unwrap());
+        assert_eq!(
+            lake.transaction_version(&table, "simpul.pipeline.uji")
+                .await
+                .unwrap(),
+            None,
+            "no table, no transaction"
+        );
+
+        let staged = stage(&lake, &table, vec![1, 2]).await;
+        let first = lake
+            .commit(staged, WriteMode::Append, run(1))
+            .await
+            .unwrap();
+        assert_eq!(
+            lake.transaction_version(&table, "simpul.pipeline.uji")
+                .await
+                .unwrap(),
+            Some(1)
+        );
+
+        let again = stage(&lake, &table, vec![1, 2]).await;
+        let refused = lake.commit(again, WriteMode::Append, run(1)).await;
+        assert!(
+            matches!(
+                refused,
+                Err(CatalogError::AlreadyCommitted { version: 1, .. })
+            ),
+            "{refused:?}"
+        );
+        let unchanged = lake.load_existing(&table).await.unwrap();
+        assert_eq!(
+            unchanged.version(),
+            first.version(),
+            "nothing was committed"
+        );
+
+        let next = stage(&lake, &table, vec![3]).await;
+        lake.commit(next, WriteMode::Append, run(2)).await.unwrap();
+        assert_eq!(
+            lake.transaction_version(&table, "simpul.pipeline.uji")
+                .await
+                .unwrap(),
+            Some(2)
+        );
+        let stats = Lake::stats(&lake.load_existing(&table).await.unwrap()).unwrap();
+        assert_eq!(stats.row_count, 3, "runs 1 and 2, each once");
     }
 }

@@ -29,7 +29,8 @@ pub use error::CatalogError;
 pub use execute::execute;
 pub use idempotency::IdempotencyClaim;
 pub use lake::{
-    CommitOptions, Lake, LakeTable, StagedFiles, TableStats, TableWriter, VersionInfo, WriteMode,
+    AppTransaction, CommitOptions, Lake, LakeTable, StagedFiles, TableStats, TableWriter,
+    VersionInfo, WriteMode,
 };
 pub use metadata::{
     Classification, Contract, DatasetFilter, DatasetMeta, DatasetPatch, NewDataset,

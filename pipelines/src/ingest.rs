@@ -570,7 +570,7 @@ impl Run {
         let rejects_version = if rejects.rows() > 0 {
             let options = CommitOptions {
                 metadata: metadata.clone(),
-                evolved_schema: None,
+                ..Default::default()
             };
             catalog
                 .lake
@@ -593,6 +593,7 @@ impl Run {
             let commit = CommitOptions {
                 metadata: metadata.clone(),
                 evolved_schema: evolved.then(|| self.target.table_schema.clone()),
+                transaction: None,
             };
             catalog
                 .lake
