@@ -891,18 +891,13 @@ fn check_column(
                 }
                 State::Absent | State::Invalid => continue,
             }
-            let verdict = match (check, &column.values) {
-                (Check::Format(format), Values::Text(text)) => {
-                    let text = text.value(row);
-                    format
-                        .check_as_of(text, today)
-                        .map_err(|message| ("format", format!("'{}' {message}", shorten(text))))
-                }
-                _ if passes_at_once(check, &column.values, row) => Ok(None),
-                _ => match column.value(row) {
+            let verdict = if passes_at_once(check, &column.values, row) {
+                Ok(None)
+            } else {
+                match column.value(row) {
                     Some(value) => run_check(check, &value, today),
                     None => Ok(None),
-                },
+                }
             };
             match verdict {
                 Ok(None) => {}

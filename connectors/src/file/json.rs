@@ -180,7 +180,8 @@ fn parse_object(bytes: &[u8]) -> Result<serde_json::Map<String, serde_json::Valu
     }
 }
 
-fn json_kind(value: &serde_json::Value) -> &'static str {
+/// A JSON value's kind in words (`a number`), for messages.
+pub(crate) fn json_kind(value: &serde_json::Value) -> &'static str {
     match value {
         serde_json::Value::Null => "null",
         serde_json::Value::Bool(_) => "a boolean",

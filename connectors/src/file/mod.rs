@@ -16,7 +16,7 @@ use simpul_schemas::normalize_column_name;
 use crate::raw::{RawBatchReader, ReadProgress, SourceError};
 
 pub use self::csv::CsvOptions;
-pub(crate) use self::json::objects_batch;
+pub(crate) use self::json::{json_kind, objects_batch};
 
 /// Rows per raw batch. The first batch is also the sample that schema inference sees.
 pub const BATCH_ROWS: usize = 16_384;

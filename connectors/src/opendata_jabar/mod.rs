@@ -6,7 +6,9 @@
 use serde::Deserialize;
 
 use crate::raw::SourceError;
-use crate::rest_json::{Pagination, RestJson, RestJsonConfig};
+use crate::rest_json::{
+    Pagination, RestJson, RestJsonConfig, default_backoff, default_retries, default_timeout,
+};
 
 /// An Open Data Jabar dataset.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -54,9 +56,9 @@ impl OpendataJabarConfig {
             record_selector: "/data".into(),
             error_pointer: Some("/error".into()),
             cursor: None,
-            timeout_seconds: 30.0,
-            max_retries: 5,
-            backoff_seconds: 0.5,
+            timeout_seconds: default_timeout(),
+            max_retries: default_retries(),
+            backoff_seconds: default_backoff(),
             requests_per_second: self.requests_per_second,
             concurrency: self.concurrency,
         }

@@ -50,15 +50,15 @@ pub struct RestJsonConfig {
     pub concurrency: usize,
 }
 
-fn default_timeout() -> f64 {
+pub(crate) fn default_timeout() -> f64 {
     30.0
 }
 
-fn default_retries() -> u32 {
+pub(crate) fn default_retries() -> u32 {
     5
 }
 
-fn default_backoff() -> f64 {
+pub(crate) fn default_backoff() -> f64 {
     0.5
 }
 

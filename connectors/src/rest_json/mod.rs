@@ -18,8 +18,9 @@ use simpul_schemas::{FieldError, RejectedRow, SourcePosition, infer_schema};
 use url::Url;
 
 pub use self::config::{Auth, CursorParam, Pagination, RestJsonConfig};
+pub(crate) use self::config::{default_backoff, default_retries, default_timeout};
 use self::http::{Client, Page};
-use crate::file::{BATCH_ROWS, objects_batch};
+use crate::file::{BATCH_ROWS, json_kind, objects_batch};
 use crate::raw::{RawBatch, SourceError};
 use crate::source::{ReadEvent, Source, StreamInfo};
 
@@ -155,12 +156,12 @@ impl Source for RestJson {
         let reader = Reader {
             source: self,
             tx,
-            cursor: cursor.clone(),
+            cursor,
             pending: Records::default(),
         };
         let run = async move {
             let mut reader = reader;
-            let outcome = reader.run(cursor).await;
+            let outcome = reader.run().await;
             if let Err(error) = outcome {
                 // The receiver may be gone already; then nobody waits for the error.
                 let _ = reader.tx.send(Err(error)).await;
@@ -182,9 +183,10 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    async fn run(&mut self, saved_cursor: Option<Value>) -> Result<(), SourceError> {
+    async fn run(&mut self) -> Result<(), SourceError> {
         let config = &self.source.config;
-        let first_url = self.source.first_url(saved_cursor.as_ref())?;
+        // The cursor is still the saved one: nothing has been read yet.
+        let first_url = self.source.first_url(self.cursor.as_ref())?;
         let first = self.source.client.get(first_url.as_str()).await?;
         let mut first = first;
         let first_count = self.take(&mut first)?;
@@ -371,7 +373,7 @@ fn select_records(page: &mut Page, selector: &str) -> Result<Vec<Value>, SourceE
             url: page.url.clone(),
             reason: format!(
                 "the record selector '{selector}' points to {}, not an array of records",
-                kind(other)
+                json_kind(other)
             ),
         }),
         None => Err(SourceError::Api {
@@ -440,7 +442,7 @@ fn not_an_object(position: SourcePosition, record: Value) -> RejectedRow {
     RejectedRow {
         errors: vec![FieldError::record(
             "type",
-            format!("expected a JSON object, found {}", kind(&record)),
+            format!("expected a JSON object, found {}", json_kind(&record)),
         )],
         position,
         record,
@@ -510,17 +512,6 @@ fn as_count(value: &Value) -> Option<u64> {
     value
         .as_u64()
         .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]
