@@ -1,8 +1,11 @@
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, TimeZone, Utc};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{Column, Expr, SessionContext};
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, MetadataExt, StructType, Transaction};
@@ -341,19 +344,7 @@ impl Lake {
             None => self.create(table, &staged.schema).await?,
         };
         let state = current.snapshot().map_err(|e| lake_error(table, e))?;
-        if let Some(txn) = &options.transaction {
-            let committed = state
-                .transaction_version(current.log_store().as_ref(), &txn.app_id)
-                .await
-                .map_err(|e| lake_error(table, e))?;
-            if let Some(committed) = committed.filter(|v| *v >= txn.version) {
-                return Err(CatalogError::AlreadyCommitted {
-                    table: table.qualified_name(),
-                    app_id: txn.app_id.clone(),
-                    version: committed,
-                });
-            }
-        }
+        refuse_landed_transaction(table, &current, options.transaction.as_ref()).await?;
         let mut actions: Vec<Action> = Vec::new();
         if let Some(schema) = &options.evolved_schema {
             let kernel_schema: StructType = schema
@@ -376,14 +367,7 @@ impl Lake {
                     .map(|f| Action::Remove(f.remove_action(true))),
             );
         }
-        let mut properties = CommitProperties::default().with_metadata([(
-            "simpul".to_string(),
-            serde_json::Value::Object(options.metadata),
-        )]);
-        if let Some(txn) = options.transaction {
-            properties =
-                properties.with_application_transaction(Transaction::new(txn.app_id, txn.version));
-        }
+        let properties = commit_properties(options.metadata, options.transaction);
         let operation = DeltaOperation::Write {
             mode: match mode {
                 WriteMode::Append => SaveMode::Append,
@@ -415,6 +399,66 @@ impl Lake {
         }
         let staged = writer.finish().await?;
         self.commit(staged, mode, options).await
+    }
+
+    /// Upserts `batches` into `table` by the `keys` columns as one commit (Delta merge): a
+    /// row whose key is in the table replaces that row, any other row is added. The batches
+    /// must not repeat a key. A table that does not exist yet is created with the rows.
+    pub async fn merge(
+        &self,
+        table: &LakeTable,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+        keys: &[String],
+        options: CommitOptions,
+    ) -> Result<DeltaTable, CatalogError> {
+        let Some(current) = self.load(table).await? else {
+            return self
+                .write_batches(table, schema, batches, WriteMode::Append, options)
+                .await;
+        };
+        refuse_landed_transaction(table, &current, options.transaction.as_ref()).await?;
+        if keys.is_empty() {
+            return Err(CatalogError::Invalid(format!(
+                "merging into {} needs a primary key",
+                table.qualified_name()
+            )));
+        }
+        let source = MemTable::try_new(schema.clone(), vec![batches])
+            .map_err(|e| CatalogError::DataFusion(Box::new(e)))?;
+        let source = SessionContext::new()
+            .read_table(Arc::new(source))
+            .map_err(|e| CatalogError::DataFusion(Box::new(e)))?;
+        let side = |alias: &str, name: &str| Expr::Column(Column::new(Some(alias), name));
+        let predicate = keys
+            .iter()
+            .map(|k| side("target", k).eq(side("source", k)))
+            .reduce(Expr::and)
+            .unwrap_or_else(|| datafusion::prelude::lit(false));
+        let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        let properties = commit_properties(options.metadata, options.transaction);
+        // The merged table is read back through the cache below, like every other commit.
+        current
+            .merge(source, predicate)
+            .with_source_alias("source")
+            .with_target_alias("target")
+            .with_commit_properties(properties)
+            .when_matched_update(|update| {
+                columns.iter().fold(update, |u, c| {
+                    u.update(Column::new_unqualified(c), side("source", c))
+                })
+            })
+            .and_then(|merge| {
+                merge.when_not_matched_insert(|insert| {
+                    columns.iter().fold(insert, |i, c| {
+                        i.set(Column::new_unqualified(c), side("source", c))
+                    })
+                })
+            })
+            .map_err(|e| lake_error(table, e))?
+            .await
+            .map_err(|e| lake_error(table, e))?;
+        self.refreshed(table).await
     }
 
     async fn refreshed(&self, table: &LakeTable) -> Result<DeltaTable, CatalogError> {
@@ -571,6 +615,45 @@ fn lake_error(table: &LakeTable, source: DeltaTableError) -> CatalogError {
     CatalogError::Lake {
         table: table.qualified_name(),
         source: Box::new(source),
+    }
+}
+
+/// Refuses a commit whose application transaction the table already has: that run landed.
+async fn refuse_landed_transaction(
+    table: &LakeTable,
+    current: &DeltaTable,
+    transaction: Option<&AppTransaction>,
+) -> Result<(), CatalogError> {
+    let Some(txn) = transaction else {
+        return Ok(());
+    };
+    let state = current.snapshot().map_err(|e| lake_error(table, e))?;
+    let committed = state
+        .transaction_version(current.log_store().as_ref(), &txn.app_id)
+        .await
+        .map_err(|e| lake_error(table, e))?;
+    match committed.filter(|v| *v >= txn.version) {
+        Some(version) => Err(CatalogError::AlreadyCommitted {
+            table: table.qualified_name(),
+            app_id: txn.app_id.clone(),
+            version,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Simpul's metadata under `simpul` in `commitInfo`, and the application transaction.
+fn commit_properties(
+    metadata: serde_json::Map<String, serde_json::Value>,
+    transaction: Option<AppTransaction>,
+) -> CommitProperties {
+    let properties = CommitProperties::default()
+        .with_metadata([("simpul".to_string(), serde_json::Value::Object(metadata))]);
+    match transaction {
+        Some(txn) => {
+            properties.with_application_transaction(Transaction::new(txn.app_id, txn.version))
+        }
+        None => properties,
     }
 }
 

@@ -15,6 +15,7 @@ mod execute;
 mod idempotency;
 mod lake;
 mod metadata;
+mod runs;
 mod s3;
 mod schemas;
 mod session;
@@ -33,8 +34,9 @@ pub use lake::{
     VersionInfo, WriteMode,
 };
 pub use metadata::{
-    Classification, Contract, DatasetFilter, DatasetMeta, DatasetPatch, NewDataset,
+    Classification, Contract, DatasetFilter, DatasetMeta, DatasetPatch, Freshness, NewDataset,
 };
+pub use runs::{LineageEdge, NewRun, PipelineRun, RunOutcome, RunStatus, parse_freshness};
 pub use schemas::{CompiledCache, Registration, SchemaBinding, SchemaVersion};
 pub use session::{SQL_CATALOG, SessionSettings, check_read_only};
 pub use state::{StateStore, parse_timestamp, redact_url, timestamp};

@@ -120,6 +120,36 @@ pub struct DatasetMeta {
     pub size_bytes: i64,
     /// When the newest version was committed.
     pub last_commit_at: Option<DateTime<Utc>>,
+    /// How stale the dataset may get (`1d`), if it promises a freshness.
+    pub freshness_sla: Option<String>,
+    /// When the data was last known current: its newest commit, or a pipeline run that
+    /// found nothing new.
+    pub refreshed_at: Option<DateTime<Utc>>,
+}
+
+/// Whether a dataset keeps its freshness promise.
+#[derive(Debug, Clone, Serialize)]
+pub struct Freshness {
+    /// The promise (`1d`).
+    pub sla: String,
+    /// When the data was last known current.
+    pub refreshed_at: Option<DateTime<Utc>>,
+    /// Whether it is older than the promise allows (or was never refreshed).
+    pub stale: bool,
+}
+
+impl DatasetMeta {
+    /// The dataset's freshness at `now`, if it declares an SLA.
+    pub fn freshness(&self, now: DateTime<Utc>) -> Option<Freshness> {
+        let sla = self.freshness_sla.clone()?;
+        let limit = crate::runs::parse_freshness(&sla).ok()?;
+        let stale = self.refreshed_at.is_none_or(|at| now - at > limit);
+        Some(Freshness {
+            sla,
+            refreshed_at: self.refreshed_at,
+            stale,
+        })
+    }
 }
 
 /// What is needed to register a dataset.
@@ -179,7 +209,8 @@ pub struct DatasetPatch {
 }
 
 const DATASET_COLUMNS: &str = "id, title, description, owner, classification, schema_ref, contract, tags, \
-     created_at, updated_at, current_version, row_count, rejected_count, size_bytes, last_commit_at";
+     created_at, updated_at, current_version, row_count, rejected_count, size_bytes, last_commit_at, \
+     freshness_sla, refreshed_at";
 
 impl StateStore {
     /// Registers a dataset, or returns the existing entry if the id is taken.
@@ -307,7 +338,7 @@ impl StateStore {
         let now = timestamp(Utc::now());
         sqlx::query(
             "UPDATE datasets SET current_version = $2, row_count = $3, size_bytes = $4, \
-             rejected_count = $5, last_commit_at = $6, updated_at = $6 \
+             rejected_count = $5, last_commit_at = $6, updated_at = $6, refreshed_at = $6 \
              WHERE id = $1 AND (current_version IS NULL OR current_version <= $2)",
         )
         .bind(id.to_string())
@@ -316,6 +347,48 @@ impl StateStore {
         .bind(stats.size_bytes)
         .bind(rejected_count)
         .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Sets (or clears) the dataset's freshness SLA; `sla` must parse.
+    pub async fn set_freshness_sla(
+        &self,
+        id: &DatasetId,
+        sla: Option<&str>,
+    ) -> Result<(), CatalogError> {
+        if let Some(sla) = sla {
+            crate::runs::parse_freshness(sla).map_err(CatalogError::Invalid)?;
+        }
+        sqlx::query("UPDATE datasets SET freshness_sla = $2 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(sla)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Every dataset that declares a freshness SLA.
+    pub async fn datasets_with_freshness(&self) -> Result<Vec<DatasetMeta>, CatalogError> {
+        let sql = format!(
+            "SELECT {DATASET_COLUMNS} FROM datasets WHERE freshness_sla IS NOT NULL ORDER BY id"
+        );
+        let rows = sqlx::query(&sql).fetch_all(self.pool()).await?;
+        rows.iter().map(dataset_from_row).collect()
+    }
+
+    /// Records that the dataset was found current at `at` (a run found nothing new).
+    pub async fn mark_refreshed(
+        &self,
+        id: &DatasetId,
+        at: DateTime<Utc>,
+    ) -> Result<(), CatalogError> {
+        sqlx::query(
+            "UPDATE datasets SET refreshed_at = $2 WHERE id = $1 AND (refreshed_at IS NULL OR refreshed_at < $2)",
+        )
+        .bind(id.to_string())
+        .bind(timestamp(at))
         .execute(self.pool())
         .await?;
         Ok(())
@@ -371,6 +444,7 @@ fn dataset_from_row(row: &AnyRow) -> Result<DatasetMeta, CatalogError> {
     let created_at: String = row.try_get("created_at")?;
     let updated_at: String = row.try_get("updated_at")?;
     let last_commit_at: Option<String> = row.try_get("last_commit_at")?;
+    let refreshed_at: Option<String> = row.try_get("refreshed_at")?;
     Ok(DatasetMeta {
         id: id.parse()?,
         title: row.try_get("title")?,
@@ -387,6 +461,8 @@ fn dataset_from_row(row: &AnyRow) -> Result<DatasetMeta, CatalogError> {
         rejected_count: row.try_get("rejected_count")?,
         size_bytes: row.try_get("size_bytes")?,
         last_commit_at: last_commit_at.as_deref().and_then(parse_timestamp),
+        freshness_sla: row.try_get("freshness_sla")?,
+        refreshed_at: refreshed_at.as_deref().and_then(parse_timestamp),
     })
 }
 

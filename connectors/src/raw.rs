@@ -33,6 +33,15 @@ pub trait RawBatchReader: Iterator<Item = Result<RawBatch, SourceError>> + Send 
     fn omits_null_columns(&self) -> bool {
         false
     }
+    /// The state to resume from once every batch was read and committed; `None` for inputs
+    /// that are read whole every time.
+    fn checkpoint(&self) -> Option<serde_json::Value> {
+        None
+    }
+    /// Bytes of input read so far.
+    fn bytes_read(&self) -> u64 {
+        self.progress().read()
+    }
 }
 
 /// Bytes read so far out of the input's total, shared with a progress bar.
@@ -134,6 +143,9 @@ pub enum SourceError {
         /// The last attempt's error.
         last: Box<SourceError>,
     },
+    /// A pipeline's transform could not be applied to a batch.
+    #[error("the pipeline's transform failed: {0}")]
+    Transform(String),
     /// Building Arrow data failed.
     #[error("cannot build Arrow data from {path}: {source}")]
     Arrow {

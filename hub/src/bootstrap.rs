@@ -127,6 +127,8 @@ async fn load_reference_wilayah(catalog: &Arc<Catalog>, config: &Config) -> Resu
         }),
         actor: SYSTEM_ACTOR.into(),
         source: "wilayah_3214.csv (shipped with simpul)".into(),
+        upsert_keys: Vec::new(),
+        run: None,
     };
     load_embedded(catalog, "wilayah_3214.csv", WILAYAH_CSV, options).await
 }
@@ -161,6 +163,8 @@ async fn load_demo(catalog: &Arc<Catalog>) -> Result<(), String> {
         schema: SchemaChoice::Infer,
         actor: SYSTEM_ACTOR.into(),
         source: "upah_minimum_kabupatenkota.csv (demo, shipped with simpul)".into(),
+        upsert_keys: Vec::new(),
+        run: None,
     };
     load_embedded(
         catalog,

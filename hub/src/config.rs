@@ -28,6 +28,8 @@ pub struct Config {
     pub schemas_dir: String,
     /// The folder of pipeline files (`*.toml`, one pipeline each).
     pub pipelines_dir: String,
+    /// The pipeline scheduler inside `serve`.
+    pub scheduler: SchedulerConfig,
     /// The HTTP server.
     pub http: HttpConfig,
     /// SQL and records queries.
@@ -68,6 +70,31 @@ pub struct QueryConfig {
     pub batch_size: usize,
 }
 
+/// Pipeline scheduler settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Run pipelines on their schedules while `serve` runs.
+    pub enabled: bool,
+    /// Each schedule time is delayed by a fixed amount below this, per pipeline.
+    pub jitter_secs: u64,
+    /// The pipeline folder is read again at least this often.
+    pub tick_secs: u64,
+    /// At shut-down, runs under way get this long to finish their commit.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            jitter_secs: 0,
+            tick_secs: 30,
+            shutdown_grace_secs: 300,
+        }
+    }
+}
+
 /// Lake storage settings.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -89,6 +116,7 @@ impl Default for Config {
             default_owner: "DISKOMINFO".into(),
             schemas_dir: String::new(),
             pipelines_dir: "pipelines".into(),
+            scheduler: SchedulerConfig::default(),
             http: HttpConfig::default(),
             query: QueryConfig::default(),
             lake: LakeConfig::default(),
@@ -156,6 +184,9 @@ impl Config {
         }
         if self.query.batch_size == 0 {
             return Err("query.batch_size must be at least 1".into());
+        }
+        if self.scheduler.tick_secs == 0 {
+            return Err("scheduler.tick_secs must be at least 1".into());
         }
         Ok(())
     }

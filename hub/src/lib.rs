@@ -5,7 +5,7 @@
 //! encoding (JSON, CSV, Arrow, Parquet), and the commands of the `simpul` CLI.
 //!
 //! Reaches data only through `simpul-catalog` (datasets, lake, state store, SQL sessions) and
-//! `simpul-pipelines` (ingest). Requests enter through `server::router`; results leave as
+//! `simpul-pipelines` (ingest, pipeline runs and the scheduler). Requests enter through `server::router`; results leave as
 //! streamed response bodies.
 
 pub mod api;
@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod health;
 pub mod metrics;
+pub mod pipelines;
 pub mod results;
 pub mod schemas;
 pub mod server;

@@ -45,11 +45,38 @@ pub async fn track_requests(request: Request, next: Next) -> Response {
 
 /// `GET /metrics`: any valid key may scrape (Prometheus sends it as a bearer token).
 pub async fn render(State(app): State<AppState>, _caller: Caller) -> Result<Response, ApiError> {
+    record_pipeline_gauges(&app).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         app.metrics.render(),
     )
         .into_response())
+}
+
+/// Sets the pipeline and freshness gauges from the state store, just before a scrape.
+async fn record_pipeline_gauges(app: &AppState) -> Result<(), ApiError> {
+    let dir = std::path::Path::new(&app.config.pipelines_dir);
+    let report = crate::pipelines::report(&app.catalog, dir).await?;
+    for pipeline in &report.pipelines {
+        let name = pipeline.name.clone();
+        metrics::gauge!("simpul_pipeline_failing", "pipeline" => name.clone())
+            .set(if pipeline.failing { 1.0 } else { 0.0 });
+        if let Some(run) = &pipeline.last_run {
+            metrics::gauge!("simpul_pipeline_last_run_timestamp_seconds", "pipeline" => name.clone())
+                .set(run.started_at.timestamp() as f64);
+            metrics::gauge!("simpul_pipeline_last_run_rows_committed", "pipeline" => name)
+                .set(run.rows_committed as f64);
+        }
+    }
+    metrics::gauge!("simpul_pipeline_bad_files").set(report.bad_files.len() as f64);
+    let now = chrono::Utc::now();
+    for dataset in app.catalog.state.datasets_with_freshness().await? {
+        if let Some(freshness) = dataset.freshness(now) {
+            metrics::gauge!("simpul_dataset_stale", "dataset" => dataset.id.to_string())
+                .set(if freshness.stale { 1.0 } else { 0.0 });
+        }
+    }
+    Ok(())
 }
 
 /// Records a finished query.

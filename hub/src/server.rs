@@ -7,6 +7,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef};
 use metrics_exporter_prometheus::PrometheusHandle;
 use simpul_catalog::{Catalog, SessionSettings};
+use simpul_pipelines::Runner;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -23,6 +24,8 @@ pub struct AppInner {
     pub config: Config,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Runs pipelines, for the scheduler and the API.
+    pub runner: Arc<Runner>,
 }
 
 impl std::ops::Deref for AppState {
@@ -36,10 +39,12 @@ impl std::ops::Deref for AppState {
 impl AppState {
     /// Bundles the shared state.
     pub fn new(catalog: Arc<Catalog>, config: Config, metrics: PrometheusHandle) -> Self {
+        let runner = Arc::new(Runner::new(catalog.clone(), &config.default_owner));
         Self(Arc::new(AppInner {
             catalog,
             config,
             metrics,
+            runner,
         }))
     }
 
@@ -75,14 +80,19 @@ pub async fn bind(address: &str) -> Result<(TcpListener, SocketAddr), String> {
     Ok((listener, local))
 }
 
-/// Serves until SIGINT or SIGTERM, then lets running requests finish.
-pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
+/// Serves until `shutdown` resolves, then lets running requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
     let interrupt = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -101,7 +111,7 @@ async fn shutdown_signal() {
         () = interrupt => {},
         () = terminate => {},
     }
-    tracing::info!("shutting down: finishing running requests");
+    tracing::info!("shutting down: finishing running requests and pipeline commits");
 }
 
 impl FromRef<AppState> for Arc<Catalog> {

@@ -227,6 +227,12 @@ impl PipelineDefinition {
         if self.write_mode == WriteMode::Merge && self.primary_key.is_empty() {
             return Err("write_mode = \"merge\" needs a primary_key".into());
         }
+        if let Some(freshness) = &self.target.freshness {
+            simpul_catalog::parse_freshness(freshness).map_err(|e| format!("target: {e}"))?;
+        }
+        if let Some(sql) = &self.transform {
+            simpul_catalog::check_read_only(sql).map_err(|e| format!("transform: {e}"))?;
+        }
         Ok(())
     }
 }
@@ -320,14 +326,29 @@ pub fn load_dir(
     dir: &Path,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Vec<PipelineDefinition>, Vec<DefinitionError>> {
+    let (definitions, errors) = scan_dir(dir, env);
+    if errors.is_empty() {
+        Ok(definitions)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The good files of a folder and the errors of the bad ones, for the scheduler, which keeps
+/// running the good pipelines when one file breaks.
+pub fn scan_dir(
+    dir: &Path,
+    env: impl Fn(&str) -> Option<String>,
+) -> (Vec<PipelineDefinition>, Vec<DefinitionError>) {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (Vec::new(), Vec::new()),
         Err(e) => {
-            return Err(vec![DefinitionError {
+            let error = DefinitionError {
                 path: dir.to_path_buf(),
                 reason: e.to_string(),
-            }]);
+            };
+            return (Vec::new(), vec![error]);
         }
     };
     let mut paths: Vec<PathBuf> = entries
@@ -358,11 +379,7 @@ pub fn load_dir(
             Err(error) => errors.push(error),
         }
     }
-    if errors.is_empty() {
-        Ok(definitions)
-    } else {
-        Err(errors)
-    }
+    (definitions, errors)
 }
 
 #[cfg(test)]

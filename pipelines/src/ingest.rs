@@ -5,15 +5,15 @@ use arrow::record_batch::RecordBatch;
 use chrono::Utc;
 use serde::Serialize;
 use simpul_catalog::{
-    Catalog, CatalogError, Classification, CommitOptions, Contract, DatasetId, DatasetMeta, Lake,
-    LakeTable, NewDataset, SchemaBinding, TableWriter, WriteMode,
+    AppTransaction, Catalog, CatalogError, Classification, CommitOptions, Contract, DatasetId,
+    DatasetMeta, Lake, LakeTable, NewDataset, SchemaBinding, TableWriter, WriteMode,
 };
 use simpul_connectors::{RawBatch, RawBatchReader, SourceError};
 use simpul_schemas::{
     ColumnMismatch, CompiledSchema, RejectedRow, check_columns, delta_compatible_schema,
     infer_schema,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::rejects::{rejects_batch, rejects_schema};
 
@@ -60,6 +60,23 @@ pub struct IngestOptions {
     pub actor: String,
     /// The input's name as recorded in the commit (a file name, a request id).
     pub source: String,
+    /// When not empty, rows are upserted by these columns (Delta merge) instead of added.
+    pub upsert_keys: Vec<String>,
+    /// For a pipeline run: what lands in the same commit as the data.
+    pub run: Option<RunCommit>,
+}
+
+/// What a pipeline run commits together with its rows, so that the rows and the cursor land
+/// exactly once.
+#[derive(Debug, Clone)]
+pub struct RunCommit {
+    /// The pipeline's application transaction: its id and this run's number.
+    pub transaction: AppTransaction,
+    /// Extra keys for the commit's metadata (the pipeline's name, the run number).
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// The checkpoint this run resumed from: when the source ends on the same one and
+    /// nothing was read, there is nothing to commit.
+    pub resumed_from: Option<serde_json::Value>,
 }
 
 /// What an ingest did. `rows_read == rows_written + rows_rejected` always.
@@ -89,6 +106,12 @@ pub struct IngestReport {
     pub rejects_version: Option<i64>,
     /// Up to five rejected rows, to show a person what went wrong.
     pub sample_rejects: Vec<RejectedRow>,
+    /// Bytes of input read.
+    pub bytes_read: u64,
+    /// The source's checkpoint after the last batch (committed with the data).
+    pub checkpoint: Option<serde_json::Value>,
+    /// Whether this ingest made a data commit (a run with nothing new makes none).
+    pub committed: bool,
 }
 
 /// Why an ingest committed nothing.
@@ -142,7 +165,7 @@ pub async fn ingest(
     let run_id = uuid::Uuid::now_v7().to_string();
     let header_columns = reader.columns();
     let omits_null_columns = reader.omits_null_columns();
-    let mut batches = spawn_reader(reader);
+    let (mut batches, finished) = spawn_reader(reader);
     let first = batches.recv().await.transpose()?;
     let input_columns: Vec<String> = match &first {
         Some(batch) => batch
@@ -179,12 +202,22 @@ pub async fn ingest(
         &options,
     )?;
 
+    if !options.upsert_keys.is_empty() {
+        check_upsert_keys(&options, &target.table_schema)?;
+    }
     let rejects_table = LakeTable::Rejects(options.dataset.clone());
+    let data = if options.upsert_keys.is_empty() {
+        DataSink::Files(Box::new(
+            catalog
+                .lake
+                .writer(&data_table, target.table_schema.clone())?,
+        ))
+    } else {
+        DataSink::Upsert(Vec::new())
+    };
     let mut run = Run {
         run_id: run_id.clone(),
-        data: catalog
-            .lake
-            .writer(&data_table, target.table_schema.clone())?,
+        data,
         rejects: catalog.lake.writer(&rejects_table, rejects_schema())?,
         target,
         rows_read: 0,
@@ -200,7 +233,62 @@ pub async fn ingest(
     while let Some(batch) = checked.recv().await {
         run.add(batch?).await?;
     }
-    run.commit(catalog, &options, created).await
+    let finished = finished.await.unwrap_or_default();
+    run.commit(catalog, &options, created, finished).await
+}
+
+/// Refuses upsert keys the table does not have.
+fn check_upsert_keys(options: &IngestOptions, table: &Schema) -> Result<(), IngestError> {
+    let missing: Vec<&str> = options
+        .upsert_keys
+        .iter()
+        .filter(|k| table.field_with_name(k).is_err())
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(IngestError::Invalid(format!(
+            "{} has no column {} to upsert by",
+            options.dataset,
+            missing.join(", ")
+        )))
+    }
+}
+
+/// What the reader knew once it was exhausted.
+#[derive(Debug, Default)]
+struct ReaderEnd {
+    checkpoint: Option<serde_json::Value>,
+    bytes_read: u64,
+}
+
+/// Where valid rows go until the commit: Parquet files staged in the table (append,
+/// overwrite), or batches kept for one merge (upsert).
+enum DataSink {
+    Files(Box<TableWriter>),
+    Upsert(Vec<RecordBatch>),
+}
+
+impl DataSink {
+    fn rows(&self) -> u64 {
+        match self {
+            Self::Files(writer) => writer.rows(),
+            Self::Upsert(batches) => batches.iter().map(|b| b.num_rows() as u64).sum(),
+        }
+    }
+
+    async fn write(&mut self, batch: RecordBatch) -> Result<(), CatalogError> {
+        match self {
+            Self::Files(writer) => writer.write(batch).await,
+            Self::Upsert(batches) => {
+                if batch.num_rows() > 0 {
+                    batches.push(batch);
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// What the validation stage needs of the target.
@@ -279,18 +367,29 @@ fn spawn_checker(
     rx
 }
 
-/// Reads the (blocking) source on its own thread, two batches ahead of the writer.
-fn spawn_reader(reader: Box<dyn RawBatchReader>) -> mpsc::Receiver<Result<RawBatch, SourceError>> {
+/// Reads the (blocking) source on its own thread, two batches ahead of the writer. Once the
+/// reader is exhausted, its checkpoint and byte count are sent on the second channel.
+fn spawn_reader(
+    mut reader: Box<dyn RawBatchReader>,
+) -> (
+    mpsc::Receiver<Result<RawBatch, SourceError>>,
+    oneshot::Receiver<ReaderEnd>,
+) {
     let (tx, rx) = mpsc::channel(2);
+    let (end_tx, end_rx) = oneshot::channel();
     tokio::task::spawn_blocking(move || {
-        for batch in reader {
+        for batch in reader.by_ref() {
             let failed = batch.is_err();
             if tx.blocking_send(batch).is_err() || failed {
-                break;
+                return;
             }
         }
+        let _ = end_tx.send(ReaderEnd {
+            checkpoint: reader.checkpoint(),
+            bytes_read: reader.bytes_read(),
+        });
     });
-    rx
+    (rx, end_rx)
 }
 
 /// Decides the schema the rows are checked against: the dataset's binding or table for an
@@ -503,7 +602,7 @@ fn evolved_fields(names: &[String], sample: Option<&RecordBatch>) -> Result<Sche
 struct Run {
     run_id: String,
     target: Target,
-    data: TableWriter,
+    data: DataSink,
     rejects: TableWriter,
     rows_read: u64,
     rows_rejected: u64,
@@ -538,9 +637,9 @@ impl Run {
         catalog: &Arc<Catalog>,
         options: &IngestOptions,
         created: bool,
+        end: ReaderEnd,
     ) -> Result<IngestReport, IngestError> {
         let rows_written = self.data.rows();
-        let data = self.data.finish().await?;
         let rejects = self.rejects.finish().await?;
         let mut metadata = commit_metadata(
             &self.run_id,
@@ -549,6 +648,13 @@ impl Run {
             rows_written,
             self.rows_rejected,
         );
+        if let Some(run) = &options.run {
+            metadata.extend(run.metadata.clone());
+            metadata.insert(
+                "checkpoint".into(),
+                end.checkpoint.clone().unwrap_or(serde_json::Value::Null),
+            );
+        }
         let schema_label = self
             .target
             .binding
@@ -585,21 +691,46 @@ impl Run {
             None
         };
 
+        crate::fault::point("after_rejects_commit");
         let data_table = LakeTable::Data(options.dataset.clone());
         let evolved = !self.target.added_columns.is_empty() && !created;
-        let must_commit =
-            rows_written > 0 || options.mode == WriteMode::Overwrite || created || evolved;
+        // A run must land its cursor even when every row was refused; a run that read
+        // nothing and ends where it started has nothing to land.
+        let run_moved = options.run.as_ref().is_some_and(|run| {
+            self.rows_read > 0 || end.checkpoint.is_some() && end.checkpoint != run.resumed_from
+        });
+        let must_commit = rows_written > 0
+            || options.mode == WriteMode::Overwrite
+            || created
+            || evolved
+            || run_moved;
         let version = if must_commit {
             let commit = CommitOptions {
                 metadata: metadata.clone(),
                 evolved_schema: evolved.then(|| self.target.table_schema.clone()),
-                transaction: None,
+                transaction: options.run.as_ref().map(|run| run.transaction.clone()),
             };
-            catalog
-                .lake
-                .commit(data, options.mode, commit)
-                .await?
-                .version()
+            let table_schema = self.target.table_schema.clone();
+            let committed = match self.data {
+                DataSink::Files(writer) => {
+                    let staged = writer.finish().await?;
+                    catalog.lake.commit(staged, options.mode, commit).await?
+                }
+                DataSink::Upsert(batches) => {
+                    let batches = last_per_key(batches, &options.upsert_keys)?;
+                    catalog
+                        .lake
+                        .merge(
+                            &data_table,
+                            table_schema,
+                            batches,
+                            &options.upsert_keys,
+                            commit,
+                        )
+                        .await?
+                }
+            };
+            committed.version()
         } else {
             catalog.lake.load_existing(&data_table).await?.version()
         };
@@ -641,8 +772,48 @@ impl Run {
             version: version.map_or(0, |v| v as i64),
             rejects_version: rejects_version.map(|v| v as i64),
             sample_rejects: self.sample_rejects,
+            bytes_read: end.bytes_read,
+            checkpoint: end.checkpoint,
+            committed: must_commit,
         })
     }
+}
+
+/// Keeps, for every key, only its last row in input order: one merge must not meet a key
+/// twice, and the newest record of a key is the one that counts.
+fn last_per_key(
+    batches: Vec<RecordBatch>,
+    keys: &[String],
+) -> Result<Vec<RecordBatch>, IngestError> {
+    use arrow::row::{RowConverter, SortField};
+    let Some(first) = batches.first() else {
+        return Ok(batches);
+    };
+    let schema = first.schema();
+    let indexes: Vec<usize> = keys
+        .iter()
+        .map(|k| schema.index_of(k))
+        .collect::<Result<_, _>>()?;
+    let converter = RowConverter::new(
+        indexes
+            .iter()
+            .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+            .collect(),
+    )?;
+    let mut seen = std::collections::HashSet::new();
+    let mut kept = Vec::with_capacity(batches.len());
+    for batch in batches.iter().rev() {
+        let columns: Vec<_> = indexes.iter().map(|&i| batch.column(i).clone()).collect();
+        let rows = converter.convert_columns(&columns)?;
+        let mut keep = vec![false; batch.num_rows()];
+        for row in (0..batch.num_rows()).rev() {
+            keep[row] = seen.insert(rows.row(row).owned());
+        }
+        let mask = arrow::array::BooleanArray::from(keep);
+        kept.push(arrow::compute::filter_record_batch(batch, &mask)?);
+    }
+    kept.reverse();
+    Ok(kept)
 }
 
 fn commit_metadata(

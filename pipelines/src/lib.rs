@@ -1,4 +1,4 @@
-//! Pipelines: the one data path, read → validate → commit.
+//! Pipelines: the one data path, read → transform → validate → commit.
 //!
 //! Owns ingestion runs: it pulls raw batches from a connector, validates them against the
 //! dataset's schema (its canonical schema, or its table's types), applies the dataset's
@@ -6,15 +6,31 @@
 //! then updates the catalog. Accounting always holds:
 //! rows read = rows written + rows rejected.
 //!
+//! Pipeline runs (`runner`) land their rows and their source cursor in one Delta commit with
+//! the pipeline's application transaction, so a run lands exactly once whatever kills it;
+//! the `scheduler` starts them on their cron schedules inside `simpul serve`.
+//!
 //! Knows nothing about HTTP or the CLI; it is called by both.
 
 mod definition;
+mod fault;
 mod ingest;
 mod rejects;
+mod runner;
+mod scheduler;
+mod transform;
 
 pub use definition::{
     DefinitionError, PipelineDefinition, SourceDefinition, SyncMode, TargetDefinition, WriteMode,
-    load_dir,
+    load_dir, scan_dir,
 };
-pub use ingest::{DatasetDefaults, IngestError, IngestOptions, IngestReport, SchemaChoice, ingest};
+pub use fault::FAULT_POINT_VAR;
+pub use ingest::{
+    DatasetDefaults, IngestError, IngestOptions, IngestReport, RunCommit, SchemaChoice, ingest,
+};
 pub use rejects::rejects_schema;
+pub use runner::{
+    RunError, RunProgress, RunResult, Runner, StartedRun, Trigger, TriggerKind, app_id,
+};
+pub use scheduler::{Due, ScheduleSettings, due, run_schedule};
+pub use transform::Transform;

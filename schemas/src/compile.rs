@@ -107,6 +107,11 @@ pub struct PropertyPlan {
     pub needs_fallback: bool,
     /// Whether the property holds personal data (`x-pii`).
     pub pii: bool,
+    /// Whether a JSON number or boolean is taken as its text in a text property. True only
+    /// for datasets typed by their table (no canonical schema): there the table's `Utf8`
+    /// column is the contract, and `32` stored as `"32"` loses nothing. A canonical schema's
+    /// `"type": "string"` refuses them, as JSON Schema does.
+    pub text_from_scalars: bool,
 }
 
 impl PropertyPlan {
@@ -329,6 +334,7 @@ impl CompiledSchema {
                     .collect(),
                 needs_fallback: false,
                 pii: false,
+                text_from_scalars: true,
             })
             .collect();
         let document = serde_json::json!({
@@ -456,6 +462,7 @@ fn compile_property(
             .get("x-pii")
             .and_then(Value::as_bool)
             .unwrap_or(false),
+        text_from_scalars: false,
     })
 }
 

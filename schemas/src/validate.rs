@@ -622,6 +622,9 @@ fn parse_json_cell<'a>(plan: &PropertyPlan, cell: &'a str) -> Result<Option<Pars
             (JsonKind::Boolean, "true") => Ok(Some(Parsed::Boolean(true))),
             (JsonKind::Boolean, "false") => Ok(Some(Parsed::Boolean(false))),
             (JsonKind::Any, _) => Ok(Some(Parsed::Json(Cow::Borrowed(cell)))),
+            (JsonKind::String, "true" | "false") if plan.text_from_scalars => {
+                Ok(Some(Parsed::Text(Cow::Owned(cell.to_string()))))
+            }
             _ => Err(found("a boolean")),
         },
         b'[' | b'{' => {
@@ -654,6 +657,9 @@ fn parse_json_cell<'a>(plan: &PropertyPlan, cell: &'a str) -> Result<Option<Pars
                     .map(|f| Some(Parsed::Number(f)))
                     .ok_or_else(|| format!("{number} is out of range")),
                 JsonKind::Any => Ok(Some(Parsed::Json(Cow::Borrowed(cell)))),
+                JsonKind::String if plan.text_from_scalars => {
+                    Ok(Some(Parsed::Text(Cow::Owned(cell.to_string()))))
+                }
                 _ => Err(found("a number")),
             }
         }
@@ -789,6 +795,7 @@ fn parse_typed_column(
         _ => DataType::Utf8,
     };
     let strict = matches!(plan.kind, JsonKind::String)
+        && !plan.text_from_scalars
         && (array.data_type().is_numeric() || array.data_type() == &DataType::Boolean);
     let cast = cast_with_options(
         array,

@@ -408,3 +408,38 @@ fn required_columns_refuse_empty_csv_fields() {
     );
     assert_eq!(keywords(&out, 0), vec!["pattern", "required"]);
 }
+
+#[test]
+fn a_table_typed_text_column_takes_json_numbers_and_booleans_as_their_text() {
+    // Open Data Jabar sends `kode_provinsi: 32`; a dataset without a canonical schema keeps
+    // identifier columns as text, and the number is that text.
+    let schema = CompiledSchema::from_arrow(
+        "t",
+        &Schema::new(vec![Field::new("kode_provinsi", DataType::Utf8, true)]),
+    );
+    let batch = json_batch(&[
+        json!({"kode_provinsi": 32}),
+        json!({"kode_provinsi": "32"}),
+        json!({"kode_provinsi": true}),
+        json!({"kode_provinsi": [32]}),
+    ]);
+    let out = validate(&schema, &batch);
+    let kode = out.valid.column(0).as_string::<i32>();
+    assert_eq!(
+        (0..kode.len()).map(|i| kode.value(i)).collect::<Vec<_>>(),
+        vec!["32", "32", "true"]
+    );
+    assert_eq!(out.rejected.len(), 1, "an array is not a text");
+}
+
+#[test]
+fn a_canonical_text_property_refuses_a_json_number_as_json_schema_does() {
+    let schema = shipped("observasi_statistik");
+    let batch = json_batch(&[json!({
+        "indikator": "garis_kemiskinan", "kode_wilayah": 3214, "periode": "2024",
+        "nilai": 367273, "satuan": "RUPIAH", "sumber": "BPS"
+    })]);
+    let out = validate(&schema, &batch);
+    assert_eq!(out.valid.num_rows(), 0);
+    assert_eq!(keywords(&out, 0), vec!["type"]);
+}

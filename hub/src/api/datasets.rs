@@ -49,8 +49,12 @@ pub(super) async fn show(
         .iter()
         .map(|f| json!({"name": f.name(), "type": f.data_type().to_string(), "nullable": f.is_nullable()}))
         .collect();
+    let freshness = meta.freshness(chrono::Utc::now());
+    let lineage = app.catalog.state.lineage(&id.to_string()).await?;
     Ok(Json(json!({
         "dataset": meta,
+        "freshness": freshness,
+        "lineage": lineage,
         "schema": {"fields": fields},
         "statistics": stats,
         "rejects_table": format!("{}.{}", id.namespace(), id.rejects_name()),

@@ -192,6 +192,8 @@ async fn run_ingest(
         },
         actor: caller.id().to_string(),
         source,
+        upsert_keys: Vec::new(),
+        run: None,
     };
     let report = simpul_pipelines::ingest(&app.catalog, reader, options).await?;
     crate::metrics::rows_ingested(&id.to_string(), report.rows_written, report.rows_rejected);

@@ -5,6 +5,7 @@ mod error;
 mod extract;
 mod ingest;
 mod keys;
+mod pipelines;
 mod records;
 mod schemas;
 mod sql;
@@ -35,4 +36,11 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/validate/{schema}", post(schemas::validate))
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{id}", axum::routing::delete(keys::revoke))
+        .route("/pipelines", get(pipelines::list))
+        .route("/pipelines/{name}", get(pipelines::show))
+        .route(
+            "/pipelines/{name}/runs",
+            get(pipelines::runs).post(pipelines::start),
+        )
+        .route("/pipelines/{name}/runs/{number}", get(pipelines::run))
 }

@@ -91,6 +91,8 @@ pub(super) async fn run(config: Config, args: IngestArgs) -> Result<(), String> 
         schema,
         actor: format!("cli:{}", whoami()),
         source: args.file.display().to_string(),
+        upsert_keys: Vec::new(),
+        run: None,
     };
     let result = simpul_pipelines::ingest(&catalog, reader, options).await;
     progress.finish_and_clear();

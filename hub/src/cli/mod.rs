@@ -50,7 +50,7 @@ enum Command {
         #[command(subcommand)]
         command: schemas::SchemasCommand,
     },
-    /// List pipelines, and test or explore their sources.
+    /// List, check, explore and run pipelines, and read their run history.
     Pipelines {
         #[command(subcommand)]
         command: pipelines::PipelinesCommand,

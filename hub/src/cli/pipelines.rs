@@ -1,8 +1,15 @@
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use comfy_table::Table;
-use simpul_pipelines::{PipelineDefinition, load_dir};
+use indicatif::{ProgressBar, ProgressStyle};
+use simpul_catalog::{PipelineRun, RunStatus};
+use simpul_pipelines::{
+    PipelineDefinition, RunProgress, RunResult, Runner, Trigger, TriggerKind, load_dir,
+};
 
+use crate::bootstrap;
 use crate::config::Config;
 
 #[derive(Debug, clap::Subcommand)]
@@ -18,6 +25,19 @@ pub(super) enum PipelinesCommand {
     Discover {
         /// The pipeline's name.
         name: String,
+    },
+    /// Run a pipeline now, with a progress bar; exits with 1 if the run fails.
+    Run {
+        /// The pipeline's name.
+        name: String,
+    },
+    /// Show a pipeline's run history, newest first.
+    Runs {
+        /// The pipeline's name.
+        name: String,
+        /// Most runs to show.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
     },
 }
 
@@ -57,7 +77,140 @@ pub(super) async fn run(config: Config, command: PipelinesCommand) -> Result<(),
             println!("{table}");
             Ok(())
         }
+        PipelinesCommand::Run { name } => {
+            let definition = find(&definitions, &name)?;
+            run_now(&config, definition).await
+        }
+        PipelinesCommand::Runs { name, limit } => {
+            find(&definitions, &name)?;
+            let catalog = bootstrap::open_catalog(&config).await?;
+            let runs = catalog
+                .state
+                .runs(&name, limit)
+                .await
+                .map_err(|e| e.to_string())?;
+            print!("{}", history(&runs));
+            Ok(())
+        }
     }
+}
+
+async fn run_now(config: &Config, definition: &PipelineDefinition) -> Result<(), String> {
+    let catalog = bootstrap::open_catalog(config).await?;
+    let runner = Runner::new(catalog, &config.default_owner);
+    let trigger = Trigger {
+        kind: TriggerKind::Manual,
+        actor: format!(
+            "cli:{}",
+            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+        ),
+    };
+    let started = runner
+        .start(definition, &trigger)
+        .await
+        .map_err(|e| e.to_string())?;
+    let progress = Arc::new(RunProgress::default());
+    let bar = progress_bar(progress.clone());
+    let result = started.execute(progress).await;
+    bar.finish_and_clear();
+    let result = result.map_err(|e| e.to_string())?;
+    print_run(&result);
+    match result.run.status {
+        RunStatus::Succeeded => Ok(()),
+        _ => Err(format!(
+            "run {} of {} failed: {}",
+            result.run.run_number,
+            result.run.pipeline,
+            result
+                .run
+                .error
+                .as_deref()
+                .unwrap_or("no reason was recorded")
+        )),
+    }
+}
+
+/// A spinner on stderr with the records and bytes read; hidden when stderr is not a terminal.
+fn progress_bar(progress: Arc<RunProgress>) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    let ticker = bar.clone();
+    tokio::spawn(async move {
+        while !ticker.is_finished() {
+            ticker.set_message(format!(
+                "{} records, {} read",
+                progress.rows(),
+                indicatif::HumanBytes(progress.bytes())
+            ));
+            ticker.tick();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    bar
+}
+
+fn print_run(result: &RunResult) {
+    let run = &result.run;
+    println!(
+        "run {} of {} into {}: {}",
+        run.run_number,
+        run.pipeline,
+        run.dataset,
+        run.status.as_str()
+    );
+    if let Some(version) = run.delta_version {
+        println!("  version:        {version}");
+    } else if run.status == RunStatus::Succeeded {
+        println!("  version:        unchanged (nothing new)");
+    }
+    println!("  rows read:      {}", run.rows_read);
+    println!("  rows committed: {}", run.rows_committed);
+    println!("  rows rejected:  {}", run.rows_rejected);
+    for reject in &result.sample_rejects {
+        println!("    line {}: {}", reject.position.line, reject.reason());
+    }
+    if let Some(error) = &run.error {
+        println!("  error:          {error}");
+    }
+}
+
+fn history(runs: &[PipelineRun]) -> String {
+    let mut table = Table::new();
+    table.set_header([
+        "run",
+        "trigger",
+        "status",
+        "started (UTC)",
+        "seconds",
+        "read",
+        "committed",
+        "rejected",
+        "version",
+        "error",
+    ]);
+    for run in runs {
+        let seconds = run
+            .ended_at
+            .map(|end| format!("{:.1}", (end - run.started_at).as_seconds_f64()))
+            .unwrap_or_default();
+        table.add_row([
+            run.run_number.to_string(),
+            run.trigger.clone(),
+            run.status.as_str().to_string(),
+            run.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            seconds,
+            run.rows_read.to_string(),
+            run.rows_committed.to_string(),
+            run.rows_rejected.to_string(),
+            run.delta_version
+                .map_or_else(String::new, |v| v.to_string()),
+            run.error.clone().unwrap_or_default(),
+        ]);
+    }
+    format!("{table}\n")
 }
 
 /// The pipelines of `pipelines_dir`; every bad file is named.

@@ -1,4 +1,8 @@
 use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use simpul_pipelines::{ScheduleSettings, run_schedule};
 
 use crate::bootstrap;
 use crate::config::Config;
@@ -39,7 +43,40 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
     drop(out);
 
     tracing::info!(%address, lake = %catalog.lake.root(), "simpul is ready");
-    server::serve(listener, AppState::new(catalog, config, metrics))
-        .await
-        .map_err(|e| format!("the HTTP server stopped: {e}"))
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let app = AppState::new(catalog, config, metrics);
+    let scheduler = app.config.scheduler.enabled.then(|| {
+        let settings = ScheduleSettings {
+            dir: PathBuf::from(&app.config.pipelines_dir),
+            jitter: Duration::from_secs(app.config.scheduler.jitter_secs),
+            tick: Duration::from_secs(app.config.scheduler.tick_secs),
+        };
+        tokio::spawn(run_schedule(
+            app.runner.clone(),
+            settings,
+            |name| std::env::var(name).ok(),
+            stopped.clone(),
+        ))
+    });
+    let mut http_stopped = stopped;
+    let served = server::serve(listener, app.clone(), async move {
+        let _ = http_stopped.changed().await;
+    });
+    let signal = async {
+        server::shutdown_signal().await;
+        let _ = stop.send(true);
+    };
+    let (served, ()) = tokio::join!(served, signal);
+    if let Some(scheduler) = scheduler {
+        let _ = scheduler.await;
+    }
+    let grace = Duration::from_secs(app.config.scheduler.shutdown_grace_secs);
+    let unfinished = app.runner.drain(grace).await;
+    if unfinished > 0 {
+        tracing::warn!(
+            unfinished,
+            "pipeline runs still running at the end of the grace period were stopped; they committed nothing and run again next time"
+        );
+    }
+    served.map_err(|e| format!("the HTTP server stopped: {e}"))
 }

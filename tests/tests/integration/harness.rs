@@ -209,17 +209,22 @@ impl Hub {
         }
     }
 
-    /// Runs a `simpul` command on this hub's data directory, with the hub's settings.
-    pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(simpul_bin())
+    /// A `simpul` command on this hub's data directory, with the hub's settings, to run.
+    pub fn cli_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(simpul_bin());
+        command
             .arg("--data-dir")
             .arg(self.dir.path())
             .args(args)
             .envs(self.env.iter().cloned())
             .env_remove("SIMPUL_CONFIG")
-            .current_dir(self.dir.path())
-            .output()
-            .expect("run simpul")
+            .current_dir(self.dir.path());
+        command
+    }
+
+    /// Runs a `simpul` command on this hub's data directory, with the hub's settings.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_command(args).output().expect("run simpul")
     }
 
     /// Runs a `simpul` command that must succeed, and returns its stdout.

@@ -7,6 +7,7 @@ mod bad_input;
 mod concurrency;
 mod ingest_and_sql;
 mod limits;
+mod pipeline_runs;
 mod pipelines;
 mod postgres_state;
 mod read_only;
