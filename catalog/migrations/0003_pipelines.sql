@@ -41,3 +41,5 @@ CREATE TABLE lineage_edges (
 
 ALTER TABLE datasets ADD COLUMN freshness_sla TEXT;
 ALTER TABLE datasets ADD COLUMN refreshed_at TEXT;
+ALTER TABLE datasets ADD COLUMN publisher TEXT;
+ALTER TABLE datasets ADD COLUMN license TEXT;

@@ -35,6 +35,7 @@ pub use lake::{
 };
 pub use metadata::{
     Classification, Contract, DatasetFilter, DatasetMeta, DatasetPatch, Freshness, NewDataset,
+    SourceDescription,
 };
 pub use runs::{LineageEdge, NewRun, PipelineRun, RunOutcome, RunStatus, parse_freshness};
 pub use schemas::{CompiledCache, Registration, SchemaBinding, SchemaVersion};

@@ -125,6 +125,25 @@ pub struct DatasetMeta {
     /// When the data was last known current: its newest commit, or a pipeline run that
     /// found nothing new.
     pub refreshed_at: Option<DateTime<Utc>>,
+    /// Who publishes the data at its source (a CKAN organization), if the source says.
+    pub publisher: Option<String>,
+    /// The data's licence at its source, if the source says.
+    pub license: Option<String>,
+}
+
+/// What a source says about its data, to copy into the catalog.
+#[derive(Debug, Clone, Default)]
+pub struct SourceDescription {
+    /// Title at the source.
+    pub title: Option<String>,
+    /// Description at the source.
+    pub description: Option<String>,
+    /// Publishing organization.
+    pub publisher: Option<String>,
+    /// Licence.
+    pub license: Option<String>,
+    /// Tags.
+    pub tags: Vec<String>,
 }
 
 /// Whether a dataset keeps its freshness promise.
@@ -210,7 +229,7 @@ pub struct DatasetPatch {
 
 const DATASET_COLUMNS: &str = "id, title, description, owner, classification, schema_ref, contract, tags, \
      created_at, updated_at, current_version, row_count, rejected_count, size_bytes, last_commit_at, \
-     freshness_sla, refreshed_at";
+     freshness_sla, refreshed_at, publisher, license";
 
 impl StateStore {
     /// Registers a dataset, or returns the existing entry if the id is taken.
@@ -369,6 +388,48 @@ impl StateStore {
         Ok(())
     }
 
+    /// Copies what a source says about its data: the publisher and licence always, the title
+    /// and description only where the catalog has none of its own (a title that is just the
+    /// id, an empty description), and tags the dataset lacks.
+    pub async fn apply_source_description(
+        &self,
+        id: &DatasetId,
+        source: &SourceDescription,
+    ) -> Result<(), CatalogError> {
+        let current = self
+            .dataset(id)
+            .await?
+            .ok_or_else(|| CatalogError::NotFound(id.to_string()))?;
+        let title = match &source.title {
+            Some(title) if current.title == id.to_string() => title.clone(),
+            _ => current.title.clone(),
+        };
+        let description = match &source.description {
+            Some(text) if current.description.trim().is_empty() => text.clone(),
+            _ => current.description.clone(),
+        };
+        let mut tags = current.tags.clone();
+        for tag in &source.tags {
+            if !tags.contains(tag) {
+                tags.push(tag.clone());
+            }
+        }
+        sqlx::query(
+            "UPDATE datasets SET title = $2, description = $3, tags = $4, publisher = $5, \
+             license = $6, updated_at = $7 WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .bind(title)
+        .bind(description)
+        .bind(serde_json::to_string(&tags).unwrap_or_else(|_| "[]".into()))
+        .bind(source.publisher.clone().or(current.publisher))
+        .bind(source.license.clone().or(current.license))
+        .bind(timestamp(Utc::now()))
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     /// Every dataset that declares a freshness SLA.
     pub async fn datasets_with_freshness(&self) -> Result<Vec<DatasetMeta>, CatalogError> {
         let sql = format!(
@@ -463,6 +524,8 @@ fn dataset_from_row(row: &AnyRow) -> Result<DatasetMeta, CatalogError> {
         last_commit_at: last_commit_at.as_deref().and_then(parse_timestamp),
         freshness_sla: row.try_get("freshness_sla")?,
         refreshed_at: refreshed_at.as_deref().and_then(parse_timestamp),
+        publisher: row.try_get("publisher")?,
+        license: row.try_get("license")?,
     })
 }
 

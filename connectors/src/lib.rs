@@ -7,18 +7,20 @@
 //!
 //! Knows nothing of the catalog, the lake or the hub: a connector never writes anything.
 
+pub mod ckan;
 pub mod file;
 pub mod opendata_jabar;
 pub mod rest_json;
+pub mod splp;
 
 mod raw;
 mod source;
 
 pub use raw::{RawBatch, RawBatchReader, ReadProgress, SourceError};
-pub use source::{ReadEvent, Source, StreamInfo};
+pub use source::{ReadEvent, Source, SourceMetadata, StreamInfo};
 
 /// The connectors a pipeline's `source.connector` may name.
-pub const CONNECTORS: [&str; 2] = ["rest_json", "opendata_jabar"];
+pub const CONNECTORS: [&str; 4] = ["rest_json", "opendata_jabar", "ckan", "splp"];
 
 /// Builds the source a pipeline names from its settings (a TOML table, secrets resolved).
 pub fn build_source(
@@ -29,6 +31,7 @@ pub fn build_source(
         connector: connector.to_string(),
         reason: e.message().to_string(),
     };
+    let table = settings;
     let settings = toml::Value::Table(settings.clone());
     match connector {
         "rest_json" => {
@@ -40,6 +43,11 @@ pub fn build_source(
                 settings.try_into().map_err(config_error)?;
             Ok(Box::new(config.source()?))
         }
+        "ckan" => {
+            let config: ckan::CkanConfig = settings.try_into().map_err(config_error)?;
+            Ok(Box::new(config.source()?))
+        }
+        "splp" => Ok(Box::new(splp::source(table)?)),
         other => Err(SourceError::Config {
             connector: other.to_string(),
             reason: format!("no such connector; there are: {}", CONNECTORS.join(", ")),

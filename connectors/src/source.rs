@@ -28,6 +28,21 @@ pub enum ReadEvent {
     Checkpoint(serde_json::Value),
 }
 
+/// What a source says about the data it serves, for the catalog (CKAN's `package_show`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceMetadata {
+    /// The dataset's title at the source.
+    pub title: Option<String>,
+    /// Its description.
+    pub description: Option<String>,
+    /// The organization that publishes it.
+    pub publisher: Option<String>,
+    /// Its licence.
+    pub license: Option<String>,
+    /// Its tags.
+    pub tags: Vec<String>,
+}
+
 /// A source of records.
 pub trait Source: Send + Sync {
     /// A JSON Schema of the source's configuration.
@@ -38,6 +53,11 @@ pub trait Source: Send + Sync {
 
     /// The streams the source offers.
     fn discover(&self) -> BoxFuture<'_, Result<Vec<StreamInfo>, SourceError>>;
+
+    /// What the source says about its data, when it says anything (most sources do not).
+    fn metadata(&self) -> BoxFuture<'_, Result<Option<SourceMetadata>, SourceError>> {
+        Box::pin(async { Ok(None) })
+    }
 
     /// Reads `stream` from `state` (as a checkpoint gave it; `None` for everything).
     fn read(

@@ -17,9 +17,12 @@ use futures::StreamExt;
 use serde::Serialize;
 use simpul_catalog::{
     AppTransaction, Catalog, CatalogError, Classification, Contract, DatasetId, LakeTable, NewRun,
-    PipelineRun, RunOutcome, RunStatus, SchemaBinding, WriteMode as LakeWriteMode,
+    PipelineRun, RunOutcome, RunStatus, SchemaBinding, SourceDescription,
+    WriteMode as LakeWriteMode,
 };
-use simpul_connectors::{RawBatch, RawBatchReader, ReadEvent, ReadProgress, Source, SourceError};
+use simpul_connectors::{
+    RawBatch, RawBatchReader, ReadEvent, ReadProgress, Source, SourceError, SourceMetadata,
+};
 use tokio::sync::{Mutex, OwnedMutexGuard, mpsc};
 
 use crate::definition::{PipelineDefinition, SyncMode, WriteMode};
@@ -407,10 +410,10 @@ impl StartedRun {
         let name = self.definition.name.clone();
         let result = self.ingest(progress).await;
         let state = &self.catalog.state;
-        let sample_rejects = match &result {
-            Ok(report) => {
-                self.record_success(report).await?;
-                report.sample_rejects.clone()
+        let sample_rejects = match result {
+            Ok((report, described)) => {
+                self.record_success(&report, described).await?;
+                report.sample_rejects
             }
             Err(error) => {
                 tracing::warn!(pipeline = %name, run = self.record.run_number, %error, "pipeline run failed");
@@ -419,17 +422,17 @@ impl StartedRun {
                         &self.record.id,
                         RunStatus::Failed,
                         &RunOutcome::default(),
-                        error,
+                        &error,
                     )
                     .await?;
-                let _ = state
+                state
                     .audit(
                         &self.record.actor,
                         "pipeline.run_failed",
                         &name,
                         serde_json::json!({"run": self.record.run_number, "error": error}),
                     )
-                    .await;
+                    .await?;
                 Vec::new()
             }
         };
@@ -445,7 +448,11 @@ impl StartedRun {
         })
     }
 
-    async fn record_success(&self, report: &IngestReport) -> Result<(), RunError> {
+    async fn record_success(
+        &self,
+        report: &IngestReport,
+        described: Option<SourceMetadata>,
+    ) -> Result<(), RunError> {
         let state = &self.catalog.state;
         let outcome = RunOutcome {
             rows_read: report.rows_read as i64,
@@ -469,11 +476,27 @@ impl StartedRun {
                 &dataset.to_string(),
             )
             .await?;
+        if let Some(described) = described {
+            let description = SourceDescription {
+                title: described.title,
+                description: described.description,
+                publisher: described.publisher,
+                license: described.license,
+                tags: described.tags,
+            };
+            state
+                .apply_source_description(dataset, &description)
+                .await?;
+        }
         Ok(())
     }
 
-    /// The run itself; the error is a plain sentence for the history.
-    async fn ingest(&self, progress: Arc<RunProgress>) -> Result<IngestReport, String> {
+    /// The run itself, and what the source says about its data; the error is a plain
+    /// sentence for the history.
+    async fn ingest(
+        &self,
+        progress: Arc<RunProgress>,
+    ) -> Result<(IngestReport, Option<SourceMetadata>), String> {
         let definition = &self.definition;
         let source = simpul_connectors::build_source(
             &definition.source.connector,
@@ -499,7 +522,16 @@ impl StartedRun {
         };
         let pump = pump(source.as_ref(), &stream, self.resume.clone(), transform, tx);
         let (_, report) = tokio::join!(pump, ingest(&self.catalog, Box::new(reader), options));
-        report.map_err(|e| e.to_string())
+        let report = report.map_err(|e| e.to_string())?;
+        // The data landed; a portal that cannot describe it does not undo that.
+        let described = match source.metadata().await {
+            Ok(described) => described,
+            Err(error) => {
+                tracing::warn!(pipeline = %definition.name, %error, "the source's metadata could not be read");
+                None
+            }
+        };
+        Ok((report, described))
     }
 
     fn ingest_options(&self) -> Result<IngestOptions, String> {

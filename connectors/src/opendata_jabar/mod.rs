@@ -55,6 +55,7 @@ impl OpendataJabarConfig {
             },
             record_selector: "/data".into(),
             error_pointer: Some("/error".into()),
+            success_pointer: None,
             cursor: None,
             timeout_seconds: default_timeout(),
             max_retries: default_retries(),

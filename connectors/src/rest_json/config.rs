@@ -28,6 +28,10 @@ pub struct RestJsonConfig {
     /// inside a 200 response (Open Data Jabar's `/error`).
     #[serde(default)]
     pub error_pointer: Option<String>,
+    /// A JSON pointer to a field that must be `true` in every response (CKAN's `/success`);
+    /// anything else fails the read with the response's error message.
+    #[serde(default)]
+    pub success_pointer: Option<String>,
     /// Incremental reads: the record field whose largest value is remembered, and the query
     /// parameter that sends it back on the next run.
     #[serde(default)]

@@ -137,6 +137,18 @@ impl Client {
                 ),
             });
         }
+        if let Some(pointer) = &self.config.success_pointer
+            && body.pointer(pointer) != Some(&serde_json::Value::Bool(true))
+        {
+            let message = ["/error/message", "/error", "/message"]
+                .iter()
+                .find_map(|p| body.pointer(p))
+                .map_or_else(String::new, |m| m.to_string());
+            return Err(SourceError::Api {
+                url: url.to_string(),
+                reason: format!("the API does not report success ({pointer}): {message}"),
+            });
+        }
         Ok(Page {
             url: url.to_string(),
             body,

@@ -44,6 +44,7 @@ impl RestJson {
         let pointers = [
             Some(config.record_selector.as_str()),
             config.error_pointer.as_deref(),
+            config.success_pointer.as_deref(),
             match &config.pagination {
                 Pagination::Cursor { pointer, .. } | Pagination::NextUrl { pointer } => {
                     Some(pointer.as_str())
@@ -106,6 +107,12 @@ impl RestJson {
         }
         set_query(&mut url, &pairs);
         Ok(url)
+    }
+
+    /// GETs one JSON document with this source's authentication, rate limit, retries and
+    /// success check (CKAN's `package_show` next to its `datastore_search`).
+    pub(crate) async fn get_json(&self, url: &str) -> Result<Value, SourceError> {
+        Ok(self.client.get(url).await?.body)
     }
 
     async fn first_page(&self) -> Result<(Page, Vec<Value>), SourceError> {

@@ -32,6 +32,7 @@ pub(crate) fn config(url: String, pagination: Pagination) -> RestJsonConfig {
         pagination,
         record_selector: "/items".into(),
         error_pointer: None,
+        success_pointer: None,
         cursor: None,
         timeout_seconds: 5.0,
         max_retries: 3,
@@ -43,7 +44,7 @@ pub(crate) fn config(url: String, pagination: Pagination) -> RestJsonConfig {
 
 /// Every batch and the last checkpoint of a read.
 pub(crate) async fn read_all(
-    source: &RestJson,
+    source: &dyn Source,
     state: Option<Value>,
 ) -> Result<(Vec<RawBatch>, Option<Value>), SourceError> {
     let mut batches = Vec::new();

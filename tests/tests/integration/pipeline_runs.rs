@@ -118,6 +118,46 @@ async fn changes(
     Json(json!({"data": found.into_iter().skip(offset).take(limit).collect::<Vec<_>>()}))
 }
 
+/// CKAN's `datastore_search`: 120 records of a resource, paged by offset and limit, in
+/// CKAN's `{help, success, result: {records, fields, _links, total}}` envelope.
+async fn ckan_search(Query(q): Query<HashMap<String, String>>) -> Response {
+    if q.get("resource_id").map(String::as_str) != Some("penduduk-2024") {
+        let body = json!({"help": "", "success": false, "error": {"message": "Not found: Resource was not found.", "__type": "Not Found Error"}});
+        return (StatusCode::NOT_FOUND, Json(body)).into_response();
+    }
+    let offset: usize = q.get("offset").map_or(0, |o| o.parse().unwrap());
+    let limit: usize = q.get("limit").map_or(100, |l| l.parse().unwrap());
+    let records: Vec<Value> = (offset..(offset + limit).min(120))
+        .map(|i| json!({"_id": i + 1, "kode_kecamatan": format!("32.14.{:02}", i % 17 + 1), "tahun": 2024, "jumlah": 1000 + i}))
+        .collect();
+    Json(json!({
+        "help": "http://127.0.0.1/api/3/action/help_show?name=datastore_search",
+        "success": true,
+        "result": {
+            "include_total": true, "limit": limit, "records_format": "objects",
+            "resource_id": "penduduk-2024", "total_estimation_threshold": null,
+            "records": records,
+            "fields": [{"id": "_id", "type": "int"}, {"id": "kode_kecamatan", "type": "text"}, {"id": "tahun", "type": "int"}, {"id": "jumlah", "type": "int"}],
+            "_links": {"start": "/api/3/action/datastore_search?resource_id=penduduk-2024", "next": format!("/api/3/action/datastore_search?offset={}&resource_id=penduduk-2024", offset + limit)},
+            "total": 120
+        }
+    }))
+    .into_response()
+}
+
+async fn ckan_package() -> Json<Value> {
+    Json(json!({
+        "help": "http://127.0.0.1/api/3/action/help_show?name=package_show",
+        "success": true,
+        "result": {
+            "name": "penduduk-purwakarta", "title": "Penduduk Purwakarta per Kecamatan 2024",
+            "notes": "Jumlah penduduk per kecamatan.", "license_title": "Creative Commons Attribution",
+            "organization": {"name": "disdukcapil", "title": "Disdukcapil Purwakarta"},
+            "tags": [{"name": "kependudukan"}]
+        }
+    }))
+}
+
 /// Starts the mock APIs on loopback; returns their base URL and state.
 async fn serve_apis() -> (String, Api) {
     let api = Api {
@@ -129,6 +169,8 @@ async fn serve_apis() -> (String, Api) {
         .route("/flaky", get(flaky))
         .route("/down", get(down))
         .route("/changes", get(changes))
+        .route("/ckan/api/3/action/datastore_search", get(ckan_search))
+        .route("/ckan/api/3/action/package_show", get(ckan_package))
         .with_state(api.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -700,4 +742,106 @@ async fn run_triggers_are_refused_for_unknown_pipelines_busy_runs_and_callers_wi
     }
     let analyst_view = hub.get(&analyst, "/api/v1/pipelines/pengukuran/runs").await;
     assert_eq!(analyst_view.status(), 200, "analysts read the history");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ckan_resource_lands_with_its_package_metadata_in_the_catalog() {
+    let (base, _api) = serve_apis().await;
+    let hub = Hub::start();
+    write_file(
+        &hub,
+        "penduduk_ckan",
+        &format!(
+            r#"
+name = "penduduk_ckan"
+write_mode = "overwrite"
+[source]
+connector = "ckan"
+url = "{base}/ckan"
+resource_id = "penduduk-2024"
+package_id = "penduduk-purwakarta"
+limit = 50
+[target]
+dataset = "stats.penduduk_kecamatan"
+"#
+        ),
+    );
+    let out = hub.cli_ok(&["pipelines", "run", "penduduk_ckan"]);
+    assert!(out.contains("rows committed: 120"), "{out}");
+    assert_eq!(count(&hub, "stats.penduduk_kecamatan").await, (120, 120));
+    let dataset = hub.json("/api/v1/datasets/stats.penduduk_kecamatan").await;
+    let meta = &dataset["dataset"];
+    assert_eq!(meta["title"], "Penduduk Purwakarta per Kecamatan 2024");
+    assert_eq!(meta["description"], "Jumlah penduduk per kecamatan.");
+    assert_eq!(meta["publisher"], "Disdukcapil Purwakarta");
+    assert_eq!(meta["license"], "Creative Commons Attribution");
+    assert!(
+        meta["tags"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("kependudukan"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_upserts_by_primary_key_and_a_transform_reshapes_before_validation() {
+    let (base, api) = serve_apis().await;
+    let hub = Hub::start();
+    write_file(
+        &hub,
+        "nilai_terkini",
+        &format!(
+            r#"
+name = "nilai_terkini"
+sync_mode = "incremental"
+cursor_field = "updated_at"
+write_mode = "merge"
+primary_key = ["id"]
+transform = "select id, kode_wilayah as kode_desa, nilai, updated_at from input"
+[source]
+connector = "rest_json"
+url = "{base}/changes"
+record_selector = "/data"
+pagination = {{ type = "offset_limit", limit = 10 }}
+cursor = {{ field = "updated_at", param = "since" }}
+[target]
+dataset = "stats.nilai_terkini"
+"#
+        ),
+    );
+    api.changes.lock().unwrap().extend(change_records(0, 15));
+    hub.cli_ok(&["pipelines", "run", "nilai_terkini"]);
+    assert_eq!(count(&hub, "stats.nilai_terkini").await, (15, 15));
+
+    // Records 3 and 4 change (twice for 4, in one run: the last one counts), 15 and 16 are new.
+    {
+        let mut changes = api.changes.lock().unwrap();
+        for (id, nilai, second) in [
+            (3, 333, 40),
+            (4, 400, 41),
+            (4, 444, 42),
+            (15, 150, 43),
+            (16, 160, 44),
+        ] {
+            changes.push(json!({
+                "id": id, "kode_wilayah": "32.14.01.2001", "nilai": nilai,
+                "updated_at": format!("2026-11-01T01:00:{second:02}Z"),
+            }));
+        }
+    }
+    let out = hub.cli_ok(&["pipelines", "run", "nilai_terkini"]);
+    assert!(out.contains("rows read:      5"), "{out}");
+    assert_eq!(count(&hub, "stats.nilai_terkini").await, (17, 17));
+    let rows = hub
+        .rows("select id, nilai, kode_desa from stats.nilai_terkini where id in (2, 3, 4, 16) order by id")
+        .await;
+    let values: Vec<(i64, i64)> = rows
+        .iter()
+        .map(|r| (r["id"].as_i64().unwrap(), r["nilai"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(values, vec![(2, 20), (3, 333), (4, 444), (16, 160)]);
+    assert_eq!(
+        rows[0]["kode_desa"], "32.14.01.2001",
+        "the transform renamed the column"
+    );
 }
