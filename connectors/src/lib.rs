@@ -1,6 +1,6 @@
 //! Sources: where data enters Simpul from outside.
 //!
-//! Owns the readers that turn files and HTTP APIs (and, later, databases) into Arrow batches
+//! Owns the readers that turn files, HTTP APIs and databases into Arrow batches
 //! of raw values, each row tagged with its position in the source, plus the records that
 //! could not even be parsed. Typing and validation happen downstream, in `simpul-schemas`.
 //! API sources follow the Airbyte shape (`source::Source`: spec, check, discover, read).
@@ -20,7 +20,7 @@ pub use raw::{RawBatch, RawBatchReader, ReadProgress, SourceError};
 pub use source::{ReadEvent, Source, SourceMetadata, StreamInfo};
 
 /// The connectors a pipeline's `source.connector` may name.
-pub const CONNECTORS: [&str; 4] = ["rest_json", "opendata_jabar", "ckan", "splp"];
+pub const CONNECTORS: [&str; 5] = ["rest_json", "opendata_jabar", "ckan", "splp", "file"];
 
 /// Builds the source a pipeline names from its settings (a TOML table, secrets resolved).
 pub fn build_source(
@@ -48,6 +48,10 @@ pub fn build_source(
             Ok(Box::new(config.source()?))
         }
         "splp" => Ok(Box::new(splp::source(table)?)),
+        "file" => {
+            let config: file::FileSourceConfig = settings.try_into().map_err(config_error)?;
+            Ok(Box::new(config.source()?))
+        }
         other => Err(SourceError::Config {
             connector: other.to_string(),
             reason: format!("no such connector; there are: {}", CONNECTORS.join(", ")),

@@ -199,6 +199,44 @@ impl PipelineDefinition {
         schedule.after(&after.with_timezone(&zone)).next()
     }
 
+    /// The connector's settings with the pipeline's `cursor_field` applied: it fills
+    /// `rest_json`'s `cursor.field` (and must agree with it when both are given) and is the
+    /// `sql` connector's `cursor_column`.
+    pub fn source_settings(&self) -> Result<toml::Table, String> {
+        let mut settings = self.source.config.clone();
+        let Some(field) = self.cursor_field.as_deref() else {
+            return Ok(settings);
+        };
+        match self.source.connector.as_str() {
+            "rest_json" | "splp" => {
+                let Some(toml::Value::Table(cursor)) = settings.get_mut("cursor") else {
+                    return Err(format!(
+                        "cursor_field = \"{field}\" needs the source's cursor = {{ param = \"…\" }}: \
+                         the query parameter that sends the cursor back"
+                    ));
+                };
+                match cursor.get("field").and_then(toml::Value::as_str) {
+                    None => {
+                        cursor.insert("field".into(), field.into());
+                    }
+                    Some(given) if given == field => {}
+                    Some(given) => {
+                        return Err(format!(
+                            "cursor_field \"{field}\" and the source's cursor.field \"{given}\" differ"
+                        ));
+                    }
+                }
+            }
+            "sql" => {
+                settings
+                    .entry("cursor_column")
+                    .or_insert_with(|| field.into());
+            }
+            _ => {}
+        }
+        Ok(settings)
+    }
+
     fn check(&self) -> Result<(), String> {
         let valid_name = !self.name.is_empty()
             && self
@@ -221,9 +259,14 @@ impl PipelineDefinition {
             .dataset
             .parse::<DatasetId>()
             .map_err(|e| format!("target dataset: {e}"))?;
-        if self.sync_mode == SyncMode::Incremental && self.cursor_field.is_none() {
+        // A file source's cursor is its list of files; every other needs a field.
+        if self.sync_mode == SyncMode::Incremental
+            && self.cursor_field.is_none()
+            && self.source.connector != "file"
+        {
             return Err("sync_mode = \"incremental\" needs a cursor_field".into());
         }
+        self.source_settings()?;
         if self.write_mode == WriteMode::Merge && self.primary_key.is_empty() {
             return Err("write_mode = \"merge\" needs a primary_key".into());
         }
@@ -484,11 +527,45 @@ mod tests {
                 "primary_key",
             ),
             (("name = ", "nama = "), "name"),
+            (
+                (
+                    "dataset = \"stats.upah_minimum\"",
+                    "dataset = \"stats.upah_minimum\"\nfreshness = \"sehari\"",
+                ),
+                "freshness",
+            ),
+            (
+                (
+                    "schedule = \"0 6 * * 1\"",
+                    "transform = \"delete from input\"",
+                ),
+                "transform",
+            ),
         ] {
             let text = OPENDATA.replace(change.0, change.1);
             let error = parse(&text).unwrap_err().to_string();
             assert!(error.contains(expected), "{change:?}: {error}");
         }
+    }
+
+    #[test]
+    fn the_cursor_field_fills_the_connectors_cursor_and_must_agree_with_it() {
+        let rest = |cursor: &str| {
+            format!(
+                "name = \"p\"\nsync_mode = \"incremental\"\ncursor_field = \"updated_at\"\n\
+                 [source]\nconnector = \"rest_json\"\nurl = \"http://127.0.0.1:1/x\"\n{cursor}\n\
+                 [target]\ndataset = \"stats.p\"\n"
+            )
+        };
+        let filled = parse(&rest("cursor = { param = \"since\" }")).unwrap();
+        let settings = filled.source_settings().unwrap();
+        assert_eq!(settings["cursor"]["field"].as_str(), Some("updated_at"));
+        assert!(parse(&rest("cursor = { param = \"since\", field = \"id\" }")).is_err());
+        let error = parse(&rest("")).unwrap_err().to_string();
+        assert!(error.contains("param"), "{error}");
+        let files = "name = \"f\"\nsync_mode = \"incremental\"\n[source]\nconnector = \"file\"\n\
+                     url = \"/srv/masuk\"\n[target]\ndataset = \"stats.f\"\n";
+        assert!(parse(files).is_ok(), "a file source needs no cursor field");
     }
 
     #[test]

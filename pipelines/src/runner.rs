@@ -498,11 +498,9 @@ impl StartedRun {
         progress: Arc<RunProgress>,
     ) -> Result<(IngestReport, Option<SourceMetadata>), String> {
         let definition = &self.definition;
-        let source = simpul_connectors::build_source(
-            &definition.source.connector,
-            &definition.source.config,
-        )
-        .map_err(|e| e.to_string())?;
+        let settings = definition.source_settings()?;
+        let source = simpul_connectors::build_source(&definition.source.connector, &settings)
+            .map_err(|e| e.to_string())?;
         let transform = definition
             .transform
             .as_deref()

@@ -14,6 +14,8 @@ pub struct CsvOptions {
     pub quote: u8,
     /// Whether the first record names the columns. Without one, columns are `column_1…`.
     pub has_header: bool,
+    /// The text encoding when it is not UTF-8 (`windows-1252` for older Excel exports).
+    pub encoding: Option<&'static encoding_rs::Encoding>,
 }
 
 impl Default for CsvOptions {
@@ -22,6 +24,7 @@ impl Default for CsvOptions {
             delimiter: b',',
             quote: b'"',
             has_header: true,
+            encoding: None,
         }
     }
 }

@@ -1,8 +1,12 @@
-//! The `file` source: CSV, NDJSON, JSON arrays and Parquet from the local file system.
+//! Files: CSV, NDJSON, JSON arrays, Parquet and spreadsheets, read into raw batches; and the
+//! `file` connector, which reads the new and changed files of a folder on any object store.
 
 mod csv;
+mod encoding;
+mod excel;
 mod json;
 mod parquet;
+mod source;
 
 use std::fs::File;
 use std::io::Read;
@@ -16,7 +20,10 @@ use simpul_schemas::normalize_column_name;
 use crate::raw::{RawBatchReader, ReadProgress, SourceError};
 
 pub use self::csv::CsvOptions;
+pub use self::encoding::encoding_for;
+pub use self::excel::{ExcelOptions, HEADER_SEARCH_ROWS};
 pub(crate) use self::json::{json_kind, objects_batch};
+pub use self::source::{FileSource, FileSourceConfig};
 
 /// Rows per raw batch. The first batch is also the sample that schema inference sees.
 pub const BATCH_ROWS: usize = 16_384;
@@ -32,6 +39,8 @@ pub enum FileFormat {
     JsonArray,
     /// Apache Parquet.
     Parquet,
+    /// A spreadsheet: xlsx, xlsm, xlsb, xls or ods.
+    Spreadsheet(ExcelOptions),
 }
 
 impl FileFormat {
@@ -47,6 +56,9 @@ impl FileFormat {
             "ndjson" | "jsonl" => Some(Self::Ndjson),
             "json" => Some(Self::JsonArray),
             "parquet" => Some(Self::Parquet),
+            "xlsx" | "xlsm" | "xlsb" | "xls" | "ods" => {
+                Some(Self::Spreadsheet(ExcelOptions::default()))
+            }
             _ => None,
         }
     }
@@ -61,6 +73,11 @@ impl FileFormat {
             }
             "application/json" => Some(Self::JsonArray),
             "application/vnd.apache.parquet" | "application/x-parquet" => Some(Self::Parquet),
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+            | "application/vnd.ms-excel"
+            | "application/vnd.oasis.opendocument.spreadsheet" => {
+                Some(Self::Spreadsheet(ExcelOptions::default()))
+            }
             _ => None,
         }
     }
@@ -73,6 +90,9 @@ impl FileFormat {
             "ndjson" | "jsonl" => Some(Self::Ndjson),
             "json" => Some(Self::JsonArray),
             "parquet" => Some(Self::Parquet),
+            "xlsx" | "xlsm" | "xlsb" | "xls" | "ods" | "excel" => {
+                Some(Self::Spreadsheet(ExcelOptions::default()))
+            }
             _ => None,
         }
     }
@@ -80,32 +100,72 @@ impl FileFormat {
 
 /// Opens a local file as a stream of raw batches.
 pub fn open(path: &Path, format: &FileFormat) -> Result<Box<dyn RawBatchReader>, SourceError> {
-    let name = path.display().to_string();
-    let io_error = |source| SourceError::Io {
-        path: name.clone(),
-        source,
+    open_as(path, &path.display().to_string(), format)
+}
+
+/// Opens a local file as a stream of raw batches, naming it `name` in errors and positions
+/// (the URL it was downloaded from).
+pub fn open_as(
+    path: &Path,
+    name: &str,
+    format: &FileFormat,
+) -> Result<Box<dyn RawBatchReader>, SourceError> {
+    let name = name.to_string();
+    let open_file = || {
+        let io_error = |source| SourceError::Io {
+            path: name.clone(),
+            source,
+        };
+        let file = File::open(path).map_err(io_error)?;
+        let total = file.metadata().map_err(io_error)?.len();
+        Ok::<_, SourceError>((file, ReadProgress::new(total)))
     };
-    let file = File::open(path).map_err(io_error)?;
-    let total = file.metadata().map_err(io_error)?.len();
-    let progress = ReadProgress::new(total);
     match format {
-        FileFormat::Csv(options) => Ok(Box::new(csv::CsvReader::new(
-            name,
-            CountingRead::new(file, progress.clone()),
-            options.clone(),
-            progress,
-        )?)),
-        FileFormat::Ndjson => Ok(Box::new(json::JsonReader::ndjson(
-            name,
-            CountingRead::new(file, progress.clone()),
-            progress,
-        ))),
-        FileFormat::JsonArray => Ok(Box::new(json::JsonReader::array(
-            name,
-            CountingRead::new(file, progress.clone()),
-            progress,
-        )?)),
-        FileFormat::Parquet => Ok(Box::new(parquet::ParquetReader::new(name, file, progress)?)),
+        FileFormat::Csv(options) => {
+            let (file, progress) = open_file()?;
+            let counted = CountingRead::new(file, progress.clone());
+            match options.encoding.filter(|e| *e != encoding_rs::UTF_8) {
+                Some(legacy) => Ok(Box::new(csv::CsvReader::new(
+                    name,
+                    encoding::TranscodingRead::new(counted, legacy),
+                    options.clone(),
+                    progress,
+                )?)),
+                None => Ok(Box::new(csv::CsvReader::new(
+                    name,
+                    counted,
+                    options.clone(),
+                    progress,
+                )?)),
+            }
+        }
+        FileFormat::Ndjson => {
+            let (file, progress) = open_file()?;
+            Ok(Box::new(json::JsonReader::ndjson(
+                name.clone(),
+                CountingRead::new(file, progress.clone()),
+                progress,
+            )))
+        }
+        FileFormat::JsonArray => {
+            let (file, progress) = open_file()?;
+            Ok(Box::new(json::JsonReader::array(
+                name.clone(),
+                CountingRead::new(file, progress.clone()),
+                progress,
+            )?))
+        }
+        FileFormat::Parquet => {
+            let (file, progress) = open_file()?;
+            Ok(Box::new(parquet::ParquetReader::new(
+                name.clone(),
+                file,
+                progress,
+            )?))
+        }
+        FileFormat::Spreadsheet(options) => {
+            Ok(Box::new(excel::ExcelReader::open(path, &name, options)?))
+        }
     }
 }
 
@@ -135,6 +195,9 @@ pub fn open_bytes(
             progress,
         )?)),
         FileFormat::Parquet => Ok(Box::new(parquet::ParquetReader::new(name, data, progress)?)),
+        FileFormat::Spreadsheet(options) => Ok(Box::new(excel::ExcelReader::from_bytes(
+            &name, data, options,
+        )?)),
     }
 }
 

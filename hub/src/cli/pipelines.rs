@@ -245,7 +245,10 @@ fn find<'a>(
 }
 
 fn build(definition: &PipelineDefinition) -> Result<Box<dyn simpul_connectors::Source>, String> {
-    simpul_connectors::build_source(&definition.source.connector, &definition.source.config)
+    let settings = definition
+        .source_settings()
+        .map_err(|e| format!("pipeline {}: {e}", definition.name))?;
+    simpul_connectors::build_source(&definition.source.connector, &settings)
         .map_err(|e| format!("pipeline {}: {e}", definition.name))
 }
 

@@ -384,6 +384,7 @@ cursor_field = "updated_at"
 connector = "rest_json"
 url = "{base}/down"
 record_selector = "/data"
+cursor = {{ param = "since" }}
 max_retries = 2
 backoff_seconds = 0.05
 [target]
@@ -843,5 +844,112 @@ dataset = "stats.nilai_terkini"
     assert_eq!(
         rows[0]["kode_desa"], "32.14.01.2001",
         "the transform renamed the column"
+    );
+}
+
+/// An agency's sheet: a merged title over two rows, a blank row, the header, then visits
+/// per puskesmas and day.
+fn kunjungan_xlsx(path: &std::path::Path, first_day: u8, days: u8) {
+    use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
+    let mut workbook = Workbook::new();
+    let sheet = workbook.add_worksheet();
+    let bold = Format::new().set_bold();
+    sheet
+        .merge_range(
+            0,
+            0,
+            0,
+            2,
+            "KUNJUNGAN PUSKESMAS KABUPATEN PURWAKARTA",
+            &bold,
+        )
+        .unwrap();
+    sheet
+        .merge_range(1, 0, 1, 2, "Dinas Kesehatan", &bold)
+        .unwrap();
+    for (col, header) in ["Puskesmas", "Tanggal", "Jumlah Kunjungan"]
+        .iter()
+        .enumerate()
+    {
+        sheet.write_string(3, col as u16, *header).unwrap();
+    }
+    let date = Format::new().set_num_format("dd/mm/yyyy");
+    for (i, day) in (first_day..first_day + days).enumerate() {
+        let row = 4 + i as u32;
+        sheet.write_string(row, 0, "Puskesmas Campaka").unwrap();
+        let at = ExcelDateTime::from_ymd(2024, 3, day).unwrap();
+        sheet
+            .write_datetime_with_format(row, 1, &at, &date)
+            .unwrap();
+        sheet.write_number(row, 2, f64::from(day) * 10.0).unwrap();
+    }
+    workbook.save(path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spreadsheets_dropped_into_a_folder_land_once_each() {
+    let hub = Hub::start();
+    let inbox = hub.dir.path().join("masuk");
+    std::fs::create_dir_all(&inbox).unwrap();
+    kunjungan_xlsx(&inbox.join("minggu-1.xlsx"), 1, 7);
+    write_file(
+        &hub,
+        "kunjungan",
+        &format!(
+            r#"
+name = "kunjungan"
+sync_mode = "incremental"
+[source]
+connector = "file"
+url = "{}"
+glob = "*.xlsx"
+[target]
+dataset = "kesehatan.kunjungan"
+"#,
+            inbox.display()
+        ),
+    );
+    let out = hub.cli_ok(&["pipelines", "run", "kunjungan"]);
+    assert!(out.contains("rows committed: 7"), "{out}");
+    let rows = hub
+        .rows("select tanggal, jumlah_kunjungan from kesehatan.kunjungan order by tanggal")
+        .await;
+    assert_eq!(
+        rows[0]["tanggal"], "2024-03-01",
+        "the Excel date became a date"
+    );
+    assert_eq!(rows[6]["jumlah_kunjungan"], 70);
+    let schema = hub.json("/api/v1/datasets/kesehatan.kunjungan").await;
+    let types: Vec<(String, String)> = schema["schema"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["name"].as_str().unwrap().to_string(),
+                f["type"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        types.contains(&("tanggal".into(), "Date32".into())),
+        "{types:?}"
+    );
+
+    kunjungan_xlsx(&inbox.join("minggu-2.xlsx"), 8, 7);
+    std::fs::write(inbox.join("~$minggu-2.xlsx"), "Excel's lock file").unwrap();
+    let out = hub.cli_ok(&["pipelines", "run", "kunjungan"]);
+    assert!(
+        out.contains("rows read:      7"),
+        "only the new file: {out}"
+    );
+    let out = hub.cli_ok(&["pipelines", "run", "kunjungan"]);
+    assert!(out.contains("rows read:      0"), "{out}");
+    let rows = hub
+        .rows("select count(*) as n, count(distinct tanggal) as days from kesehatan.kunjungan")
+        .await;
+    assert_eq!(
+        (rows[0]["n"].as_i64(), rows[0]["days"].as_i64()),
+        (Some(14), Some(14))
     );
 }
