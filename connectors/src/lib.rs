@@ -12,6 +12,7 @@ pub mod file;
 pub mod opendata_jabar;
 pub mod rest_json;
 pub mod splp;
+pub mod sql;
 
 mod raw;
 mod source;
@@ -20,7 +21,7 @@ pub use raw::{RawBatch, RawBatchReader, ReadProgress, SourceError};
 pub use source::{ReadEvent, Source, SourceMetadata, StreamInfo};
 
 /// The connectors a pipeline's `source.connector` may name.
-pub const CONNECTORS: [&str; 5] = ["rest_json", "opendata_jabar", "ckan", "splp", "file"];
+pub const CONNECTORS: [&str; 6] = ["rest_json", "opendata_jabar", "ckan", "splp", "file", "sql"];
 
 /// Builds the source a pipeline names from its settings (a TOML table, secrets resolved).
 pub fn build_source(
@@ -48,6 +49,10 @@ pub fn build_source(
             Ok(Box::new(config.source()?))
         }
         "splp" => Ok(Box::new(splp::source(table)?)),
+        "sql" => {
+            let config: sql::SqlConfig = settings.try_into().map_err(config_error)?;
+            Ok(Box::new(config.source()?))
+        }
         "file" => {
             let config: file::FileSourceConfig = settings.try_into().map_err(config_error)?;
             Ok(Box::new(config.source()?))

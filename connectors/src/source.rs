@@ -54,6 +54,11 @@ pub trait Source: Send + Sync {
     /// The streams the source offers.
     fn discover(&self) -> BoxFuture<'_, Result<Vec<StreamInfo>, SourceError>>;
 
+    /// The stream a pipeline reads when it names none.
+    fn default_stream(&self) -> &'static str {
+        "records"
+    }
+
     /// What the source says about its data, when it says anything (most sources do not).
     fn metadata(&self) -> BoxFuture<'_, Result<Option<SourceMetadata>, SourceError>> {
         Box::pin(async { Ok(None) })

@@ -511,7 +511,7 @@ impl StartedRun {
         let stream = definition
             .stream
             .clone()
-            .unwrap_or_else(|| "records".into());
+            .unwrap_or_else(|| source.default_stream().to_string());
         let (tx, rx) = mpsc::channel(2);
         let reader = SourceReader {
             events: rx,

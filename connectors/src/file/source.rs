@@ -426,12 +426,16 @@ impl Source for FileSource {
         .boxed()
     }
 
+    fn default_stream(&self) -> &'static str {
+        STREAM
+    }
+
     fn read(
         &self,
         stream: &str,
         state: Option<Value>,
     ) -> BoxStream<'_, Result<ReadEvent, SourceError>> {
-        if stream != STREAM && stream != "records" {
+        if stream != STREAM {
             let error = SourceError::Config {
                 connector: "file".into(),
                 reason: format!("has no stream '{stream}'; its only stream is '{STREAM}'"),

@@ -49,7 +49,7 @@ pub(crate) async fn read_all(
 ) -> Result<(Vec<RawBatch>, Option<Value>), SourceError> {
     let mut batches = Vec::new();
     let mut checkpoint = None;
-    let mut events = source.read(STREAM, state);
+    let mut events = source.read(source.default_stream(), state);
     while let Some(event) = events.next().await {
         match event? {
             ReadEvent::Batch(batch) => batches.push(batch),
