@@ -69,6 +69,39 @@ impl Catalog {
         }))
     }
 
+    /// Resolves `penduduk` (the newest registered major) or `penduduk@1` to a binding of a
+    /// registered schema.
+    pub async fn resolve_binding(&self, text: &str) -> Result<SchemaBinding, CatalogError> {
+        let not_registered = |what: &str| {
+            CatalogError::Invalid(format!(
+                "schema {what} is not registered; see GET /api/v1/schemas"
+            ))
+        };
+        if text.contains('@') {
+            let binding = SchemaBinding::parse(text)?;
+            return match self
+                .state
+                .latest_schema_version(&binding.name, Some(binding.major))
+                .await?
+            {
+                Some(_) => Ok(binding),
+                None => Err(not_registered(&binding.to_string())),
+            };
+        }
+        let latest = self
+            .state
+            .latest_schema_version(text, None)
+            .await?
+            .ok_or_else(|| not_registered(&format!("'{text}'")))?;
+        let major = simpul_schemas::parse_version(&latest.version)
+            .map_err(|e| CatalogError::Invalid(e.0))?
+            .0;
+        Ok(SchemaBinding {
+            name: text.to_string(),
+            major,
+        })
+    }
+
     /// A dataset's catalog entry, or `NotFound`.
     pub async fn dataset(&self, id: &DatasetId) -> Result<DatasetMeta, CatalogError> {
         self.state

@@ -9,30 +9,7 @@ use simpul_schemas::{SchemaFile, load_schema_file};
 /// Resolves `penduduk` (the newest major) or `penduduk@1` to a binding of a registered
 /// schema.
 pub async fn binding(catalog: &Arc<Catalog>, text: &str) -> Result<SchemaBinding, String> {
-    if text.contains('@') {
-        let binding = SchemaBinding::parse(text).map_err(|e| e.to_string())?;
-        let latest = catalog
-            .state
-            .latest_schema_version(&binding.name, Some(binding.major))
-            .await
-            .map_err(|e| e.to_string())?;
-        return latest
-            .map(|_| binding.clone())
-            .ok_or_else(|| format!("schema {binding} is not registered; see GET /api/v1/schemas"));
-    }
-    let latest = catalog
-        .state
-        .latest_schema_version(text, None)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("schema '{text}' is not registered; see GET /api/v1/schemas"))?;
-    let major = simpul_schemas::parse_version(&latest.version)
-        .map_err(|e| e.0)?
-        .0;
-    Ok(SchemaBinding {
-        name: text.to_string(),
-        major,
-    })
+    catalog.resolve_binding(text).await.map_err(|e| e.to_string())
 }
 
 /// The `*.schema.json` files named: files as given, directories by their contents.

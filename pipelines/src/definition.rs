@@ -569,6 +569,23 @@ mod tests {
     }
 
     #[test]
+    fn every_example_pipeline_is_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/pipelines");
+        let examples = load_dir(&dir, |_| Some("set-by-the-deployment".into())).unwrap();
+        let names: Vec<&str> = examples.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(
+            names,
+            vec![
+                "disdukcapil_rekap",
+                "kemiskinan_jabar",
+                "satudata_penduduk",
+                "simpus_kunjungan",
+                "upah_minimum_jabar"
+            ]
+        );
+    }
+
+    #[test]
     fn a_folder_loads_every_file_and_names_each_bad_one() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.toml"), OPENDATA).unwrap();

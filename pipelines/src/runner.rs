@@ -507,7 +507,16 @@ impl StartedRun {
             .map(Transform::new)
             .transpose()
             .map_err(|e| format!("transform: {e}"))?;
-        let options = self.ingest_options()?;
+        let binding = match &definition.target.schema {
+            Some(text) => Some(
+                self.catalog
+                    .resolve_binding(text)
+                    .await
+                    .map_err(|e| format!("target schema: {e}"))?,
+            ),
+            None => None,
+        };
+        let options = self.ingest_options(binding)?;
         let stream = definition
             .stream
             .clone()
@@ -532,14 +541,12 @@ impl StartedRun {
         Ok((report, described))
     }
 
-    fn ingest_options(&self) -> Result<IngestOptions, String> {
+    fn ingest_options(&self, binding: Option<SchemaBinding>) -> Result<IngestOptions, String> {
         let definition = &self.definition;
         let target = &definition.target;
         let dataset: DatasetId = target.dataset.parse().map_err(|e| format!("{e}"))?;
-        let schema = match &target.schema {
-            Some(text) => {
-                SchemaChoice::Canonical(SchemaBinding::parse(text).map_err(|e| e.to_string())?)
-            }
+        let schema = match binding {
+            Some(binding) => SchemaChoice::Canonical(binding),
             None => SchemaChoice::Infer,
         };
         let classification = match &target.classification {

@@ -158,6 +158,36 @@ async fn ckan_package() -> Json<Value> {
     }))
 }
 
+/// The minimum-wage fixture as Open Data Jabar's API serves it: one page of typed records.
+async fn upah_minimum_api() -> Json<Value> {
+    let mut reader =
+        csv::Reader::from_path(fixture("opendata_jabar/upah_minimum_kabupatenkota.csv")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let records: Vec<Value> = reader
+        .records()
+        .map(|row| {
+            let row = row.unwrap();
+            let mut record = serde_json::Map::new();
+            for (name, cell) in headers.iter().zip(row.iter()) {
+                let value = match name {
+                    "id" | "kode_provinsi" | "kode_kabupaten_kota" | "tahun" => {
+                        json!(cell.parse::<i64>().unwrap())
+                    }
+                    "besaran_upah_minimum" => json!(cell.parse::<f64>().unwrap()),
+                    _ => json!(cell),
+                };
+                record.insert(name.to_string(), value);
+            }
+            Value::Object(record)
+        })
+        .collect();
+    let total = records.len();
+    Json(json!({
+        "message": "OK", "error": 0, "data": records,
+        "meta": {"skip": 0, "limit": 1000, "total_record": total, "total_page": 1},
+    }))
+}
+
 /// Starts the mock APIs on loopback; returns their base URL and state.
 async fn serve_apis() -> (String, Api) {
     let api = Api {
@@ -171,6 +201,10 @@ async fn serve_apis() -> (String, Api) {
         .route("/changes", get(changes))
         .route("/ckan/api/3/action/datastore_search", get(ckan_search))
         .route("/ckan/api/3/action/package_show", get(ckan_package))
+        .route(
+            "/api-backend/bigdata/disnakertrans/upah",
+            get(upah_minimum_api),
+        )
         .with_state(api.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -952,4 +986,51 @@ dataset = "kesehatan.kunjungan"
         (rows[0]["n"].as_i64(), rows[0]["days"].as_i64()),
         (Some(14), Some(14))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_minimum_wage_example_reshapes_open_data_jabar_into_canonical_observations() {
+    let (base, _api) = serve_apis().await;
+    let hub = Hub::start();
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/pipelines/upah_minimum_jabar.toml"),
+    )
+    .unwrap();
+    let real = "https://data.jabarprov.go.id/api-backend/bigdata/disnakertrans/od_19868_daftar_upah_minimum_kabupatenkota_di_drh_prov_jaba_v1";
+    assert!(example.contains(real));
+    write_file(
+        &hub,
+        "upah_minimum_jabar",
+        &example.replace(
+            real,
+            &format!("{base}/api-backend/bigdata/disnakertrans/upah"),
+        ),
+    );
+    let out = hub.cli_ok(&["pipelines", "run", "upah_minimum_jabar"]);
+    assert!(
+        out.contains("rows committed: 189") && out.contains("rows rejected:  0"),
+        "{out}"
+    );
+    let rows = hub
+        .rows(
+            "select periode, nilai, satuan from stats.upah_minimum_jabar \
+             where kode_wilayah = '32.14' and indikator = 'upah_minimum' order by periode",
+        )
+        .await;
+    assert_eq!(rows.len(), 7, "Purwakarta, 2017 to 2023");
+    assert_eq!(rows[6]["periode"], "2023");
+    assert_eq!(rows[6]["nilai"], 4464675.02);
+    // A second run merges by (indikator, kode_wilayah, periode): no duplicates.
+    hub.cli_ok(&["pipelines", "run", "upah_minimum_jabar"]);
+    assert_eq!(count_all(&hub, "stats.upah_minimum_jabar").await, 189);
+    let dataset = hub.json("/api/v1/datasets/stats.upah_minimum_jabar").await;
+    assert_eq!(dataset["dataset"]["schema_ref"], "observasi_statistik@1");
+}
+
+async fn count_all(hub: &Hub, table: &str) -> i64 {
+    hub.rows(&format!("select count(*) as n from {table}"))
+        .await[0]["n"]
+        .as_i64()
+        .unwrap()
 }
