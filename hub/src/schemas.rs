@@ -9,7 +9,10 @@ use simpul_schemas::{SchemaFile, load_schema_file};
 /// Resolves `penduduk` (the newest major) or `penduduk@1` to a binding of a registered
 /// schema.
 pub async fn binding(catalog: &Arc<Catalog>, text: &str) -> Result<SchemaBinding, String> {
-    catalog.resolve_binding(text).await.map_err(|e| e.to_string())
+    catalog
+        .resolve_binding(text)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// The `*.schema.json` files named: files as given, directories by their contents.

@@ -1,4 +1,4 @@
-//! `POST /api/v1/datasets/{id}/ingest`: upload a file (CSV, NDJSON, JSON array, Parquet) into
+//! `POST /api/v1/datasets/{id}/ingest`: upload a file (CSV, NDJSON, JSON array, Parquet, a spreadsheet) into
 //! a dataset, through the same validate → commit path as `simpul ingest`.
 
 use std::path::PathBuf;
@@ -239,7 +239,7 @@ fn upload_format(param: Option<&str>, headers: &HeaderMap) -> Result<FileFormat,
     if let Some(name) = param {
         return FileFormat::from_name(name).ok_or_else(|| {
             ApiError::bad_request(format!(
-                "format '{name}' is not one of csv, tsv, ndjson, json, parquet"
+                "format '{name}' is not one of csv, tsv, ndjson, json, parquet, xlsx, xls, ods"
             ))
         });
     }

@@ -17,7 +17,7 @@ pub(super) struct IngestArgs {
     /// The target dataset, namespace.name (for example stats.garis_kemiskinan).
     #[arg(long)]
     dataset: String,
-    /// The file's format when its extension does not say: csv, tsv, ndjson, json, parquet.
+    /// The file's format when its extension does not say: csv, tsv, ndjson, json, parquet, xlsx, xls, ods.
     #[arg(long)]
     format: Option<String>,
     /// append (default) adds rows; overwrite replaces them (older versions stay readable).
@@ -104,7 +104,7 @@ pub(super) async fn run(config: Config, args: IngestArgs) -> Result<(), String> 
 fn file_format(args: &IngestArgs) -> Result<FileFormat, String> {
     let format = match &args.format {
         Some(name) => FileFormat::from_name(name).ok_or_else(|| {
-            format!("format '{name}' is not one of csv, tsv, ndjson, json, parquet")
+            format!("format '{name}' is not one of csv, tsv, ndjson, json, parquet, xlsx, xls, ods")
         })?,
         None => FileFormat::from_path(&args.file).ok_or_else(|| {
             format!(

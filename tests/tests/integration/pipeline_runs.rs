@@ -986,6 +986,35 @@ dataset = "kesehatan.kunjungan"
         (rows[0]["n"].as_i64(), rows[0]["days"].as_i64()),
         (Some(14), Some(14))
     );
+
+    // The same sheets load by hand too: from the command line and as an upload.
+    let first = inbox.join("minggu-1.xlsx");
+    let out = hub.cli_ok(&[
+        "ingest",
+        first.to_str().unwrap(),
+        "--dataset",
+        "kesehatan.unggah_cli",
+    ]);
+    assert!(out.contains("rows written:  7"), "{out}");
+    let uploaded = hub
+        .http
+        .post(format!(
+            "{}/api/v1/datasets/kesehatan.unggah_api/ingest",
+            hub.url
+        ))
+        .bearer_auth(&hub.admin_key)
+        .header(
+            "content-type",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        )
+        .body(std::fs::read(inbox.join("minggu-2.xlsx")).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let status = uploaded.status();
+    let body: Value = uploaded.json().await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["rows_written"], 7, "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
