@@ -1063,3 +1063,38 @@ async fn count_all(hub: &Hub, table: &str) -> i64 {
         .as_i64()
         .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_asked_to_stop_lets_the_run_under_way_finish_its_commit() {
+    let (base, api) = serve_apis().await;
+    let mut hub = Hub::start();
+    incremental_pipeline(&hub, &base);
+    api.changes.lock().unwrap().extend(change_records(0, 40));
+    api.page_delay_ms.store(300, Ordering::SeqCst);
+    let started = hub
+        .http
+        .post(format!("{}/api/v1/pipelines/pengukuran/runs", hub.url))
+        .bearer_auth(&hub.admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while api.change_pages.load(Ordering::SeqCst) < 1 {
+        assert!(Instant::now() < deadline, "the run never started reading");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Five pages of 300 ms are still to come when the hub is told to stop.
+    assert!(
+        hub.terminate(Duration::from_secs(60)),
+        "the hub stopped within the grace period"
+    );
+    hub.restart();
+    assert_eq!(
+        count(&hub, "stats.pengukuran").await,
+        (40, 40),
+        "the run finished and landed"
+    );
+    let history = runs(&hub, "pengukuran").await;
+    assert_eq!(history[0]["status"], "succeeded", "{history:?}");
+}
