@@ -125,7 +125,22 @@ pub struct StartedRun {
     holder: String,
     default_owner: String,
     _lock: OwnedMutexGuard<()>,
-    renewal: tokio::task::JoinHandle<()>,
+    renewal: AbortOnDrop,
+}
+
+/// A background task that stops when its handle is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl AbortOnDrop {
+    fn abort(&self) {
+        self.0.abort();
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Runner {
@@ -146,16 +161,25 @@ impl Runner {
         }
     }
 
-    /// Executes a started run in the background; [`Runner::drain`] waits for it.
-    pub fn spawn(&self, started: StartedRun) {
+    /// Executes a started run in the background; [`Runner::drain`] waits for it. The
+    /// receiver gets the result, for a caller that waits (the run goes on if it stops
+    /// waiting).
+    pub fn spawn(
+        &self,
+        started: StartedRun,
+    ) -> tokio::sync::oneshot::Receiver<Result<RunResult, RunError>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
         let mut background = self.background.lock().unwrap_or_else(|e| e.into_inner());
         while background.try_join_next().is_some() {}
         background.spawn(async move {
             let pipeline = started.definition.name.clone();
-            if let Err(error) = started.execute(Arc::default()).await {
+            let result = started.execute(Arc::default()).await;
+            if let Err(error) = &result {
                 tracing::error!(%pipeline, %error, "could not record the end of a pipeline run");
             }
+            let _ = tx.send(result);
         });
+        rx
     }
 
     /// Waits up to `grace` for the runs executing in the background to end (at shut-down, so
@@ -219,7 +243,11 @@ impl Runner {
                 return Err(error);
             }
         };
-        let renewal = tokio::spawn(renew_lease(self.catalog.clone(), name, self.holder.clone()));
+        let renewal = AbortOnDrop(tokio::spawn(renew_lease(
+            self.catalog.clone(),
+            name,
+            self.holder.clone(),
+        )));
         Ok(StartedRun {
             catalog: self.catalog.clone(),
             definition: definition.clone(),
@@ -407,10 +435,38 @@ impl StartedRun {
     /// Reads, validates and commits; records the outcome (a failure in plain words) and gives
     /// the lease back. A failed run commits nothing.
     pub async fn execute(self, progress: Arc<RunProgress>) -> Result<RunResult, RunError> {
-        let name = self.definition.name.clone();
+        let recorded = self.run_and_record(progress).await;
+        // Whatever happened, the lease goes back (if this future is dropped instead, the
+        // renewal stops with it and the lease expires).
+        self.renewal.abort();
+        let released = self
+            .catalog
+            .state
+            .release_lease(&self.definition.name, &self.holder)
+            .await;
+        let sample_rejects = recorded?;
+        released?;
+        let run = self
+            .catalog
+            .state
+            .run(&self.record.id)
+            .await?
+            .ok_or_else(|| CatalogError::State(format!("run {} vanished", self.record.id)))?;
+        Ok(RunResult {
+            run,
+            sample_rejects,
+        })
+    }
+
+    /// Runs, then records the outcome; returns the sample of rejected rows.
+    async fn run_and_record(
+        &self,
+        progress: Arc<RunProgress>,
+    ) -> Result<Vec<simpul_schemas::RejectedRow>, RunError> {
+        let name = &self.definition.name;
         let result = self.ingest(progress).await;
         let state = &self.catalog.state;
-        let sample_rejects = match result {
+        Ok(match result {
             Ok((report, described)) => {
                 self.record_success(&report, described).await?;
                 report.sample_rejects
@@ -429,22 +485,12 @@ impl StartedRun {
                     .audit(
                         &self.record.actor,
                         "pipeline.run_failed",
-                        &name,
+                        name,
                         serde_json::json!({"run": self.record.run_number, "error": error}),
                     )
                     .await?;
                 Vec::new()
             }
-        };
-        self.renewal.abort();
-        state.release_lease(&name, &self.holder).await?;
-        let run = state
-            .run(&self.record.id)
-            .await?
-            .ok_or_else(|| CatalogError::State(format!("run {} vanished", self.record.id)))?;
-        Ok(RunResult {
-            run,
-            sample_rejects,
         })
     }
 

@@ -104,7 +104,8 @@ async fn start_scheduled(
     match runner.start(definition, &trigger).await {
         Ok(started) => {
             tracing::info!(pipeline = %definition.name, run = started.record().run_number, %scheduled_for, "scheduled run started");
-            runner.spawn(started);
+            // Its end is logged and recorded by the runner; nobody waits for it here.
+            drop(runner.spawn(started));
         }
         Err(RunError::Busy(_)) => {}
         Err(error) => {

@@ -119,10 +119,13 @@ pub(super) async fn start(
         "/api/v1/pipelines/{name}/runs/{}",
         started.record().run_number
     );
+    let run = started.record().clone();
+    // The run goes on in the background even if this client stops waiting.
+    let finished = app.runner.spawn(started);
     if params.wait {
-        let result = started
-            .execute(Default::default())
+        let result = finished
             .await
+            .map_err(|_| ApiError::internal("the run's task ended without a result"))?
             .map_err(|e| ApiError::internal(e.to_string()))?;
         return Ok((
             StatusCode::OK,
@@ -131,8 +134,6 @@ pub(super) async fn start(
         )
             .into_response());
     }
-    let run = started.record().clone();
-    app.runner.spawn(started);
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, location)],
