@@ -2,9 +2,13 @@
 //! (`spec`), tests its connection (`check`), lists its streams (`discover`) and reads one
 //! stream from a saved state (`read`), giving raw batches and state checkpoints.
 
+use std::future::Future;
+
 use arrow::datatypes::SchemaRef;
+use futures::FutureExt;
 use futures::future::BoxFuture;
-use futures::stream::BoxStream;
+use futures::stream::{self, BoxStream, StreamExt};
+use tokio::sync::mpsc;
 
 use crate::raw::{RawBatch, SourceError};
 
@@ -70,4 +74,40 @@ pub trait Source: Send + Sync {
         stream: &str,
         state: Option<serde_json::Value>,
     ) -> BoxStream<'_, Result<ReadEvent, SourceError>>;
+}
+
+/// Where a source's reading future sends its events.
+pub(crate) type EventSender = mpsc::Sender<Result<ReadEvent, SourceError>>;
+
+/// The stream of events `produce` sends, two ahead of the reader. The future runs as the stream
+/// is polled, alongside the events it sends; an error it returns is the stream's last item.
+pub(crate) fn event_stream<'a, F, Fut>(produce: F) -> BoxStream<'a, Result<ReadEvent, SourceError>>
+where
+    F: FnOnce(EventSender) -> Fut,
+    Fut: Future<Output = Result<(), SourceError>> + Send + 'a,
+{
+    let (tx, mut rx) = mpsc::channel(2);
+    let errors = tx.clone();
+    let run = produce(tx).map(move |outcome| async move {
+        if let Err(error) = outcome {
+            // The reader may be gone already; then nobody waits for the error.
+            let _ = errors.send(Err(error)).await;
+        }
+    });
+    let run = run.flatten();
+    let events = stream::poll_fn(move |cx| rx.poll_recv(cx));
+    stream::select(run.into_stream().filter_map(|()| async { None }), events).boxed()
+}
+
+/// The one-item stream that refuses a stream name the source does not have.
+pub(crate) fn unknown_stream<'a>(
+    connector: &str,
+    asked: &str,
+    only: &str,
+) -> BoxStream<'a, Result<ReadEvent, SourceError>> {
+    let error = SourceError::Config {
+        connector: connector.to_string(),
+        reason: format!("has no stream '{asked}'; its only stream is '{only}'"),
+    };
+    stream::once(async { Err(error) }).boxed()
 }

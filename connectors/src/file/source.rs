@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use object_store::path::Path as StorePath;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use serde::Deserialize;
@@ -24,7 +24,7 @@ use url::Url;
 
 use super::{CsvOptions, ExcelOptions, FileFormat, encoding_for, open_as};
 use crate::raw::SourceError;
-use crate::source::{ReadEvent, Source, StreamInfo};
+use crate::source::{ReadEvent, Source, StreamInfo, event_stream, unknown_stream};
 
 /// The one stream a `file` source offers.
 pub const STREAM: &str = "files";
@@ -436,20 +436,9 @@ impl Source for FileSource {
         state: Option<Value>,
     ) -> BoxStream<'_, Result<ReadEvent, SourceError>> {
         if stream != STREAM {
-            let error = SourceError::Config {
-                connector: "file".into(),
-                reason: format!("has no stream '{stream}'; its only stream is '{STREAM}'"),
-            };
-            return stream::once(async { Err(error) }).boxed();
+            return unknown_stream("file", stream, STREAM);
         }
-        let (tx, mut rx) = tokio::sync::mpsc::channel(2);
-        let run = async move {
-            if let Err(error) = self.read_changed(state, &tx).await {
-                let _ = tx.send(Err(error)).await;
-            }
-        };
-        let events = stream::poll_fn(move |cx| rx.poll_recv(cx));
-        stream::select(run.into_stream().filter_map(|()| async { None }), events).boxed()
+        event_stream(move |tx| async move { self.read_changed(state, &tx).await })
     }
 }
 

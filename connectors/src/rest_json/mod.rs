@@ -22,7 +22,7 @@ pub(crate) use self::config::{default_backoff, default_retries, default_timeout}
 use self::http::{Client, Page};
 use crate::file::{BATCH_ROWS, json_kind, objects_batch};
 use crate::raw::{RawBatch, SourceError};
-use crate::source::{ReadEvent, Source, StreamInfo};
+use crate::source::{ReadEvent, Source, StreamInfo, event_stream, unknown_stream};
 
 /// The one stream a `rest_json` source offers.
 pub const STREAM: &str = "records";
@@ -152,31 +152,18 @@ impl Source for RestJson {
         state: Option<Value>,
     ) -> BoxStream<'_, Result<ReadEvent, SourceError>> {
         if stream != STREAM {
-            let error = SourceError::Api {
-                url: self.config.url.clone(),
-                reason: format!("has no stream '{stream}'; its only stream is '{STREAM}'"),
-            };
-            return stream::once(async { Err(error) }).boxed();
+            return unknown_stream("rest_json", stream, STREAM);
         }
         let cursor = state.and_then(|s| s.get("cursor").cloned());
-        let (tx, mut rx) = tokio::sync::mpsc::channel(2);
-        let reader = Reader {
-            source: self,
-            tx,
-            cursor,
-            pending: Records::default(),
-        };
-        let run = async move {
-            let mut reader = reader;
-            let outcome = reader.run().await;
-            if let Err(error) = outcome {
-                // The receiver may be gone already; then nobody waits for the error.
-                let _ = reader.tx.send(Err(error)).await;
-            }
-        };
-        let events = stream::poll_fn(move |cx| rx.poll_recv(cx));
-        // The reading future runs as the stream is polled, alongside the events it sends.
-        stream::select(run.into_stream().filter_map(|()| async { None }), events).boxed()
+        event_stream(move |tx| async move {
+            let mut reader = Reader {
+                source: self,
+                tx,
+                cursor,
+                pending: Records::default(),
+            };
+            reader.run().await
+        })
     }
 }
 

@@ -22,7 +22,7 @@ use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::{BoxStream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use simpul_schemas::{SourcePosition, normalize_column_name};
@@ -32,7 +32,7 @@ use sqlx::{Column, Executor, Row, Statement, TypeInfo};
 
 use crate::file::BATCH_ROWS;
 use crate::raw::{RawBatch, SourceError};
-use crate::source::{ReadEvent, Source, StreamInfo};
+use crate::source::{ReadEvent, Source, StreamInfo, event_stream, unknown_stream};
 
 /// The one stream a `sql` source offers.
 pub const STREAM: &str = "rows";
@@ -756,20 +756,9 @@ impl Source for Sql {
         state: Option<Value>,
     ) -> BoxStream<'_, Result<ReadEvent, SourceError>> {
         if stream != STREAM {
-            let error = SourceError::Config {
-                connector: "sql".into(),
-                reason: format!("has no stream '{stream}'; its only stream is '{STREAM}'"),
-            };
-            return stream::once(async { Err(error) }).boxed();
+            return unknown_stream("sql", stream, STREAM);
         }
-        let (tx, mut rx) = tokio::sync::mpsc::channel(2);
-        let run = async move {
-            if let Err(error) = self.read_rows(state, &tx).await {
-                let _ = tx.send(Err(error)).await;
-            }
-        };
-        let events = stream::poll_fn(move |cx| rx.poll_recv(cx));
-        stream::select(run.into_stream().filter_map(|()| async { None }), events).boxed()
+        event_stream(move |tx| async move { self.read_rows(state, &tx).await })
     }
 }
 
