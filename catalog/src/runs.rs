@@ -82,7 +82,7 @@ pub struct PipelineRun {
     pub bytes_read: i64,
     /// The dataset version the run produced, if it committed.
     pub delta_version: Option<i64>,
-    /// The source state the next run resumes from.
+    /// The source cursor the run landed with its commit (none when it committed nothing).
     pub checkpoint: Option<serde_json::Value>,
     /// Why it failed, in plain words.
     pub error: Option<String>,

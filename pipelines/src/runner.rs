@@ -506,7 +506,10 @@ impl StartedRun {
             rows_rejected: report.rows_rejected as i64,
             bytes_read: report.bytes_read as i64,
             delta_version: report.committed.then_some(report.version),
-            checkpoint: report.checkpoint.clone().or_else(|| self.resume.clone()),
+            // The cursor a run landed; a run that committed nothing landed none, and keeping
+            // the same (for a folder, large) cursor again in every such run would only grow
+            // the history.
+            checkpoint: report.committed.then(|| report.checkpoint.clone()).flatten(),
         };
         crate::fault::point("after_data_commit");
         state.finish_run(&self.record.id, &outcome).await?;
