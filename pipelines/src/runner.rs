@@ -509,7 +509,10 @@ impl StartedRun {
             // The cursor a run landed; a run that committed nothing landed none, and keeping
             // the same (for a folder, large) cursor again in every such run would only grow
             // the history.
-            checkpoint: report.committed.then(|| report.checkpoint.clone()).flatten(),
+            checkpoint: report
+                .committed
+                .then(|| report.checkpoint.clone())
+                .flatten(),
         };
         crate::fault::point("after_data_commit");
         state.finish_run(&self.record.id, &outcome).await?;

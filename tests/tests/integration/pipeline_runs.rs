@@ -396,7 +396,8 @@ dataset = "stats.flaky"
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_source_that_stays_down_fails_the_run_commits_nothing_and_shows_in_health_and_metrics() {
+async fn a_source_that_stays_down_fails_the_run_commits_nothing_and_failing_and_stale_show_in_health_and_metrics()
+ {
     let (base, api) = serve_apis().await;
     let hub = Hub::start();
     incremental_pipeline(&hub, &base);
@@ -477,6 +478,52 @@ dataset = "stats.pengukuran"
         .unwrap();
     assert!(
         metrics.contains("simpul_pipeline_failing{pipeline=\"pengukuran\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("simpul_dataset_stale{dataset=\"stats.pengukuran\"} 0"),
+        "fresh until its SLA of 1d passes: {metrics}"
+    );
+
+    // As if the last good run was two days ago: the dataset breaks its 1d promise.
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        hub.dir.path().join("state.db").display()
+    ))
+    .await
+    .unwrap();
+    let two_days_ago = (chrono::Utc::now() - chrono::Duration::days(2))
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    sqlx::query("UPDATE datasets SET refreshed_at = ?1 WHERE id = 'stats.pengukuran'")
+        .bind(&two_days_ago)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let dataset = hub.json("/api/v1/datasets/stats.pengukuran").await;
+    assert_eq!(dataset["freshness"]["sla"], "1d");
+    assert_eq!(dataset["freshness"]["stale"], true, "{dataset}");
+    let ready: Value = hub
+        .http
+        .get(format!("{}/health/ready", hub.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready["checks"]["pipelines"]["stale_datasets"][0],
+        "stats.pengukuran"
+    );
+    let metrics = hub
+        .get(&hub.admin_key, "/metrics")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("simpul_dataset_stale{dataset=\"stats.pengukuran\"} 1"),
         "{metrics}"
     );
 }
