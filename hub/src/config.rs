@@ -26,7 +26,8 @@ pub struct Config {
     /// A folder of `*.schema.json` files registered at start (new versions of the shipped
     /// schemas, or the deployment's own). Empty: none.
     pub schemas_dir: String,
-    /// The folder of pipeline files (`*.toml`, one pipeline each).
+    /// The folder of pipeline files (`*.toml`, one pipeline each); `<data_dir>/pipelines` when
+    /// empty.
     pub pipelines_dir: String,
     /// The pipeline scheduler inside `serve`.
     pub scheduler: SchedulerConfig,
@@ -115,7 +116,7 @@ impl Default for Config {
             demo_data: true,
             default_owner: "DISKOMINFO".into(),
             schemas_dir: String::new(),
-            pipelines_dir: "pipelines".into(),
+            pipelines_dir: String::new(),
             scheduler: SchedulerConfig::default(),
             http: HttpConfig::default(),
             query: QueryConfig::default(),
@@ -200,6 +201,15 @@ impl Config {
         url::Url::from_directory_path(&lake)
             .map(|u| u.to_string())
             .map_err(|_| format!("cannot turn {} into a file URL", lake.display()))
+    }
+
+    /// The folder of pipeline files, derived from `data_dir` when not set.
+    pub fn effective_pipelines_dir(&self) -> PathBuf {
+        if self.pipelines_dir.is_empty() {
+            self.data_dir.join("pipelines")
+        } else {
+            PathBuf::from(&self.pipelines_dir)
+        }
     }
 
     /// The state store URL, derived from `data_dir` when not set.
@@ -340,6 +350,12 @@ mod tests {
                 .unwrap()
                 .starts_with("sqlite://")
         );
+        // Inside the data directory, so a checkout's `pipelines/` crate is never read.
+        assert_eq!(
+            config.effective_pipelines_dir(),
+            PathBuf::from("./simpul-data/pipelines")
+        );
+        assert!(config.scheduler.enabled && config.scheduler.jitter_secs == 0);
     }
 
     #[test]

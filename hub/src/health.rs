@@ -54,8 +54,8 @@ async fn ready(State(app): State<AppState>) -> Response {
 
 /// Failing pipelines, stale datasets and unusable pipeline files; whether any exist.
 async fn pipeline_check(app: &AppState) -> (serde_json::Value, bool) {
-    let dir = std::path::Path::new(&app.config.pipelines_dir);
-    let report = crate::pipelines::report(&app.catalog, dir).await;
+    let dir = app.config.effective_pipelines_dir();
+    let report = crate::pipelines::report(&app.catalog, &dir).await;
     let stale = crate::pipelines::stale_datasets(&app.catalog).await;
     match (report, stale) {
         (Ok(report), Ok(stale)) => {

@@ -55,8 +55,8 @@ pub async fn render(State(app): State<AppState>, _caller: Caller) -> Result<Resp
 
 /// Sets the pipeline and freshness gauges from the state store, just before a scrape.
 async fn record_pipeline_gauges(app: &AppState) -> Result<(), ApiError> {
-    let dir = std::path::Path::new(&app.config.pipelines_dir);
-    let report = crate::pipelines::report(&app.catalog, dir).await?;
+    let dir = app.config.effective_pipelines_dir();
+    let report = crate::pipelines::report(&app.catalog, &dir).await?;
     for pipeline in &report.pipelines {
         let name = pipeline.name.clone();
         metrics::gauge!("simpul_pipeline_failing", "pipeline" => name.clone())

@@ -3,8 +3,6 @@
 //! A pipeline's source settings (URLs with keys, passwords) are never shown; only its
 //! connector and target.
 
-use std::path::Path as FsPath;
-
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -40,7 +38,7 @@ pub(super) async fn list(
     State(app): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let found = report(&app.catalog, FsPath::new(&app.config.pipelines_dir)).await?;
+    let found = report(&app.catalog, &app.config.effective_pipelines_dir()).await?;
     let mut visible = Vec::new();
     for pipeline in found.pipelines {
         if may_see(&app, &caller, &pipeline.dataset).await? {
@@ -60,7 +58,7 @@ pub(super) async fn show(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<PipelineStatus>, ApiError> {
-    let found = report(&app.catalog, FsPath::new(&app.config.pipelines_dir)).await?;
+    let found = report(&app.catalog, &app.config.effective_pipelines_dir()).await?;
     let pipeline = found
         .pipelines
         .into_iter()
@@ -200,8 +198,8 @@ async fn may_see(app: &AppState, caller: &Caller, dataset: &str) -> Result<bool,
 
 /// The pipeline's definition, read from its file now. A broken file answers 422 naming it.
 fn definition(app: &AppState, name: &str) -> Result<PipelineDefinition, ApiError> {
-    let dir = FsPath::new(&app.config.pipelines_dir);
-    let (definitions, errors) = scan_dir(dir, |v| std::env::var(v).ok());
+    let dir = app.config.effective_pipelines_dir();
+    let (definitions, errors) = scan_dir(&dir, |v| std::env::var(v).ok());
     if let Some(found) = definitions.into_iter().find(|d| d.name == name) {
         return Ok(found);
     }

@@ -1,4 +1,3 @@
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -215,7 +214,7 @@ fn history(runs: &[PipelineRun]) -> String {
 
 /// The pipelines of `pipelines_dir`; every bad file is named.
 fn load(config: &Config) -> Result<Vec<PipelineDefinition>, String> {
-    load_dir(Path::new(&config.pipelines_dir), |name| {
+    load_dir(&config.effective_pipelines_dir(), |name| {
         std::env::var(name).ok()
     })
     .map_err(|errors| {

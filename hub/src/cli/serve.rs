@@ -1,5 +1,4 @@
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use simpul_pipelines::{ScheduleSettings, run_schedule};
@@ -47,7 +46,7 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
     let app = AppState::new(catalog, config, metrics);
     let scheduler = app.config.scheduler.enabled.then(|| {
         let settings = ScheduleSettings {
-            dir: PathBuf::from(&app.config.pipelines_dir),
+            dir: app.config.effective_pipelines_dir(),
             jitter: Duration::from_secs(app.config.scheduler.jitter_secs),
             tick: Duration::from_secs(app.config.scheduler.tick_secs),
         };
