@@ -405,13 +405,17 @@ impl Sql {
         let mut last_cursor = saved.clone();
         macro_rules! stream_rows {
             ($pool:expr, $begin:expr, $row_ty:ty) => {{
-                let mut conn = $pool.acquire().await.map_err(|e| self.sql_error(e))?;
-                conn.execute($begin).await.map_err(|e| self.sql_error(e))?;
+                // A transaction that ends early (an error, a reader gone) rolls back when
+                // dropped, so no connection goes back to the pool inside it.
+                let mut transaction = $pool
+                    .begin_with($begin)
+                    .await
+                    .map_err(|e| self.sql_error(e))?;
                 let mut query = sqlx::query(&sql);
                 if let Some(text) = &cursor_text {
                     query = query.bind(text.clone());
                 }
-                let mut rows = query.fetch(&mut *conn);
+                let mut rows = query.fetch(&mut *transaction);
                 while let Some(row) = rows.next().await {
                     let row: $row_ty = row.map_err(|e| self.sql_error(e))?;
                     if let Some(value) = batch.push(&row, cursor_index)? {
@@ -422,7 +426,8 @@ impl Sql {
                     }
                 }
                 drop(rows);
-                conn.execute("ROLLBACK")
+                transaction
+                    .rollback()
                     .await
                     .map_err(|e| self.sql_error(e))?;
             }};
