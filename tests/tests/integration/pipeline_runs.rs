@@ -1145,3 +1145,78 @@ async fn a_hub_asked_to_stop_lets_the_run_under_way_finish_its_commit() {
     let history = runs(&hub, "pengukuran").await;
     assert_eq!(history[0]["status"], "succeeded", "{history:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opd_postgresql_table_is_upserted_incrementally_through_a_pipeline() {
+    use sqlx::Connection;
+    let Ok(admin) = std::env::var("SIMPUL_TEST_POSTGRES_URL") else {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"\n*** SKIPPED an_opd_postgresql_table_is_upserted_incrementally_through_a_pipeline: \
+              SIMPUL_TEST_POSTGRES_URL is not set (see README, Development). ***\n",
+        );
+        return;
+    };
+    let name = format!("simpus_{}", std::process::id());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&admin).unwrap();
+    url.set_path(&format!("/{name}"));
+    let mut simpus = sqlx::PgConnection::connect(url.as_str()).await.unwrap();
+    for sql in [
+        "CREATE TABLE kunjungan (id int8 PRIMARY KEY, puskesmas text, jumlah int4, updated_at timestamptz)",
+        "INSERT INTO kunjungan VALUES (1, 'Campaka', 10, '2026-11-01T00:00:00Z'), (2, 'Cibatu', 20, '2026-11-01T00:00:01Z')",
+    ] {
+        sqlx::query(sql).execute(&mut simpus).await.unwrap();
+    }
+    let hub = Hub::start_with_env(&[("SIMPUS_DATABASE_URL", url.as_str())]);
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/pipelines/simpus_kunjungan.toml"),
+    )
+    .unwrap();
+    write_file(&hub, "simpus_kunjungan", &example);
+    let out = hub.cli_ok(&["pipelines", "run", "simpus_kunjungan"]);
+    assert!(out.contains("rows committed: 2"), "{out}");
+
+    for sql in [
+        "UPDATE kunjungan SET jumlah = 25, updated_at = '2026-11-02T00:00:00Z' WHERE id = 2",
+        "INSERT INTO kunjungan VALUES (3, 'Jatiluhur', 30, '2026-11-02T00:00:01Z')",
+    ] {
+        sqlx::query(sql).execute(&mut simpus).await.unwrap();
+    }
+    let out = hub.cli_ok(&["pipelines", "run", "simpus_kunjungan"]);
+    assert!(
+        out.contains("rows read:      2"),
+        "only the changed rows: {out}"
+    );
+    let rows = hub
+        .rows("select id, jumlah from kesehatan.kunjungan_puskesmas order by id")
+        .await;
+    let values: Vec<(i64, i64)> = rows
+        .iter()
+        .map(|r| (r["id"].as_i64().unwrap(), r["jumlah"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(values, vec![(1, 10), (2, 25), (3, 30)]);
+    let dataset = hub
+        .json("/api/v1/datasets/kesehatan.kunjungan_puskesmas")
+        .await;
+    assert_eq!(dataset["dataset"]["classification"], "restricted");
+    let lineage = dataset["lineage"][0]["source"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(lineage.starts_with("sql postgres://"), "{lineage}");
+    drop(simpus);
+    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
