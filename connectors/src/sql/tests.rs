@@ -129,7 +129,17 @@ fn check_typed_rows(batch: &RecordBatch) {
             .to_rfc3339(),
         "2026-11-02T01:30:00+00:00"
     );
-    assert!(batch.column(8).is_null(1) || batch.column(8).is_valid(1));
+    let updated = batch
+        .column(8)
+        .as_primitive::<TimestampMicrosecondType>()
+        .value(1);
+    assert_eq!(
+        DateTime::from_timestamp_micros(updated)
+            .unwrap()
+            .to_rfc3339(),
+        "2026-11-02T02:00:00+00:00",
+        "a zoned time stays UTC"
+    );
 }
 
 #[tokio::test]
