@@ -63,3 +63,48 @@ pub fn build_source(
         }),
     }
 }
+
+/// Whether incremental reads of `connector` resume from a record field (a pipeline's
+/// `cursor_field`). A `file` source's cursor is its list of files instead.
+pub fn cursor_is_a_field(connector: &str) -> bool {
+    connector != "file"
+}
+
+/// `settings` with a pipeline's `cursor_field` applied the way `connector` takes it: it fills
+/// `rest_json`'s (and `splp`'s) `cursor.field`, and must agree with it when both are given;
+/// it is `sql`'s `cursor_column`. Other connectors take no cursor field.
+pub fn with_cursor_field(
+    connector: &str,
+    settings: &toml::Table,
+    field: &str,
+) -> Result<toml::Table, String> {
+    let mut settings = settings.clone();
+    match connector {
+        "rest_json" | "splp" => {
+            let Some(toml::Value::Table(cursor)) = settings.get_mut("cursor") else {
+                return Err(format!(
+                    "cursor_field = \"{field}\" needs the source's cursor = {{ param = \"…\" }}: \
+                     the query parameter that sends the cursor back"
+                ));
+            };
+            match cursor.get("field").and_then(toml::Value::as_str) {
+                None => {
+                    cursor.insert("field".into(), field.into());
+                }
+                Some(given) if given == field => {}
+                Some(given) => {
+                    return Err(format!(
+                        "cursor_field \"{field}\" and the source's cursor.field \"{given}\" differ"
+                    ));
+                }
+            }
+        }
+        "sql" => {
+            settings
+                .entry("cursor_column")
+                .or_insert_with(|| field.into());
+        }
+        _ => {}
+    }
+    Ok(settings)
+}

@@ -199,42 +199,17 @@ impl PipelineDefinition {
         schedule.after(&after.with_timezone(&zone)).next()
     }
 
-    /// The connector's settings with the pipeline's `cursor_field` applied: it fills
-    /// `rest_json`'s `cursor.field` (and must agree with it when both are given) and is the
-    /// `sql` connector's `cursor_column`.
+    /// The connector's settings with the pipeline's `cursor_field` applied (see
+    /// `simpul_connectors::with_cursor_field`).
     pub fn source_settings(&self) -> Result<toml::Table, String> {
-        let mut settings = self.source.config.clone();
-        let Some(field) = self.cursor_field.as_deref() else {
-            return Ok(settings);
-        };
-        match self.source.connector.as_str() {
-            "rest_json" | "splp" => {
-                let Some(toml::Value::Table(cursor)) = settings.get_mut("cursor") else {
-                    return Err(format!(
-                        "cursor_field = \"{field}\" needs the source's cursor = {{ param = \"…\" }}: \
-                         the query parameter that sends the cursor back"
-                    ));
-                };
-                match cursor.get("field").and_then(toml::Value::as_str) {
-                    None => {
-                        cursor.insert("field".into(), field.into());
-                    }
-                    Some(given) if given == field => {}
-                    Some(given) => {
-                        return Err(format!(
-                            "cursor_field \"{field}\" and the source's cursor.field \"{given}\" differ"
-                        ));
-                    }
-                }
-            }
-            "sql" => {
-                settings
-                    .entry("cursor_column")
-                    .or_insert_with(|| field.into());
-            }
-            _ => {}
+        match self.cursor_field.as_deref() {
+            Some(field) => simpul_connectors::with_cursor_field(
+                &self.source.connector,
+                &self.source.config,
+                field,
+            ),
+            None => Ok(self.source.config.clone()),
         }
-        Ok(settings)
     }
 
     fn check(&self) -> Result<(), String> {
@@ -259,10 +234,9 @@ impl PipelineDefinition {
             .dataset
             .parse::<DatasetId>()
             .map_err(|e| format!("target dataset: {e}"))?;
-        // A file source's cursor is its list of files; every other needs a field.
         if self.sync_mode == SyncMode::Incremental
             && self.cursor_field.is_none()
-            && self.source.connector != "file"
+            && simpul_connectors::cursor_is_a_field(&self.source.connector)
         {
             return Err("sync_mode = \"incremental\" needs a cursor_field".into());
         }

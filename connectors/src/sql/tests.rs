@@ -2,7 +2,7 @@
 //! starts both; locally, set `SIMPUL_TEST_POSTGRES_URL` and `SIMPUL_TEST_MARIADB_URL` (see
 //! the README). Without a server, each test says so loudly and passes.
 
-use arrow::array::{Array, AsArray};
+use arrow::array::AsArray;
 use arrow::datatypes::{Date32Type, Float64Type, Int64Type, TimestampMicrosecondType};
 use sqlx::Connection;
 
