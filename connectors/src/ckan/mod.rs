@@ -13,9 +13,11 @@ use serde::Deserialize;
 use serde_json::Value;
 use url::Url;
 
+use crate::opendata_jabar::default_limit;
 use crate::raw::SourceError;
 use crate::rest_json::{
-    Pagination, RestJson, RestJsonConfig, default_backoff, default_retries, default_timeout,
+    Pagination, RestJson, RestJsonConfig, default_backoff, default_concurrency, default_retries,
+    default_timeout,
 };
 use crate::source::{ReadEvent, Source, SourceMetadata, StreamInfo};
 
@@ -45,14 +47,6 @@ pub struct CkanConfig {
     /// Extra `datastore_search` parameters (`q`, `filters`, `sort`), as [name, value] pairs.
     #[serde(default)]
     pub query: Vec<(String, String)>,
-}
-
-fn default_limit() -> u64 {
-    1000
-}
-
-fn default_concurrency() -> usize {
-    4
 }
 
 /// A `ckan` source.

@@ -7,7 +7,8 @@ use serde::Deserialize;
 
 use crate::raw::SourceError;
 use crate::rest_json::{
-    Pagination, RestJson, RestJsonConfig, default_backoff, default_retries, default_timeout,
+    Pagination, RestJson, RestJsonConfig, default_backoff, default_concurrency, default_retries,
+    default_timeout,
 };
 
 /// An Open Data Jabar dataset.
@@ -31,12 +32,9 @@ pub struct OpendataJabarConfig {
     pub query: Vec<(String, String)>,
 }
 
-fn default_limit() -> u64 {
+/// Records per page when a preset's `limit` is not given.
+pub(crate) fn default_limit() -> u64 {
     1000
-}
-
-fn default_concurrency() -> usize {
-    4
 }
 
 impl OpendataJabarConfig {

@@ -66,7 +66,7 @@ pub(crate) fn default_backoff() -> f64 {
     0.5
 }
 
-fn default_concurrency() -> usize {
+pub(crate) fn default_concurrency() -> usize {
     4
 }
 

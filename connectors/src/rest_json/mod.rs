@@ -18,7 +18,9 @@ use simpul_schemas::{FieldError, RejectedRow, SourcePosition, infer_schema};
 use url::Url;
 
 pub use self::config::{Auth, CursorParam, Pagination, RestJsonConfig};
-pub(crate) use self::config::{default_backoff, default_retries, default_timeout};
+pub(crate) use self::config::{
+    default_backoff, default_concurrency, default_retries, default_timeout,
+};
 use self::http::{Client, Page};
 use crate::file::{BATCH_ROWS, json_kind, objects_batch};
 use crate::raw::{RawBatch, SourceError};
