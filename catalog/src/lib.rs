@@ -14,12 +14,16 @@ mod error;
 mod execute;
 mod idempotency;
 mod lake;
+mod mask;
 mod metadata;
+mod query_log;
+mod read_only;
 mod runs;
 mod s3;
 mod schemas;
 mod session;
 mod state;
+mod time_travel;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,13 +37,18 @@ pub use lake::{
     AppTransaction, CommitOptions, Lake, LakeTable, StagedFiles, TableStats, TableWriter,
     VersionInfo, WriteMode,
 };
+pub use mask::MaskKind;
 pub use metadata::{
     Classification, Contract, DatasetFilter, DatasetMeta, DatasetPatch, Freshness, NewDataset,
     SourceDescription,
 };
+pub use query_log::{QueryOutcome, QueryRecord};
+pub use read_only::{check_read_only, check_read_only_statement};
 pub use runs::{LineageEdge, NewRun, PipelineRun, RunOutcome, RunStatus, parse_freshness};
 pub use schemas::{CompiledCache, Registration, SchemaBinding, SchemaVersion};
-pub use session::{SQL_CATALOG, SessionSettings, check_read_only};
+pub use session::{
+    OPERATIONAL_SCHEMA, PlannedQuery, SQL_CATALOG, SessionSettings, SqlAccess, limit_rows,
+};
 pub use state::{StateStore, parse_timestamp, redact_url, timestamp};
 
 /// The lake and the state store together: everything the hub knows about its datasets.

@@ -281,6 +281,20 @@ impl StateStore {
         Ok(ids.into_iter().filter_map(|id| id.parse().ok()).collect())
     }
 
+    /// Every dataset with the schema it is bound to, if any.
+    pub async fn dataset_schema_refs(
+        &self,
+    ) -> Result<Vec<(DatasetId, Option<String>)>, CatalogError> {
+        let rows: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT id, schema_ref FROM datasets ORDER BY id")
+                .fetch_all(self.pool())
+                .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, schema_ref)| id.parse().ok().map(|id| (id, schema_ref)))
+            .collect())
+    }
+
     /// A page of datasets matching the filter, and how many match in all.
     pub async fn list_datasets(
         &self,

@@ -1,24 +1,37 @@
-use std::collections::{BTreeMap, BTreeSet};
+//! The DataFusion session factory: every dataset as `namespace.name`, seen through the
+//! caller's access (personal columns masked, operational tables for admins only), with time
+//! travel and per-query limits.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::config::SessionConfig;
-use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, SQLOptions, SessionContext};
-use datafusion::sql::parser::{DFParser, Statement as DfStatement};
-use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use datafusion::sql::parser::Statement as DfStatement;
 
 use crate::Catalog;
 use crate::dataset_id::{DatasetId, REJECTS_SUFFIX};
 use crate::error::CatalogError;
 use crate::lake::LakeTable;
+use crate::mask::{MaskKind, masked_provider};
+use crate::query_log::{OPERATIONAL_TABLES, OperationalTable};
+use crate::read_only::check_read_only;
+use crate::time_travel::{self, TimeTravelTables};
 
 /// The SQL catalog name every dataset lives in: `simpul.<namespace>.<name>`.
 pub const SQL_CATALOG: &str = "simpul";
+
+/// The schema that holds the operational tables (`simpul.query_log`, `simpul.audit`).
+pub const OPERATIONAL_SCHEMA: &str = "simpul";
 
 /// The settings Delta scans take from a session: plain `Utf8` text rather than views.
 static SCAN_SESSION: LazyLock<Arc<SessionState>> = LazyLock::new(|| {
@@ -30,7 +43,9 @@ static SCAN_SESSION: LazyLock<Arc<SessionState>> = LazyLock::new(|| {
 });
 
 /// A DataFusion provider for one loaded Delta table version.
-async fn delta_provider(delta: &deltalake::DeltaTable) -> DfResult<Arc<dyn TableProvider>> {
+pub(crate) async fn delta_provider(
+    delta: &deltalake::DeltaTable,
+) -> DfResult<Arc<dyn TableProvider>> {
     delta
         .table_provider()
         .with_session(SCAN_SESSION.clone())
@@ -44,6 +59,9 @@ pub struct SessionSettings {
     pub batch_size: usize,
     /// Threads a query may use.
     pub target_partitions: usize,
+    /// Memory one query may hold; sorts, joins and aggregations spill to disk beyond it.
+    /// `None` leaves memory unbounded.
+    pub memory_limit_bytes: Option<usize>,
 }
 
 impl Default for SessionSettings {
@@ -51,6 +69,7 @@ impl Default for SessionSettings {
         Self {
             batch_size: 8192,
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            memory_limit_bytes: None,
         }
     }
 }
@@ -65,18 +84,85 @@ impl SessionSettings {
         let options = config.options_mut();
         options.execution.parquet.schema_force_view_types = false;
         options.sql_parser.map_string_types_to_utf8view = false;
+        // Timestamps are UTC in storage; `timestamptz` casts and now() carry the zone.
+        options.execution.time_zone = Some("UTC".into());
         config
+    }
+
+    fn runtime(&self) -> Result<Arc<RuntimeEnv>, CatalogError> {
+        let builder = RuntimeEnvBuilder::new();
+        let builder = match self.memory_limit_bytes {
+            Some(limit) => builder.with_memory_pool(Arc::new(FairSpillPool::new(limit))),
+            None => builder,
+        };
+        Ok(builder.build_arc()?)
     }
 }
 
+/// What a SQL caller may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlAccess {
+    /// The API client, as recorded in the query log.
+    pub client_id: String,
+    /// Whether personal (`x-pii`) columns show unmasked.
+    pub pii: bool,
+    /// Whether the operational tables (`simpul.query_log`, `simpul.audit`) exist for it.
+    pub operational: bool,
+}
+
+impl SqlAccess {
+    /// Everything, unmasked: the local CLI and admins.
+    pub fn full(client_id: &str) -> Self {
+        Self {
+            client_id: client_id.to_string(),
+            pii: true,
+            operational: true,
+        }
+    }
+
+    /// Every dataset, with personal columns masked and no operational tables.
+    pub fn masked(client_id: &str) -> Self {
+        Self {
+            client_id: client_id.to_string(),
+            pii: false,
+            operational: false,
+        }
+    }
+}
+
+/// A planned read-only query and what it reads.
+#[derive(Debug)]
+pub struct PlannedQuery {
+    /// The plan, ready to run.
+    pub frame: DataFrame,
+    /// The tables it reads, `namespace.name` (`stats.x@v3` for time travel).
+    pub tables: Vec<String>,
+}
+
+/// The masks of one table: personal column name and how it is masked.
+type Masks = Vec<(String, MaskKind)>;
+
 impl Catalog {
     /// A DataFusion session that sees every registered dataset as `namespace.name` (and its
-    /// rejects as `namespace.name__rejects`). Tables are opened lazily at their newest version
-    /// when a query names them, so commits are visible to the next query.
+    /// rejects as `namespace.name__rejects`), through `access`. Tables are opened lazily at
+    /// their newest version when a query names them, so commits are visible to the next
+    /// query.
     pub async fn sql_session(
         self: &Arc<Self>,
         settings: &SessionSettings,
+        access: &SqlAccess,
     ) -> Result<SessionContext, CatalogError> {
+        self.sql_session_with(settings, access, TimeTravelTables::default())
+            .await
+    }
+
+    async fn sql_session_with(
+        self: &Arc<Self>,
+        settings: &SessionSettings,
+        access: &SqlAccess,
+        time_travel: TimeTravelTables,
+    ) -> Result<SessionContext, CatalogError> {
+        let masks = self.masks(access).await?;
         let mut namespaces: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for id in self.state.dataset_ids().await? {
             let tables = namespaces.entry(id.namespace().to_string()).or_default();
@@ -88,22 +174,72 @@ impl Catalog {
             .with_default_catalog_and_schema(SQL_CATALOG, "public")
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true);
-        let runtime = Arc::new(RuntimeEnv::default());
+        let runtime = settings.runtime()?;
         self.lake.register_object_store(&runtime)?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        let schemas = namespaces
+        let mut schemas: BTreeMap<String, Arc<dyn SchemaProvider>> = namespaces
             .into_iter()
             .map(|(namespace, tables)| {
                 let schema = NamespaceSchema {
                     catalog: Arc::clone(self),
+                    masks: masks
+                        .iter()
+                        .filter_map(|(id, masks)| {
+                            id.strip_prefix(&format!("{namespace}."))
+                                .map(|name| (name.to_string(), masks.clone()))
+                        })
+                        .collect(),
                     namespace: namespace.clone(),
                     tables,
                 };
                 (namespace, Arc::new(schema) as Arc<dyn SchemaProvider>)
             })
             .collect();
-        ctx.register_catalog(SQL_CATALOG, Arc::new(LakeCatalog { schemas }));
+        if access.operational {
+            schemas.insert(
+                OPERATIONAL_SCHEMA.to_string(),
+                Arc::new(OperationalSchema {
+                    catalog: Arc::clone(self),
+                }),
+            );
+        }
+        ctx.register_catalog(
+            SQL_CATALOG,
+            Arc::new(LakeCatalog {
+                schemas: std::sync::RwLock::new(schemas),
+            }),
+        );
+        time_travel::register(&ctx, time_travel);
         Ok(ctx)
+    }
+
+    /// The masks `access` needs, by table (`namespace.name` and `namespace.name__rejects`):
+    /// the personal columns of each dataset's schema, and the raw record of its rejects.
+    async fn masks(&self, access: &SqlAccess) -> Result<HashMap<String, Masks>, CatalogError> {
+        let mut masks = HashMap::new();
+        if access.pii {
+            return Ok(masks);
+        }
+        for (id, schema_ref) in self.state.dataset_schema_refs().await? {
+            let Some(schema_ref) = schema_ref else {
+                continue;
+            };
+            let binding = crate::SchemaBinding::parse(&schema_ref)?;
+            let compiled = self.schemas.resolve(&self.state, &binding).await?;
+            let personal: Masks = compiled
+                .pii_columns()
+                .map(|column| (column.to_string(), MaskKind::for_column(column)))
+                .collect();
+            if personal.is_empty() {
+                continue;
+            }
+            masks.insert(
+                format!("{}{REJECTS_SUFFIX}", id),
+                vec![("record".to_string(), MaskKind::Redacted)],
+            );
+            masks.insert(id.to_string(), personal);
+        }
+        Ok(masks)
     }
 
     /// Plans a read-only query. Anything but a single SELECT-like statement is refused before
@@ -112,14 +248,74 @@ impl Catalog {
         self: &Arc<Self>,
         sql: &str,
         settings: &SessionSettings,
-    ) -> Result<DataFrame, CatalogError> {
-        check_read_only(sql)?;
-        let ctx = self.sql_session(settings).await?;
-        let options = SQLOptions::new()
+        access: &SqlAccess,
+    ) -> Result<PlannedQuery, CatalogError> {
+        let statement = check_read_only(sql)?;
+        let ctx = self
+            .session_for_statement(settings, access, &statement)
+            .await?;
+        self.plan_statement(&ctx, statement).await
+    }
+
+    /// A session for one checked statement, with the table versions its time-travel
+    /// functions name already loaded. Callers may add to the session (the PostgreSQL
+    /// catalog) before planning.
+    pub async fn session_for_statement(
+        self: &Arc<Self>,
+        settings: &SessionSettings,
+        access: &SqlAccess,
+        statement: &DfStatement,
+    ) -> Result<SessionContext, CatalogError> {
+        let wanted = time_travel::references(statement)?;
+        let mut loaded = TimeTravelTables::default();
+        if !wanted.is_empty() {
+            let masks = self.masks(access).await?;
+            for reference in wanted {
+                let provider = self.time_travel_provider(&reference, &masks).await?;
+                loaded.insert(reference, provider);
+            }
+        }
+        self.sql_session_with(settings, access, loaded).await
+    }
+
+    async fn time_travel_provider(
+        &self,
+        reference: &time_travel::Reference,
+        masks: &HashMap<String, Masks>,
+    ) -> Result<Arc<dyn TableProvider>, CatalogError> {
+        let table = reference.lake_table()?;
+        if self.state.dataset(table.dataset()).await?.is_none() {
+            return Err(CatalogError::NotFound(table.dataset().to_string()));
+        }
+        let delta = match &reference.point {
+            time_travel::Point::Version(v) => self.lake.load_version(&table, *v).await?,
+            time_travel::Point::At(at) => self.lake.load_as_of(&table, *at).await?,
+        };
+        let provider = delta_provider(&delta).await?;
+        Ok(match masks.get(&reference.table) {
+            Some(personal) => masked_provider(&reference.table, provider, personal)?,
+            None => provider,
+        })
+    }
+
+    /// Plans a checked statement in `ctx` with writes, DDL and session statements refused.
+    pub async fn plan_statement(
+        &self,
+        ctx: &SessionContext,
+        statement: DfStatement,
+    ) -> Result<PlannedQuery, CatalogError> {
+        let state = ctx.state();
+        let plan = state.statement_to_plan(statement).await?;
+        SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
-            .with_allow_statements(false);
-        Ok(ctx.sql_with_options(sql, options).await?)
+            .with_allow_statements(false)
+            .verify_plan(&plan)?;
+        let tables = tables_read(&plan);
+        Ok(PlannedQuery {
+            frame: DataFrame::new(state, plan),
+            tables,
+        })
     }
 
     /// A table provider for a table at `version` (newest when `None`), for the records API
@@ -136,92 +332,85 @@ impl Catalog {
         let resolved = delta.version().map_or(0, |v| v as i64);
         Ok((delta_provider(&delta).await?, resolved))
     }
-}
 
-/// Refuses SQL that is not exactly one read-only statement, naming what was found.
-pub fn check_read_only(sql: &str) -> Result<(), CatalogError> {
-    let statements =
-        DFParser::parse_sql(sql).map_err(|e| CatalogError::SqlSyntax(e.strip_backtrace()))?;
-    match statements.len() {
-        0 => Err(CatalogError::SqlSyntax("the query is empty".into())),
-        1 => statements.front().map_or(Ok(()), check_statement),
-        n => Err(CatalogError::SqlSyntax(format!(
-            "send one statement at a time; found {n}"
-        ))),
-    }
-}
-
-fn check_statement(statement: &DfStatement) -> Result<(), CatalogError> {
-    let allowed = match statement {
-        DfStatement::Statement(inner) => matches!(
-            inner.as_ref(),
-            SqlStatement::Query(_)
-                | SqlStatement::ShowTables { .. }
-                | SqlStatement::ShowColumns { .. }
-                | SqlStatement::ShowVariable { .. }
-                | SqlStatement::ShowFunctions { .. }
-                | SqlStatement::ExplainTable { .. }
-        ),
-        DfStatement::Explain(explain) => return check_statement(&explain.statement),
-        DfStatement::CreateExternalTable(_) | DfStatement::CopyTo(_) | DfStatement::Reset(_) => {
-            false
-        }
-    };
-    if allowed {
-        Ok(())
-    } else {
-        Err(CatalogError::ReadOnly(format!(
-            "{} is not allowed: SQL access is read-only (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE). \
-             Data enters the hub through ingest, pipelines or the bus.",
-            statement_kind(&statement.to_string())
-        )))
-    }
-}
-
-/// The statement's leading keywords (`CREATE TABLE`, `INSERT INTO`, `SET`), for messages.
-fn statement_kind(sql: &str) -> String {
-    let words: Vec<String> = sql
-        .split_whitespace()
-        .take(3)
-        .take_while(|w| w.chars().all(|c| c.is_ascii_alphabetic()))
-        .map(|w| w.to_ascii_uppercase())
-        .collect();
-    let kind = match words.first().map(String::as_str) {
-        Some("CREATE" | "DROP" | "ALTER" | "INSERT" | "DELETE") => {
-            words.iter().take(3).cloned().collect::<Vec<_>>()
-        }
-        _ => words.iter().take(1).cloned().collect(),
-    };
-    let kind = kind
-        .into_iter()
-        .filter(|w| {
-            !matches!(
-                w.as_str(),
-                "OR" | "REPLACE" | "IF" | "TEMPORARY" | "TEMP" | "UNBOUNDED"
-            )
+    /// `provider` of `table` as `access` may see it: masked when the caller lacks the PII
+    /// grant and the table holds personal columns.
+    pub async fn provider_for(
+        &self,
+        table: &LakeTable,
+        provider: Arc<dyn TableProvider>,
+        access: &SqlAccess,
+    ) -> Result<Arc<dyn TableProvider>, CatalogError> {
+        let masks = self.masks(access).await?;
+        let name = table.qualified_name();
+        Ok(match masks.get(&name) {
+            Some(personal) => masked_provider(&name, provider, personal)?,
+            None => provider,
         })
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ");
-    if kind.is_empty() {
-        "This statement".into()
-    } else {
-        kind
     }
 }
 
+/// `frame` cut to at most `rows` rows. EXPLAIN answers are left whole: DataFusion plans
+/// them only as the root of a plan.
+pub fn limit_rows(frame: DataFrame, rows: u64) -> DfResult<DataFrame> {
+    if matches!(
+        frame.logical_plan(),
+        LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) | LogicalPlan::DescribeTable(_)
+    ) {
+        return Ok(frame);
+    }
+    frame.limit(0, Some(usize::try_from(rows).unwrap_or(usize::MAX)))
+}
+
+/// The tables a plan scans, without the catalog prefix and without the PostgreSQL and
+/// information schemas.
+fn tables_read(plan: &LogicalPlan) -> Vec<String> {
+    let mut tables = BTreeSet::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let name = scan.table_name.to_string();
+            let name = name
+                .strip_prefix(&format!("{SQL_CATALOG}."))
+                .unwrap_or(&name)
+                .to_string();
+            if !name.starts_with("pg_catalog.") && !name.starts_with("information_schema.") {
+                tables.insert(name);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    tables.into_iter().collect()
+}
+
+/// The `simpul` catalog. Schemas are added only by the hub itself (the PostgreSQL
+/// catalog); statements that would create one are refused before planning.
 #[derive(Debug)]
 struct LakeCatalog {
-    schemas: BTreeMap<String, Arc<dyn SchemaProvider>>,
+    schemas: std::sync::RwLock<BTreeMap<String, Arc<dyn SchemaProvider>>>,
 }
 
 impl CatalogProvider for LakeCatalog {
     fn schema_names(&self) -> Vec<String> {
-        self.schemas.keys().cloned().collect()
+        self.schemas
+            .read()
+            .map(|s| s.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        self.schemas.get(name).cloned()
+        self.schemas.read().ok()?.get(name).cloned()
+    }
+
+    fn register_schema(
+        &self,
+        name: &str,
+        schema: Arc<dyn SchemaProvider>,
+    ) -> DfResult<Option<Arc<dyn SchemaProvider>>> {
+        let mut schemas = self
+            .schemas
+            .write()
+            .map_err(|_| DataFusionError::Internal("the schema list is poisoned".into()))?;
+        Ok(schemas.insert(name.to_string(), schema))
     }
 }
 
@@ -229,6 +418,7 @@ struct NamespaceSchema {
     catalog: Arc<Catalog>,
     namespace: String,
     tables: BTreeSet<String>,
+    masks: HashMap<String, Masks>,
 }
 
 impl std::fmt::Debug for NamespaceSchema {
@@ -274,10 +464,16 @@ impl SchemaProvider for NamespaceSchema {
             .load(&table)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        match delta {
-            Some(delta) => Ok(Some(delta_provider(&delta).await?)),
-            None => Ok(None),
-        }
+        let Some(delta) = delta else {
+            return Ok(None);
+        };
+        let provider = delta_provider(&delta).await?;
+        Ok(Some(match self.masks.get(name) {
+            Some(personal) => {
+                masked_provider(&format!("{}.{name}", self.namespace), provider, personal)?
+            }
+            None => provider,
+        }))
     }
 
     fn table_exist(&self, name: &str) -> bool {
@@ -285,61 +481,29 @@ impl SchemaProvider for NamespaceSchema {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// `simpul.query_log` and `simpul.audit`, for admins.
+struct OperationalSchema {
+    catalog: Arc<Catalog>,
+}
 
-    fn refused(sql: &str) -> String {
-        match check_read_only(sql) {
-            Err(CatalogError::ReadOnly(message)) => message,
-            other => panic!("{sql}: expected a read-only refusal, got {other:?}"),
-        }
+impl std::fmt::Debug for OperationalSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperationalSchema").finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for OperationalSchema {
+    fn table_names(&self) -> Vec<String> {
+        OPERATIONAL_TABLES.iter().map(ToString::to_string).collect()
     }
 
-    #[test]
-    fn allows_queries_explain_show_and_describe() {
-        for sql in [
-            "select 1",
-            "with t as (select 1 as x) select * from t",
-            "explain select 1",
-            "show tables",
-            "describe stats.x",
-        ] {
-            assert!(check_read_only(sql).is_ok(), "{sql}");
-        }
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        Ok(OperationalTable::named(&self.catalog.state, name)
+            .map(|table| Arc::new(table) as Arc<dyn TableProvider>))
     }
 
-    #[test]
-    fn refuses_every_kind_of_write_and_names_it() {
-        assert!(refused("create table t (a int)").starts_with("CREATE TABLE"));
-        assert!(refused("insert into stats.x values (1)").starts_with("INSERT INTO"));
-        assert!(refused("update stats.x set a = 1").starts_with("UPDATE"));
-        assert!(refused("delete from stats.x").starts_with("DELETE FROM"));
-        assert!(refused("drop table stats.x").starts_with("DROP TABLE"));
-        assert!(refused("copy (select 1) to '/tmp/x.csv'").starts_with("COPY"));
-        assert!(
-            refused("create external table t stored as csv location '/etc/passwd'")
-                .starts_with("CREATE EXTERNAL")
-        );
-        assert!(refused("set datafusion.execution.batch_size = 1").starts_with("SET"));
-        assert!(
-            refused("explain analyze insert into stats.x values (1)").starts_with("INSERT INTO")
-        );
-    }
-
-    #[test]
-    fn refuses_several_statements_and_bad_syntax() {
-        assert!(matches!(
-            check_read_only("select 1; drop table x"),
-            Err(CatalogError::SqlSyntax(_))
-        ));
-        assert!(matches!(
-            check_read_only("selec 1"),
-            Err(CatalogError::SqlSyntax(_))
-        ));
-        assert!(matches!(
-            check_read_only("  "),
-            Err(CatalogError::SqlSyntax(_))
-        ));
+    fn table_exist(&self, name: &str) -> bool {
+        OPERATIONAL_TABLES.contains(&name)
     }
 }

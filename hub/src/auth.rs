@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use chrono::Utc;
 use rand::distr::{Alphanumeric, SampleString};
 use sha2::{Digest, Sha256};
-use simpul_catalog::{ApiClient, CatalogError, DatasetMeta, Role, StateStore};
+use simpul_catalog::{ApiClient, CatalogError, DatasetMeta, Role, SqlAccess, StateStore};
 
 use crate::api::ApiError;
 use crate::server::AppState;
@@ -151,6 +151,14 @@ pub async fn revoke_key(state: &StateStore, id: &str, actor: &str) -> Result<boo
     Ok(revoked)
 }
 
+/// What `client` sees through SQL.
+pub fn sql_access(client: &ApiClient) -> SqlAccess {
+    match client.role {
+        Role::Admin => SqlAccess::full(&client.id),
+        Role::Analyst | Role::Producer => SqlAccess::masked(&client.id),
+    }
+}
+
 /// The authenticated client behind a request.
 #[derive(Debug, Clone)]
 pub struct Caller(pub ApiClient);
@@ -174,6 +182,12 @@ impl Caller {
                 self.0.role
             )))
         }
+    }
+
+    /// What this caller sees through SQL: admins everything, others personal columns
+    /// masked (PII grants per dataset arrive with the bus's access rights).
+    pub fn sql_access(&self) -> SqlAccess {
+        sql_access(&self.0)
     }
 
     /// Whether this caller may read a dataset's rows: analysts and admins read all,

@@ -35,6 +35,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// SQL and records queries.
     pub query: QueryConfig,
+    /// The PostgreSQL wire protocol endpoint.
+    pub pg: PgConfig,
     /// Object store options for the lake.
     pub lake: LakeConfig,
 }
@@ -69,6 +71,49 @@ pub struct QueryConfig {
     pub row_limit: u64,
     /// Rows per Arrow batch while a query runs.
     pub batch_size: usize,
+    /// Memory one query may hold, in MiB; sorts, joins and aggregations spill to disk beyond
+    /// it. 0: unbounded.
+    pub memory_limit_mb: u64,
+    /// Queries that run at once, over every protocol.
+    pub max_concurrent: usize,
+    /// Queries that may wait for a free slot; more get 503 (HTTP) or SQLSTATE 53300.
+    pub max_queued: usize,
+    /// A waiting query gives up after this long.
+    pub queue_timeout_secs: u64,
+}
+
+impl QueryConfig {
+    /// Session settings for SQL and records queries.
+    pub fn session_settings(&self) -> simpul_catalog::SessionSettings {
+        simpul_catalog::SessionSettings {
+            batch_size: self.batch_size,
+            memory_limit_bytes: (self.memory_limit_mb > 0)
+                .then(|| usize::try_from(self.memory_limit_mb * 1024 * 1024).unwrap_or(usize::MAX)),
+            ..simpul_catalog::SessionSettings::default()
+        }
+    }
+}
+
+/// PostgreSQL wire protocol settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PgConfig {
+    /// Address to listen on; port 0 picks a free port; empty turns the endpoint off.
+    pub listen: String,
+    /// A PEM certificate chain; with `tls_key`, connections may (and off loopback must) use TLS.
+    pub tls_cert: String,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: String,
+}
+
+impl Default for PgConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:5433".into(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+        }
+    }
 }
 
 /// Pipeline scheduler settings.
@@ -120,6 +165,7 @@ impl Default for Config {
             scheduler: SchedulerConfig::default(),
             http: HttpConfig::default(),
             query: QueryConfig::default(),
+            pg: PgConfig::default(),
             lake: LakeConfig::default(),
         }
     }
@@ -140,6 +186,10 @@ impl Default for QueryConfig {
             timeout_secs: 60,
             row_limit: 1_000_000,
             batch_size: 8192,
+            memory_limit_mb: 2048,
+            max_concurrent: 8,
+            max_queued: 64,
+            queue_timeout_secs: 30,
         }
     }
 }
@@ -185,6 +235,12 @@ impl Config {
         }
         if self.query.batch_size == 0 {
             return Err("query.batch_size must be at least 1".into());
+        }
+        if self.query.max_concurrent == 0 {
+            return Err("query.max_concurrent must be at least 1".into());
+        }
+        if self.pg.tls_cert.is_empty() != self.pg.tls_key.is_empty() {
+            return Err("pg.tls_cert and pg.tls_key go together: set both or neither".into());
         }
         if self.scheduler.tick_secs == 0 {
             return Err("scheduler.tick_secs must be at least 1".into());

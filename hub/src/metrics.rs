@@ -46,6 +46,8 @@ pub async fn track_requests(request: Request, next: Next) -> Response {
 /// `GET /metrics`: any valid key may scrape (Prometheus sends it as a bearer token).
 pub async fn render(State(app): State<AppState>, _caller: Caller) -> Result<Response, ApiError> {
     record_pipeline_gauges(&app).await?;
+    metrics::gauge!("simpul_sql_queries_running").set(app.gate.running() as f64);
+    metrics::gauge!("simpul_sql_queries_waiting").set(app.gate.waiting() as f64);
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         app.metrics.render(),
@@ -91,4 +93,10 @@ pub fn rows_ingested(dataset: &str, written: u64, rejected: u64) {
         .increment(written);
     metrics::counter!("simpul_rows_rejected_total", "dataset" => dataset.to_string())
         .increment(rejected);
+}
+
+/// Counts a SQL query by protocol and outcome.
+pub fn sql_query(protocol: &'static str, outcome: &'static str) {
+    metrics::counter!("simpul_sql_queries_total", "protocol" => protocol, "outcome" => outcome)
+        .increment(1);
 }

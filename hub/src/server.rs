@@ -11,6 +11,7 @@ use simpul_pipelines::Runner;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::query::QueryGate;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -26,6 +27,8 @@ pub struct AppInner {
     pub metrics: PrometheusHandle,
     /// Runs pipelines, for the scheduler and the API.
     pub runner: Arc<Runner>,
+    /// Admits SQL queries from every protocol.
+    pub gate: QueryGate,
 }
 
 impl std::ops::Deref for AppState {
@@ -40,20 +43,19 @@ impl AppState {
     /// Bundles the shared state.
     pub fn new(catalog: Arc<Catalog>, config: Config, metrics: PrometheusHandle) -> Self {
         let runner = Arc::new(Runner::new(catalog.clone(), &config.default_owner));
+        let gate = QueryGate::new(&config.query);
         Self(Arc::new(AppInner {
             catalog,
             config,
             metrics,
             runner,
+            gate,
         }))
     }
 
     /// Session settings for SQL and records queries.
     pub fn session_settings(&self) -> SessionSettings {
-        SessionSettings {
-            batch_size: self.config.query.batch_size,
-            ..SessionSettings::default()
-        }
+        self.config.query.session_settings()
     }
 }
 

@@ -151,6 +151,11 @@ impl ApiError {
         self
     }
 
+    /// What went wrong, in plain words.
+    pub fn detail(&self) -> &str {
+        &self.0.detail
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.0.status
@@ -203,6 +208,17 @@ impl From<CatalogError> for ApiError {
 /// Planning errors are the caller's (a misspelt column); resource and I/O errors are ours.
 pub fn datafusion_error(error: datafusion::error::DataFusionError) -> ApiError {
     use datafusion::error::DataFusionError as E;
+    if let Some(stopped) = crate::query::QueryStopped::behind(&error) {
+        return match stopped.outcome {
+            simpul_catalog::QueryOutcome::TimedOut => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "query-timeout",
+                "Query timed out",
+                stopped.message.clone(),
+            ),
+            _ => ApiError::bad_request(stopped.message.clone()),
+        };
+    }
     match error.find_root() {
         E::SQL(..) | E::Plan(_) | E::SchemaError(..) | E::NotImplemented(_) => {
             ApiError::bad_request(error.find_root().to_string())

@@ -163,6 +163,10 @@ async fn serve_table(
     let deadline = results::deadline(limits.timeout_secs);
 
     let (provider, version) = app.catalog.provider_at(&table, query.version).await?;
+    let provider = app
+        .catalog
+        .provider_for(&table, provider, &caller.sql_access())
+        .await?;
     let config = app.session_settings().session_config();
     let runtime = std::sync::Arc::new(RuntimeEnv::default());
     app.catalog.lake.register_object_store(&runtime)?;

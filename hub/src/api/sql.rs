@@ -4,10 +4,11 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use serde::Deserialize;
-use simpul_catalog::Role;
+use simpul_catalog::{CatalogError, QueryOutcome, Role};
 
 use super::{ApiError, ApiJson};
 use crate::auth::Caller;
+use crate::query::{QueryTicket, StreamLimits};
 use crate::results::{self, ResultFormat};
 use crate::server::AppState;
 
@@ -35,20 +36,55 @@ pub(super) async fn run(
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Analyst, Role::Admin], "running SQL")?;
     let format = ResultFormat::negotiate(params.format.as_deref(), headers.get(header::ACCEPT))?;
+    tracing::info!(client = caller.id(), sql = %request.sql, "sql query");
+    let mut ticket = QueryTicket::new(&app.catalog.state, caller.id(), "http", &request.sql);
+    let permit = match app.gate.admit().await {
+        Ok(permit) => permit,
+        Err(busy) => {
+            ticket.finish(QueryOutcome::Refused, Some(busy.message.clone()));
+            return Err(ApiError::unavailable(busy.message).with_retry_after(busy.retry_after_secs));
+        }
+    };
     let limits = &app.config.query;
     let deadline = results::deadline(limits.timeout_secs);
-    tracing::info!(client = caller.id(), sql = %request.sql, "sql query");
     let planned = tokio::time::timeout_at(deadline, async {
-        let frame = app
+        let planned = app
             .catalog
-            .plan_read_query(&request.sql, &app.session_settings())
+            .plan_read_query(&request.sql, &app.session_settings(), &caller.sql_access())
             .await?;
         // One row past the limit tells us whether the limit cut the result.
-        let frame = frame.limit(0, Some((limits.row_limit + 1) as usize))?;
-        simpul_catalog::execute(frame).await
+        let frame = simpul_catalog::limit_rows(planned.frame, limits.row_limit + 1)?;
+        Ok::<_, CatalogError>((planned.tables, simpul_catalog::execute(frame).await?))
     })
-    .await
-    .map_err(|_| ApiError::timeout(limits.timeout_secs))??;
-    let started = results::start(planned, deadline, limits.timeout_secs).await?;
+    .await;
+    let (tables, stream) = match planned {
+        Ok(Ok(planned)) => planned,
+        Ok(Err(e)) => {
+            let outcome = match e {
+                CatalogError::ReadOnly(_) | CatalogError::SqlSyntax(_) => QueryOutcome::Refused,
+                _ => QueryOutcome::Failed,
+            };
+            let error = ApiError::from(e);
+            ticket.finish(outcome, Some(error.detail().to_string()));
+            return Err(error);
+        }
+        Err(_) => {
+            let error = ApiError::timeout(limits.timeout_secs);
+            ticket.finish(QueryOutcome::TimedOut, Some(error.detail().to_string()));
+            return Err(error);
+        }
+    };
+    ticket.reads(tables);
+    let stream = ticket.stream(
+        stream,
+        StreamLimits {
+            deadline,
+            timeout_secs: limits.timeout_secs,
+            row_limit: limits.row_limit,
+            cancel: None,
+            permit: Some(permit),
+        },
+    );
+    let started = results::start(stream, deadline, limits.timeout_secs).await?;
     results::respond(started, format, limits.row_limit, deadline, "sql")
 }

@@ -13,21 +13,36 @@ pub(super) struct ServeArgs {
     /// HTTP address to listen on, e.g. 127.0.0.1:8080; port 0 picks a free port.
     #[arg(long)]
     http_listen: Option<String>,
+    /// PostgreSQL wire protocol address, e.g. 127.0.0.1:5433; port 0 picks a free port; an
+    /// empty value turns the endpoint off.
+    #[arg(long)]
+    pg_listen: Option<String>,
 }
 
 pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), String> {
     if let Some(listen) = args.http_listen {
         config.http.listen = listen;
     }
+    if let Some(listen) = args.pg_listen {
+        config.pg.listen = listen;
+    }
     let metrics = crate::metrics::install()?;
     let catalog = bootstrap::open_catalog(&config).await?;
     let first_start = bootstrap::prepare(&catalog, &config).await?;
     let (listener, address) = server::bind(&config.http.listen).await?;
+    let pg = if config.pg.listen.is_empty() {
+        None
+    } else {
+        Some(crate::pg::bind(&config.pg).await?)
+    };
 
     // These lines are an interface: scripts, systemd units and tests read them.
     let mut out = std::io::stdout().lock();
     if let Some(key) = &first_start.admin_key {
         let _ = writeln!(out, "admin key: {key}");
+    }
+    if let Some((_, pg_address, _)) = &pg {
+        let _ = writeln!(out, "postgres: postgresql://{pg_address}");
     }
     let _ = writeln!(out, "http: http://{address}");
     let key_hint = first_start.admin_key.as_deref().unwrap_or("<your key>");
@@ -35,6 +50,12 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
         out,
         "try: curl -H 'Authorization: Bearer {key_hint}' -d \"{{\\\"sql\\\": \\\"select nama from ref.wilayah where level = 'kecamatan' order by kode\\\"}}\" http://{address}/api/v1/sql"
     );
+    if let Some((_, pg_address, _)) = &pg {
+        let _ = writeln!(
+            out,
+            "try: psql \"postgresql://admin:{key_hint}@{pg_address}/simpul\" -c \"select nama from ref.wilayah where level = 'kecamatan' order by kode\""
+        );
+    }
     if first_start.admin_key.is_some() {
         let _ = writeln!(out, "note: the admin key is shown only once; keep it safe");
     }
@@ -57,6 +78,12 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
             stopped.clone(),
         ))
     });
+    let pg_server = pg.map(|(listener, _, tls)| {
+        let mut pg_stopped = stopped.clone();
+        tokio::spawn(crate::pg::serve(listener, tls, app.clone(), async move {
+            let _ = pg_stopped.changed().await;
+        }))
+    });
     let mut http_stopped = stopped;
     let served = server::serve(listener, app.clone(), async move {
         let _ = http_stopped.changed().await;
@@ -68,6 +95,9 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
     let (served, ()) = tokio::join!(served, signal);
     if let Some(scheduler) = scheduler {
         let _ = scheduler.await;
+    }
+    if let Some(pg_server) = pg_server {
+        let _ = pg_server.await;
     }
     let grace = Duration::from_secs(app.config.scheduler.shutdown_grace_secs);
     let unfinished = app.runner.drain(grace).await;

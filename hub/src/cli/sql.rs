@@ -19,17 +19,16 @@ pub(super) struct SqlArgs {
 
 pub(super) async fn run(config: Config, args: SqlArgs) -> Result<(), String> {
     let catalog = bootstrap::open_catalog(&config).await?;
-    let settings = simpul_catalog::SessionSettings {
-        batch_size: config.query.batch_size,
-        ..Default::default()
-    };
+    let settings = config.query.session_settings();
+    // The CLI runs on the hub's own machine with the operator's file access: it sees all.
+    let access = simpul_catalog::SqlAccess::full("cli");
     let limit = args.limit.unwrap_or(config.query.row_limit);
     let frame = catalog
-        .plan_read_query(&args.query, &settings)
+        .plan_read_query(&args.query, &settings, &access)
         .await
         .map_err(|e| e.to_string())?
-        .limit(0, Some(limit as usize))
-        .map_err(|e| e.to_string())?;
+        .frame;
+    let frame = simpul_catalog::limit_rows(frame, limit).map_err(|e| e.to_string())?;
     let timeout = std::time::Duration::from_secs(config.query.timeout_secs);
     let batches: Vec<RecordBatch> = tokio::time::timeout(timeout, async {
         frame.execute_stream().await?.try_collect().await

@@ -203,11 +203,6 @@ async fn keys_issued_and_revoked_over_http_take_effect_at_once() {
         listed.contains("dpmptsp-simpadu") && !listed.contains(&key),
         "keys are never listed"
     );
-    let metrics = hub
-        .get(&hub.admin_key, "/metrics")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let metrics = hub.metrics().await;
     assert!(metrics.contains("simpul_http_requests_total"), "{metrics}");
 }

@@ -100,6 +100,8 @@ pub struct Hub {
     env: Vec<(String, String)>,
     child: Option<Child>,
     pub url: String,
+    /// `postgresql://127.0.0.1:PORT` of the PostgreSQL wire endpoint.
+    pub pg_url: String,
     pub admin_key: String,
     pub http: reqwest::Client,
 }
@@ -108,6 +110,7 @@ pub struct Hub {
 struct Started {
     child: Child,
     url: String,
+    pg_url: String,
     admin_key: Option<String>,
 }
 
@@ -121,7 +124,7 @@ fn start_serve(dir: &Path, extra_env: &[(&str, &str)]) -> Started {
     command
         .args(["serve", "--data-dir"])
         .arg(dir)
-        .args(["--http-listen", "127.0.0.1:0"])
+        .args(["--http-listen", "127.0.0.1:0", "--pg-listen", "127.0.0.1:0"])
         .env("SIMPUL_LOG", "warn")
         .env_remove("SIMPUL_CONFIG")
         .current_dir(dir)
@@ -141,6 +144,7 @@ fn start_serve(dir: &Path, extra_env: &[(&str, &str)]) -> Started {
         }
     });
     let mut admin_key = None;
+    let mut pg_url = String::new();
     loop {
         let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
             let _ = child.kill();
@@ -151,10 +155,14 @@ fn start_serve(dir: &Path, extra_env: &[(&str, &str)]) -> Started {
         if let Some(key) = line.strip_prefix("admin key: ") {
             admin_key = Some(key.to_string());
         }
+        if let Some(url) = line.strip_prefix("postgres: ") {
+            pg_url = url.to_string();
+        }
         if let Some(url) = line.strip_prefix("http: ") {
             return Started {
                 child,
                 url: url.to_string(),
+                pg_url,
                 admin_key,
             };
         }
@@ -182,6 +190,7 @@ impl Hub {
                 .collect(),
             child: Some(started.child),
             url: started.url,
+            pg_url: started.pg_url,
             admin_key,
             http: reqwest::Client::new(),
         }
@@ -199,6 +208,7 @@ impl Hub {
         let started = start_serve(self.dir.path(), &env);
         self.child = Some(started.child);
         self.url = started.url;
+        self.pg_url = started.pg_url;
         started.admin_key
     }
 
@@ -273,6 +283,30 @@ impl Hub {
         ])
         .trim()
         .to_string()
+    }
+
+    /// Ingests the three synthetic residents of `penduduk_sample.csv` as `dukcapil.penduduk`,
+    /// bound to the `penduduk` schema (NIK, name, address and phone are personal).
+    pub fn ingest_residents(&self) {
+        let file = fixture("penduduk_sample.csv");
+        let report = self.cli_ok(&[
+            "ingest",
+            file.to_str().expect("fixture path"),
+            "--dataset",
+            "dukcapil.penduduk",
+            "--schema",
+            "penduduk",
+        ]);
+        assert!(report.contains("rows written:  3"), "{report}");
+    }
+
+    /// The `/metrics` text, scraped with the admin key.
+    pub async fn metrics(&self) -> String {
+        self.get(&self.admin_key, "/metrics")
+            .await
+            .text()
+            .await
+            .expect("metrics body")
     }
 
     /// `POST /api/v1/sql` with a key and an Accept header.

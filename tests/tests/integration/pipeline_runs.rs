@@ -470,12 +470,7 @@ dataset = "stats.pengukuran"
         "pengukuran"
     );
 
-    let metrics = hub
-        .get(&hub.admin_key, "/metrics")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let metrics = hub.metrics().await;
     assert!(
         metrics.contains("simpul_pipeline_failing{pipeline=\"pengukuran\"} 1"),
         "{metrics}"
@@ -516,12 +511,7 @@ dataset = "stats.pengukuran"
         ready["checks"]["pipelines"]["stale_datasets"][0],
         "stats.pengukuran"
     );
-    let metrics = hub
-        .get(&hub.admin_key, "/metrics")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let metrics = hub.metrics().await;
     assert!(
         metrics.contains("simpul_dataset_stale{dataset=\"stats.pengukuran\"} 1"),
         "{metrics}"

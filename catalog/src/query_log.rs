@@ -1,0 +1,259 @@
+//! The query log and the operational tables SQL admins see as `simpul.*`.
+//!
+//! Every SQL query, whatever protocol carried it, leaves one row in `query_log`: who ran it,
+//! its text, the tables it read, rows and bytes returned, how long it took and how it ended.
+//! Admins read it, and the admin audit log, as `simpul.query_log` and `simpul.audit`.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use sqlx::Row;
+
+use crate::error::CatalogError;
+use crate::state::{StateStore, parse_timestamp, timestamp};
+
+/// How a query ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryOutcome {
+    /// Every row reached the client.
+    Succeeded,
+    /// Planning or execution failed.
+    Failed,
+    /// Refused before it ran: a write, a syntax error, a busy hub.
+    Refused,
+    /// Stopped by its timeout.
+    TimedOut,
+    /// The client cancelled it or went away before the last row.
+    Cancelled,
+}
+
+impl QueryOutcome {
+    /// The word stored in `query_log.outcome`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Refused => "refused",
+            Self::TimedOut => "timed_out",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One finished query.
+#[derive(Debug, Clone)]
+pub struct QueryRecord {
+    /// When it started.
+    pub at: DateTime<Utc>,
+    /// The API client that ran it.
+    pub client_id: String,
+    /// `http`, `pgwire`, `flight` or `saved`.
+    pub protocol: String,
+    /// The SQL text as sent.
+    pub sql: String,
+    /// The datasets it read, `namespace.name`.
+    pub tables: Vec<String>,
+    /// Rows returned.
+    pub rows: u64,
+    /// Bytes of the returned Arrow batches.
+    pub bytes: u64,
+    /// Wall time from receipt to the last row, in milliseconds.
+    pub duration_ms: u64,
+    /// How it ended.
+    pub outcome: QueryOutcome,
+    /// The error, in the words the client saw.
+    pub error: Option<String>,
+}
+
+impl StateStore {
+    /// Appends one query to the log.
+    pub async fn record_query(&self, record: &QueryRecord) -> Result<(), CatalogError> {
+        sqlx::query(
+            "INSERT INTO query_log (id, at, client_id, protocol, sql_text, tables, row_count, \
+             byte_count, duration_ms, outcome, error) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(timestamp(record.at))
+        .bind(&record.client_id)
+        .bind(&record.protocol)
+        .bind(&record.sql)
+        .bind(serde_json::to_string(&record.tables).unwrap_or_else(|_| "[]".into()))
+        .bind(i64::try_from(record.rows).unwrap_or(i64::MAX))
+        .bind(i64::try_from(record.bytes).unwrap_or(i64::MAX))
+        .bind(i64::try_from(record.duration_ms).unwrap_or(i64::MAX))
+        .bind(record.outcome.as_str())
+        .bind(record.error.as_deref())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}
+
+/// The operational tables, by name in the `simpul` schema.
+pub const OPERATIONAL_TABLES: [&str; 2] = ["audit", "query_log"];
+
+/// A state-store table shown to SQL, read in full when a query scans it.
+#[derive(Debug)]
+pub struct OperationalTable {
+    state: StateStore,
+    kind: Operational,
+    schema: SchemaRef,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Operational {
+    QueryLog,
+    Audit,
+}
+
+fn utc_micros(name: &str) -> Field {
+    Field::new(
+        name,
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        false,
+    )
+}
+
+impl OperationalTable {
+    /// The table called `name` in the `simpul` schema, if there is one.
+    pub fn named(state: &StateStore, name: &str) -> Option<Self> {
+        let (kind, fields) = match name {
+            "query_log" => (
+                Operational::QueryLog,
+                vec![
+                    Field::new("id", DataType::Utf8, false),
+                    utc_micros("at"),
+                    Field::new("client_id", DataType::Utf8, false),
+                    Field::new("protocol", DataType::Utf8, false),
+                    Field::new("sql", DataType::Utf8, false),
+                    Field::new("tables", DataType::Utf8, false),
+                    Field::new("rows", DataType::Int64, false),
+                    Field::new("bytes", DataType::Int64, false),
+                    Field::new("duration_ms", DataType::Int64, false),
+                    Field::new("outcome", DataType::Utf8, false),
+                    Field::new("error", DataType::Utf8, true),
+                ],
+            ),
+            "audit" => (
+                Operational::Audit,
+                vec![
+                    Field::new("id", DataType::Utf8, false),
+                    utc_micros("at"),
+                    Field::new("actor", DataType::Utf8, false),
+                    Field::new("action", DataType::Utf8, false),
+                    Field::new("target", DataType::Utf8, false),
+                    Field::new("detail", DataType::Utf8, false),
+                ],
+            ),
+            _ => return None,
+        };
+        Some(Self {
+            state: state.clone(),
+            kind,
+            schema: Arc::new(Schema::new(fields)),
+        })
+    }
+
+    async fn batch(&self) -> Result<RecordBatch, CatalogError> {
+        let sql = match self.kind {
+            Operational::QueryLog => {
+                "SELECT id, at, client_id, protocol, sql_text, tables, row_count, byte_count, \
+                 duration_ms, outcome, error FROM query_log ORDER BY at, id"
+            }
+            Operational::Audit => {
+                "SELECT id, at, actor, action, target, detail FROM audit_log ORDER BY at, id"
+            }
+        };
+        let rows = sqlx::query(sql).fetch_all(self.state.pool()).await?;
+        let text = |index: usize| -> Result<ArrayRef, CatalogError> {
+            let values: Vec<Option<String>> = rows
+                .iter()
+                .map(|row| row.try_get::<Option<String>, _>(index))
+                .collect::<Result<_, _>>()?;
+            Ok(Arc::new(StringArray::from(values)))
+        };
+        let number = |index: usize| -> Result<ArrayRef, CatalogError> {
+            let values: Vec<i64> = rows
+                .iter()
+                .map(|row| row.try_get::<i64, _>(index))
+                .collect::<Result<_, _>>()?;
+            Ok(Arc::new(Int64Array::from(values)))
+        };
+        let at: Vec<i64> = rows
+            .iter()
+            .map(|row| {
+                row.try_get::<String, _>(1)
+                    .map(|t| parse_timestamp(&t).map_or(0, |t| t.timestamp_micros()))
+            })
+            .collect::<Result<_, _>>()?;
+        let at: ArrayRef = Arc::new(TimestampMicrosecondArray::from(at).with_timezone("UTC"));
+        let columns = match self.kind {
+            Operational::QueryLog => {
+                let tables: Vec<String> = rows
+                    .iter()
+                    .map(|row| {
+                        let json: String = row.try_get(5).unwrap_or_default();
+                        serde_json::from_str::<Vec<String>>(&json)
+                            .map(|t| t.join(", "))
+                            .unwrap_or(json)
+                    })
+                    .collect();
+                vec![
+                    text(0)?,
+                    at,
+                    text(2)?,
+                    text(3)?,
+                    text(4)?,
+                    Arc::new(StringArray::from(tables)) as ArrayRef,
+                    number(6)?,
+                    number(7)?,
+                    number(8)?,
+                    text(9)?,
+                    text(10)?,
+                ]
+            }
+            Operational::Audit => vec![text(0)?, at, text(2)?, text(3)?, text(4)?, text(5)?],
+        };
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+}
+
+#[async_trait]
+impl TableProvider for OperationalTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let batch = self
+            .batch()
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let exec = MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            self.schema.clone(),
+            projection.cloned(),
+        )?;
+        Ok(exec)
+    }
+}
