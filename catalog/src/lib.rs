@@ -20,6 +20,7 @@ mod query_log;
 mod read_only;
 mod runs;
 mod s3;
+mod saved_queries;
 mod schemas;
 mod session;
 mod state;
@@ -45,6 +46,7 @@ pub use metadata::{
 pub use query_log::{QueryOutcome, QueryRecord};
 pub use read_only::{check_read_only, check_read_only_statement};
 pub use runs::{LineageEdge, NewRun, PipelineRun, RunOutcome, RunStatus, parse_freshness};
+pub use saved_queries::{ParamType, QueryDefinition, QueryParam, SavedQuery};
 pub use schemas::{CompiledCache, Registration, SchemaBinding, SchemaVersion};
 pub use session::{
     OPERATIONAL_SCHEMA, PlannedQuery, SQL_CATALOG, SessionSettings, SqlAccess, limit_rows,

@@ -69,6 +69,12 @@ pub async fn prepare(catalog: &Arc<Catalog>, config: &Config) -> Result<FirstSta
     if config.demo_data {
         load_demo(catalog).await?;
     }
+    crate::saved_queries::load_dir(
+        catalog,
+        &config.query.session_settings(),
+        &config.effective_queries_dir(),
+    )
+    .await;
     Ok(FirstStart { admin_key })
 }
 
@@ -133,6 +139,9 @@ async fn load_reference_wilayah(catalog: &Arc<Catalog>, config: &Config) -> Resu
     load_embedded(catalog, "wilayah_3214.csv", WILAYAH_CSV, options).await
 }
 
+/// The demo's saved query, the same file as `examples/queries/`.
+const DEMO_QUERY_TOML: &str = include_str!("../../examples/queries/upah_minimum_kabupaten.toml");
+
 async fn load_demo(catalog: &Arc<Catalog>) -> Result<(), String> {
     const DEMO_LOADED: &str = "demo_loaded";
     if catalog
@@ -173,6 +182,13 @@ async fn load_demo(catalog: &Arc<Catalog>) -> Result<(), String> {
         options,
     )
     .await?;
+    let query: simpul_catalog::QueryDefinition = toml::from_str(DEMO_QUERY_TOML)
+        .map_err(|e| format!("the demo saved query: {}", e.message()))?;
+    catalog
+        .state
+        .save_query(&query, "demo, shipped with simpul", SYSTEM_ACTOR)
+        .await
+        .map_err(|e| e.to_string())?;
     catalog
         .state
         .set_setting_once(DEMO_LOADED, &simpul_catalog::timestamp(chrono::Utc::now()))

@@ -29,6 +29,9 @@ pub struct Config {
     /// The folder of pipeline files (`*.toml`, one pipeline each); `<data_dir>/pipelines` when
     /// empty.
     pub pipelines_dir: String,
+    /// The folder of saved query files (`*.toml`, one query each), loaded at start;
+    /// `<data_dir>/queries` when empty.
+    pub queries_dir: String,
     /// The pipeline scheduler inside `serve`.
     pub scheduler: SchedulerConfig,
     /// The HTTP server.
@@ -80,6 +83,8 @@ pub struct QueryConfig {
     pub max_queued: usize,
     /// A waiting query gives up after this long.
     pub queue_timeout_secs: u64,
+    /// Saved query results kept in memory, in MiB; 0 turns the cache off.
+    pub cache_mb: u64,
 }
 
 impl QueryConfig {
@@ -162,6 +167,7 @@ impl Default for Config {
             default_owner: "DISKOMINFO".into(),
             schemas_dir: String::new(),
             pipelines_dir: String::new(),
+            queries_dir: String::new(),
             scheduler: SchedulerConfig::default(),
             http: HttpConfig::default(),
             query: QueryConfig::default(),
@@ -190,6 +196,7 @@ impl Default for QueryConfig {
             max_concurrent: 8,
             max_queued: 64,
             queue_timeout_secs: 30,
+            cache_mb: 256,
         }
     }
 }
@@ -265,6 +272,15 @@ impl Config {
             self.data_dir.join("pipelines")
         } else {
             PathBuf::from(&self.pipelines_dir)
+        }
+    }
+
+    /// The saved query folder: `queries_dir`, or `<data_dir>/queries`.
+    pub fn effective_queries_dir(&self) -> PathBuf {
+        if self.queries_dir.is_empty() {
+            self.data_dir.join("queries")
+        } else {
+            PathBuf::from(&self.queries_dir)
         }
     }
 

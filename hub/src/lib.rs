@@ -19,6 +19,7 @@ pub mod pg;
 pub mod pipelines;
 pub mod query;
 pub mod results;
+pub mod saved_queries;
 pub mod schemas;
 pub mod server;
 pub mod telemetry;

@@ -61,6 +61,20 @@ impl QueryGate {
         self.waiting.load(Ordering::SeqCst)
     }
 
+    /// Admits `ticket`'s query; a refusal is recorded in the query log before it returns.
+    pub async fn admit_ticket(
+        &self,
+        ticket: QueryTicket,
+    ) -> Result<(QueryTicket, OwnedSemaphorePermit), Busy> {
+        match self.admit().await {
+            Ok(permit) => Ok((ticket, permit)),
+            Err(busy) => {
+                ticket.finish(QueryOutcome::Refused, Some(busy.message.clone()));
+                Err(busy)
+            }
+        }
+    }
+
     /// Waits for a slot, or refuses at once when the queue is full, or after the queue
     /// timeout.
     pub async fn admit(&self) -> Result<OwnedSemaphorePermit, Busy> {

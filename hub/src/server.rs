@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::query::QueryGate;
+use crate::saved_queries::ResultCache;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -29,6 +30,8 @@ pub struct AppInner {
     pub runner: Arc<Runner>,
     /// Admits SQL queries from every protocol.
     pub gate: QueryGate,
+    /// Results of saved queries, keyed on the table versions they read.
+    pub query_cache: ResultCache,
 }
 
 impl std::ops::Deref for AppState {
@@ -44,12 +47,16 @@ impl AppState {
     pub fn new(catalog: Arc<Catalog>, config: Config, metrics: PrometheusHandle) -> Self {
         let runner = Arc::new(Runner::new(catalog.clone(), &config.default_owner));
         let gate = QueryGate::new(&config.query);
+        let query_cache = ResultCache::new(
+            usize::try_from(config.query.cache_mb * 1024 * 1024).unwrap_or(usize::MAX),
+        );
         Self(Arc::new(AppInner {
             catalog,
             config,
             metrics,
             runner,
             gate,
+            query_cache,
         }))
     }
 

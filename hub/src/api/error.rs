@@ -205,6 +205,12 @@ impl From<CatalogError> for ApiError {
     }
 }
 
+impl From<crate::query::Busy> for ApiError {
+    fn from(busy: crate::query::Busy) -> Self {
+        ApiError::unavailable(busy.message).with_retry_after(busy.retry_after_secs)
+    }
+}
+
 /// Planning errors are the caller's (a misspelt column); resource and I/O errors are ours.
 pub fn datafusion_error(error: datafusion::error::DataFusionError) -> ApiError {
     use datafusion::error::DataFusionError as E;

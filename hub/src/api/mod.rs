@@ -6,6 +6,7 @@ mod extract;
 mod ingest;
 mod keys;
 mod pipelines;
+mod queries;
 mod records;
 mod schemas;
 mod sql;
@@ -43,4 +44,9 @@ pub(crate) fn routes() -> Router<AppState> {
             get(pipelines::runs).post(pipelines::start),
         )
         .route("/pipelines/{name}/runs/{number}", get(pipelines::run))
+        .route("/queries", get(queries::list))
+        .route(
+            "/queries/{name}",
+            get(queries::run).put(queries::save).delete(queries::delete),
+        )
 }

@@ -37,14 +37,8 @@ pub(super) async fn run(
     caller.require(&[Role::Analyst, Role::Admin], "running SQL")?;
     let format = ResultFormat::negotiate(params.format.as_deref(), headers.get(header::ACCEPT))?;
     tracing::info!(client = caller.id(), sql = %request.sql, "sql query");
-    let mut ticket = QueryTicket::new(&app.catalog.state, caller.id(), "http", &request.sql);
-    let permit = match app.gate.admit().await {
-        Ok(permit) => permit,
-        Err(busy) => {
-            ticket.finish(QueryOutcome::Refused, Some(busy.message.clone()));
-            return Err(ApiError::unavailable(busy.message).with_retry_after(busy.retry_after_secs));
-        }
-    };
+    let ticket = QueryTicket::new(&app.catalog.state, caller.id(), "http", &request.sql);
+    let (mut ticket, permit) = app.gate.admit_ticket(ticket).await?;
     let limits = &app.config.query;
     let deadline = results::deadline(limits.timeout_secs);
     let planned = tokio::time::timeout_at(deadline, async {

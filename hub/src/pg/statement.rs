@@ -376,7 +376,7 @@ impl SqlHandler {
         let session = session(client)?;
         let app = self.app();
         let limits = &app.config.query;
-        let mut ticket = QueryTicket::new(
+        let ticket = QueryTicket::new(
             &app.catalog.state,
             &session.client.id,
             "pgwire",
@@ -386,13 +386,11 @@ impl SqlHandler {
             ticket.finish(QueryOutcome::Refused, Some(e.to_string()));
             return Err(catalog_error(e));
         }
-        let permit = match app.gate.admit().await {
-            Ok(permit) => permit,
-            Err(busy) => {
-                ticket.finish(QueryOutcome::Refused, Some(busy.message.clone()));
-                return Err(pg_error("53000", busy.message));
-            }
-        };
+        let (mut ticket, permit) = app
+            .gate
+            .admit_ticket(ticket)
+            .await
+            .map_err(|busy| pg_error("53000", busy.message))?;
         let timeout = statement_timeout(client, limits.timeout_secs);
         let deadline = tokio::time::Instant::now() + timeout;
         let cancel_request = session.cancel.start_query().await;

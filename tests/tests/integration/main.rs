@@ -13,6 +13,7 @@ mod pipelines;
 mod postgres_state;
 mod read_only;
 mod records;
+mod saved_queries;
 mod schemas;
 mod sql_governance;
 mod time_travel;

@@ -1,0 +1,351 @@
+//! Saved queries: named, parameterized read-only SQL (`penduduk_per_kecamatan(tahun)`),
+//! from TOML files or the API. Parameters are typed and bound as values, never spliced into
+//! the text.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use datafusion::common::ParamValues;
+use datafusion::scalar::ScalarValue;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::error::CatalogError;
+use crate::state::{StateStore, parse_timestamp, timestamp};
+
+/// The type of a saved query parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamType {
+    /// A whole number (`BIGINT`).
+    Int,
+    /// A number (`DOUBLE`).
+    Float,
+    /// Text.
+    Text,
+    /// `true` or `false`.
+    Bool,
+    /// A calendar date, `2024-12-31`.
+    Date,
+    /// An RFC 3339 moment, stored as UTC.
+    Timestamp,
+}
+
+/// One declared parameter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryParam {
+    /// Its type.
+    #[serde(rename = "type")]
+    pub kind: ParamType,
+    /// The value when the caller gives none; without one the parameter is required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<toml_or_json::Scalar>,
+    /// What it means.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// Defaults are written as TOML or JSON scalars.
+pub mod toml_or_json {
+    use serde::{Deserialize, Serialize};
+
+    /// A scalar default.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(untagged)]
+    pub enum Scalar {
+        /// `true`.
+        Bool(bool),
+        /// `2024`.
+        Int(i64),
+        /// `0.5`.
+        Float(f64),
+        /// `"32.14"`.
+        Text(String),
+    }
+
+    impl Scalar {
+        /// The value as a request would carry it.
+        pub fn as_text(&self) -> String {
+            match self {
+                Self::Bool(b) => b.to_string(),
+                Self::Int(n) => n.to_string(),
+                Self::Float(f) => f.to_string(),
+                Self::Text(t) => t.clone(),
+            }
+        }
+    }
+}
+
+/// What defines a saved query.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryDefinition {
+    /// `snake_case`, unique. Over the API the path gives it.
+    #[serde(default)]
+    pub name: String,
+    /// What the query answers.
+    #[serde(default)]
+    pub description: String,
+    /// One read-only statement; parameters appear as `$name`.
+    pub sql: String,
+    /// The parameters, by name.
+    #[serde(default)]
+    pub params: BTreeMap<String, QueryParam>,
+}
+
+/// A stored saved query.
+#[derive(Debug, Clone, Serialize)]
+pub struct SavedQuery {
+    /// The definition.
+    #[serde(flatten)]
+    pub definition: QueryDefinition,
+    /// `api` or the file it was loaded from.
+    pub source: String,
+    /// Who saved it last.
+    pub updated_by: String,
+    /// When it was first saved.
+    pub created_at: DateTime<Utc>,
+    /// When it was last saved.
+    pub updated_at: DateTime<Utc>,
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && name.len() <= 63
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+}
+
+impl QueryDefinition {
+    /// Checks the name and the parameter names and defaults.
+    pub fn check(&self) -> Result<(), CatalogError> {
+        if !valid_name(&self.name) {
+            return Err(CatalogError::Invalid(format!(
+                "query name '{}' is not valid: use lowercase snake_case (a letter, then letters, \
+                 digits or _; at most 63)",
+                self.name
+            )));
+        }
+        for (name, param) in &self.params {
+            if !valid_name(name) || name == "format" {
+                return Err(CatalogError::Invalid(format!(
+                    "parameter name '{name}' is not valid: use lowercase snake_case, not 'format'"
+                )));
+            }
+            if let Some(default) = &param.default {
+                param.value(name, &default.as_text())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Binds request values (text, as in a query string) to typed parameters. Unknown names,
+    /// missing required values and values of the wrong type are refused, each by name.
+    pub fn bind(&self, given: &HashMap<String, String>) -> Result<ParamValues, CatalogError> {
+        if let Some(unknown) = given.keys().find(|k| !self.params.contains_key(*k)) {
+            let known: Vec<&str> = self.params.keys().map(String::as_str).collect();
+            return Err(CatalogError::Invalid(format!(
+                "{} has no parameter '{unknown}'; its parameters are: {}",
+                self.name,
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        }
+        let mut values = HashMap::new();
+        for (name, param) in &self.params {
+            let text = match (given.get(name), &param.default) {
+                (Some(text), _) => text.clone(),
+                (None, Some(default)) => default.as_text(),
+                (None, None) => {
+                    return Err(CatalogError::Invalid(format!(
+                        "{} needs parameter '{name}' ({:?})",
+                        self.name, param.kind
+                    )));
+                }
+            };
+            values.insert(name.clone(), param.value(name, &text)?.into());
+        }
+        Ok(ParamValues::Map(values))
+    }
+}
+
+impl QueryParam {
+    /// The typed value of `text`.
+    pub fn value(&self, name: &str, text: &str) -> Result<ScalarValue, CatalogError> {
+        let wrong = |expected: &str| {
+            CatalogError::Invalid(format!(
+                "parameter '{name}' must be {expected}, not '{text}'"
+            ))
+        };
+        let text = text.trim();
+        Ok(match self.kind {
+            ParamType::Int => {
+                ScalarValue::Int64(Some(text.parse().map_err(|_| wrong("a whole number"))?))
+            }
+            ParamType::Float => {
+                ScalarValue::Float64(Some(text.parse().map_err(|_| wrong("a number"))?))
+            }
+            ParamType::Text => ScalarValue::Utf8(Some(text.to_string())),
+            ParamType::Bool => ScalarValue::Boolean(Some(match text {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => return Err(wrong("true or false")),
+            })),
+            ParamType::Date => {
+                let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                    .map_err(|_| wrong("a date like 2024-12-31"))?;
+                let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+                ScalarValue::Date32(Some(
+                    i32::try_from((date - epoch).num_days()).map_err(|_| wrong("a date"))?,
+                ))
+            }
+            ParamType::Timestamp => {
+                let at = DateTime::parse_from_rfc3339(text)
+                    .map_err(|_| wrong("an RFC 3339 time like 2026-01-01T00:00:00Z"))?;
+                ScalarValue::TimestampMicrosecond(
+                    Some(at.with_timezone(&Utc).timestamp_micros()),
+                    Some("UTC".into()),
+                )
+            }
+        })
+    }
+}
+
+impl StateStore {
+    /// Saves a query, replacing one of the same name. Returns whether it was new.
+    pub async fn save_query(
+        &self,
+        definition: &QueryDefinition,
+        source: &str,
+        actor: &str,
+    ) -> Result<bool, CatalogError> {
+        let now = timestamp(Utc::now());
+        let params = serde_json::to_string(&definition.params)
+            .map_err(|e| CatalogError::Invalid(e.to_string()))?;
+        let existed = self.saved_query(&definition.name).await?.is_some();
+        sqlx::query(
+            "INSERT INTO saved_queries (name, description, sql_text, params, source, updated_by, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+             ON CONFLICT (name) DO UPDATE SET description = $2, sql_text = $3, params = $4, \
+             source = $5, updated_by = $6, updated_at = $7",
+        )
+        .bind(&definition.name)
+        .bind(&definition.description)
+        .bind(&definition.sql)
+        .bind(params)
+        .bind(source)
+        .bind(actor)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(!existed)
+    }
+
+    /// One saved query.
+    pub async fn saved_query(&self, name: &str) -> Result<Option<SavedQuery>, CatalogError> {
+        let row = sqlx::query(
+            "SELECT name, description, sql_text, params, source, updated_by, created_at, \
+             updated_at FROM saved_queries WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|row| saved_query(&row)).transpose()
+    }
+
+    /// Every saved query, by name.
+    pub async fn saved_queries(&self) -> Result<Vec<SavedQuery>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT name, description, sql_text, params, source, updated_by, created_at, \
+             updated_at FROM saved_queries ORDER BY name",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(saved_query).collect()
+    }
+
+    /// Deletes a saved query; false when there was none.
+    pub async fn delete_saved_query(&self, name: &str) -> Result<bool, CatalogError> {
+        let deleted = sqlx::query("DELETE FROM saved_queries WHERE name = $1")
+            .bind(name)
+            .execute(self.pool())
+            .await?;
+        Ok(deleted.rows_affected() > 0)
+    }
+}
+
+fn saved_query(row: &sqlx::any::AnyRow) -> Result<SavedQuery, CatalogError> {
+    let params: String = row.try_get("params")?;
+    let at = |column: &str| -> Result<DateTime<Utc>, CatalogError> {
+        let text: String = row.try_get(column)?;
+        parse_timestamp(&text)
+            .ok_or_else(|| CatalogError::State(format!("saved query {column} '{text}'")))
+    };
+    Ok(SavedQuery {
+        definition: QueryDefinition {
+            name: row.try_get("name")?,
+            description: row.try_get("description")?,
+            sql: row.try_get("sql_text")?,
+            params: serde_json::from_str(&params)
+                .map_err(|e| CatalogError::State(format!("saved query params: {e}")))?,
+        },
+        source: row.try_get("source")?,
+        updated_by: row.try_get("updated_by")?,
+        created_at: at("created_at")?,
+        updated_at: at("updated_at")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn definition() -> QueryDefinition {
+        toml::from_str(
+            r#"
+            name = "penduduk_per_kecamatan"
+            sql = "select * from t where tahun = $tahun and kode like $kode"
+            [params.tahun]
+            type = "int"
+            [params.kode]
+            type = "text"
+            default = "32.14%"
+            "#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn binds_typed_values_and_defaults() {
+        let query = definition();
+        query.check().unwrap();
+        let given = HashMap::from([("tahun".to_string(), "2024".to_string())]);
+        let ParamValues::Map(values) = query.bind(&given).unwrap() else {
+            panic!("named parameters");
+        };
+        assert_eq!(values["tahun"].value(), &ScalarValue::Int64(Some(2024)));
+        assert_eq!(
+            values["kode"].value(),
+            &ScalarValue::Utf8(Some("32.14%".into()))
+        );
+    }
+
+    #[test]
+    fn refuses_missing_unknown_and_mistyped_values_by_name() {
+        let query = definition();
+        let message = |given: &[(&str, &str)]| {
+            let given = given
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            query.bind(&given).unwrap_err().to_string()
+        };
+        assert!(message(&[]).contains("needs parameter 'tahun'"));
+        assert!(message(&[("tahun", "2024"), ("x", "1")]).contains("no parameter 'x'"));
+        assert!(message(&[("tahun", "dua ribu")]).contains("must be a whole number"));
+    }
+}

@@ -1,0 +1,226 @@
+//! Saved queries over HTTP: list, save, delete, and run with typed parameters.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use simpul_catalog::{CatalogError, QueryDefinition, QueryOutcome, Role};
+
+use super::{ApiError, ApiJson};
+use crate::auth::Caller;
+use crate::query::{QueryTicket, StreamLimits};
+use crate::results::{self, ResultFormat};
+use crate::saved_queries::{CachedResult, cache_key, check, table_versions};
+use crate::server::AppState;
+
+/// Header: whether the result came from the cache (`hit`) or was computed (`miss`).
+const CACHE_HEADER: &str = "simpul-cache";
+/// Header: the table versions the result was read from.
+const VERSIONS_HEADER: &str = "simpul-versions";
+
+const READERS: [Role; 2] = [Role::Analyst, Role::Admin];
+
+pub(super) async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&READERS, "listing saved queries")?;
+    let queries = app.catalog.state.saved_queries().await?;
+    Ok(Json(json!({ "queries": queries })))
+}
+
+pub(super) async fn save(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(mut definition): ApiJson<QueryDefinition>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(&READERS, "saving queries")?;
+    if definition.name.is_empty() {
+        definition.name = name.clone();
+    }
+    if definition.name != name {
+        return Err(ApiError::bad_request(format!(
+            "the body names query '{}' but the path names '{name}'",
+            definition.name
+        )));
+    }
+    check(&app.catalog, &app.session_settings(), &definition).await?;
+    let created = app
+        .catalog
+        .state
+        .save_query(&definition, "api", caller.id())
+        .await?;
+    app.catalog
+        .state
+        .audit(
+            caller.id(),
+            "query.save",
+            &name,
+            json!({ "sql": definition.sql }),
+        )
+        .await?;
+    let saved = app.catalog.state.saved_query(&name).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(json!({ "query": saved }))))
+}
+
+pub(super) async fn delete(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(&READERS, "deleting saved queries")?;
+    if !app.catalog.state.delete_saved_query(&name).await? {
+        return Err(ApiError::not_found(format!(
+            "there is no saved query '{name}'"
+        )));
+    }
+    app.catalog
+        .state
+        .audit(caller.id(), "query.delete", &name, json!({}))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn run(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Query(mut given): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    caller.require(&READERS, "running saved queries")?;
+    let format = given.remove("format");
+    let format = ResultFormat::negotiate(format.as_deref(), headers.get(header::ACCEPT))?;
+    let saved = app
+        .catalog
+        .state
+        .saved_query(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("there is no saved query '{name}'")))?;
+    let definition = saved.definition;
+    let params = definition.bind(&given)?;
+    let access = caller.sql_access();
+    let ticket = QueryTicket::new(
+        &app.catalog.state,
+        caller.id(),
+        "saved",
+        &format!("{name}: {}", definition.sql),
+    );
+    let (mut ticket, permit) = app.gate.admit_ticket(ticket).await?;
+    let limits = &app.config.query;
+    let deadline = results::deadline(limits.timeout_secs);
+    let planned = async {
+        let planned = app
+            .catalog
+            .plan_read_query(&definition.sql, &app.session_settings(), &access)
+            .await?;
+        let versions = table_versions(&app.catalog, &planned.tables).await?;
+        let frame = planned.frame.with_param_values(params.clone())?;
+        let frame = simpul_catalog::limit_rows(frame, limits.row_limit + 1)?;
+        Ok::<_, CatalogError>((planned.tables, versions, frame))
+    }
+    .await;
+    let (tables, versions, frame) = match planned {
+        Ok(planned) => planned,
+        Err(e) => {
+            let error = ApiError::from(e);
+            ticket.finish(QueryOutcome::Failed, Some(error.detail().to_string()));
+            return Err(error);
+        }
+    };
+    ticket.reads(tables);
+    let key = versions
+        .as_ref()
+        .map(|v| cache_key(&definition.sql, &params, &access, v));
+    let cached = key.as_deref().and_then(|k| app.query_cache.get(k));
+    let hit = cached.is_some();
+    let stream = match cached {
+        Some(result) => Box::pin(RecordBatchStreamAdapter::new(
+            result.schema.clone(),
+            futures::stream::iter(result.batches.clone().into_iter().map(Ok)),
+        )) as datafusion::execution::SendableRecordBatchStream,
+        None => simpul_catalog::execute(frame)
+            .await
+            .map_err(ApiError::from)?,
+    };
+    let mut stream = ticket.stream(
+        stream,
+        StreamLimits {
+            deadline,
+            timeout_secs: limits.timeout_secs,
+            row_limit: limits.row_limit,
+            cancel: None,
+            permit: Some(permit),
+        },
+    );
+    if !hit && let Some(key) = key {
+        stream = remember(&app, key, stream, limits.row_limit).await;
+    }
+    let started = results::start(stream, deadline, limits.timeout_secs).await?;
+    let mut response = results::respond(started, format, limits.row_limit, deadline, "queries")?;
+    let headers = response.headers_mut();
+    headers.insert(
+        HeaderName::from_static(CACHE_HEADER),
+        HeaderValue::from_static(if hit { "hit" } else { "miss" }),
+    );
+    if let Some(value) = versions.and_then(|v| HeaderValue::from_str(&v.join(", ")).ok()) {
+        headers.insert(HeaderName::from_static(VERSIONS_HEADER), value);
+    }
+    Ok(response)
+}
+
+/// Reads a fresh result into the cache when it is small enough and whole, and hands the
+/// batches on either way.
+async fn remember(
+    app: &AppState,
+    key: String,
+    mut stream: datafusion::execution::SendableRecordBatchStream,
+    row_limit: u64,
+) -> datafusion::execution::SendableRecordBatchStream {
+    let schema = stream.schema();
+    let limit = app.query_cache.entry_limit();
+    let (mut batches, mut bytes, mut rows) = (Vec::new(), 0usize, 0u64);
+    let mut ended = false;
+    while bytes <= limit {
+        match stream.next().await {
+            Some(Ok(batch)) => {
+                bytes += batch.get_array_memory_size();
+                rows += batch.num_rows() as u64;
+                batches.push(Ok(batch));
+            }
+            Some(Err(e)) => {
+                batches.push(Err(e));
+                break;
+            }
+            None => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    let whole = ended && rows <= row_limit && batches.iter().all(Result::is_ok);
+    if whole {
+        let kept: Vec<_> = batches
+            .iter()
+            .filter_map(|b| b.as_ref().ok().cloned())
+            .collect();
+        app.query_cache
+            .put(key, Arc::new(CachedResult::new(schema.clone(), kept)));
+    }
+    Box::pin(RecordBatchStreamAdapter::new(
+        schema,
+        futures::stream::iter(batches).chain(stream),
+    ))
+}
