@@ -40,6 +40,8 @@ pub struct Config {
     pub query: QueryConfig,
     /// The PostgreSQL wire protocol endpoint.
     pub pg: PgConfig,
+    /// The Arrow Flight SQL endpoint.
+    pub flight: FlightConfig,
     /// Object store options for the lake.
     pub lake: LakeConfig,
 }
@@ -111,6 +113,23 @@ pub struct PgConfig {
     pub tls_key: String,
 }
 
+/// Arrow Flight SQL settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlightConfig {
+    /// Address to listen on (loopback only: keys travel as bearer tokens without TLS); port
+    /// 0 picks a free port; empty turns the endpoint off.
+    pub listen: String,
+}
+
+impl Default for FlightConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:50051".into(),
+        }
+    }
+}
+
 impl Default for PgConfig {
     fn default() -> Self {
         Self {
@@ -172,6 +191,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             query: QueryConfig::default(),
             pg: PgConfig::default(),
+            flight: FlightConfig::default(),
             lake: LakeConfig::default(),
         }
     }

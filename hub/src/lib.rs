@@ -13,6 +13,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod cli;
 pub mod config;
+pub mod flight;
 pub mod health;
 pub mod metrics;
 pub mod pg;

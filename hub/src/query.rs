@@ -221,6 +221,23 @@ pub struct StreamLimits {
     pub permit: Option<OwnedSemaphorePermit>,
 }
 
+impl StreamLimits {
+    /// The configured time and row limits, holding `permit`, with no cancel signal.
+    pub fn configured(
+        config: &QueryConfig,
+        deadline: Instant,
+        permit: OwnedSemaphorePermit,
+    ) -> Self {
+        Self {
+            deadline,
+            timeout_secs: config.timeout_secs,
+            row_limit: config.row_limit,
+            cancel: None,
+            permit: Some(permit),
+        }
+    }
+}
+
 struct RecordedStream {
     schema: SchemaRef,
     inner: Option<SendableRecordBatchStream>,

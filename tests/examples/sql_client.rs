@@ -49,7 +49,10 @@ async fn main() {
 }
 
 fn id_max() -> i64 {
-    std::env::var("ID_MAX").ok().and_then(|v| v.parse().ok()).unwrap_or(1)
+    std::env::var("ID_MAX")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
 }
 
 async fn latency(protocol: &str, url: &str, key: &str, clients: usize, run: Duration, sql: &str) {
@@ -173,8 +176,9 @@ async fn stream(protocol: &str, url: &str, key: &str, sql: &str) {
                 .expect("send");
             assert!(response.status().is_success(), "{}", response.status());
             let body = response.bytes().await.expect("body");
-            let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(&body), None)
-                .expect("arrow stream");
+            let reader =
+                arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(&body), None)
+                    .expect("arrow stream");
             let rows: usize = reader.map(|b| b.expect("batch").num_rows()).sum();
             (rows as u64, body.len() as u64)
         }

@@ -155,16 +155,7 @@ pub(super) async fn run(
             .await
             .map_err(ApiError::from)?,
     };
-    let mut stream = ticket.stream(
-        stream,
-        StreamLimits {
-            deadline,
-            timeout_secs: limits.timeout_secs,
-            row_limit: limits.row_limit,
-            cancel: None,
-            permit: Some(permit),
-        },
-    );
+    let mut stream = ticket.stream(stream, StreamLimits::configured(limits, deadline, permit));
     if !hit && let Some(key) = key {
         stream = remember(&app, key, stream, limits.row_limit).await;
     }

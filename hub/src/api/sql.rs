@@ -69,16 +69,7 @@ pub(super) async fn run(
         }
     };
     ticket.reads(tables);
-    let stream = ticket.stream(
-        stream,
-        StreamLimits {
-            deadline,
-            timeout_secs: limits.timeout_secs,
-            row_limit: limits.row_limit,
-            cancel: None,
-            permit: Some(permit),
-        },
-    );
+    let stream = ticket.stream(stream, StreamLimits::configured(limits, deadline, permit));
     let started = results::start(stream, deadline, limits.timeout_secs).await?;
     results::respond(started, format, limits.row_limit, deadline, "sql")
 }

@@ -17,6 +17,10 @@ pub(super) struct ServeArgs {
     /// empty value turns the endpoint off.
     #[arg(long)]
     pg_listen: Option<String>,
+    /// Arrow Flight SQL address, e.g. 127.0.0.1:50051; port 0 picks a free port; an empty
+    /// value turns the endpoint off.
+    #[arg(long)]
+    flight_listen: Option<String>,
 }
 
 pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), String> {
@@ -25,6 +29,9 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
     }
     if let Some(listen) = args.pg_listen {
         config.pg.listen = listen;
+    }
+    if let Some(listen) = args.flight_listen {
+        config.flight.listen = listen;
     }
     let metrics = crate::metrics::install()?;
     let catalog = bootstrap::open_catalog(&config).await?;
@@ -35,6 +42,20 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
     } else {
         Some(crate::pg::bind(&config.pg).await?)
     };
+    let flight = if config.flight.listen.is_empty() {
+        None
+    } else {
+        let (listener, address) = server::bind(&config.flight.listen)
+            .await
+            .map_err(|e| format!("Flight SQL endpoint: {e}"))?;
+        if !address.ip().is_loopback() {
+            return Err(format!(
+                "the Flight SQL endpoint listens on {address}, which is not loopback: API keys \
+                 would cross the network in clear. Listen on 127.0.0.1, behind a TLS proxy"
+            ));
+        }
+        Some((listener, address))
+    };
 
     // These lines are an interface: scripts, systemd units and tests read them.
     let mut out = std::io::stdout().lock();
@@ -43,6 +64,9 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
     }
     if let Some((_, pg_address, _)) = &pg {
         let _ = writeln!(out, "postgres: postgresql://{pg_address}");
+    }
+    if let Some((_, flight_address)) = &flight {
+        let _ = writeln!(out, "flight: grpc://{flight_address}");
     }
     let _ = writeln!(out, "http: http://{address}");
     let key_hint = first_start.admin_key.as_deref().unwrap_or("<your key>");
@@ -84,6 +108,12 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
             let _ = pg_stopped.changed().await;
         }))
     });
+    let flight_server = flight.map(|(listener, _)| {
+        let mut flight_stopped = stopped.clone();
+        tokio::spawn(crate::flight::serve(listener, app.clone(), async move {
+            let _ = flight_stopped.changed().await;
+        }))
+    });
     let mut http_stopped = stopped;
     let served = server::serve(listener, app.clone(), async move {
         let _ = http_stopped.changed().await;
@@ -98,6 +128,11 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
     }
     if let Some(pg_server) = pg_server {
         let _ = pg_server.await;
+    }
+    if let Some(flight_server) = flight_server
+        && let Ok(Err(e)) = flight_server.await
+    {
+        tracing::error!(error = %e, "Flight SQL");
     }
     let grace = Duration::from_secs(app.config.scheduler.shutdown_grace_secs);
     let unfinished = app.runner.drain(grace).await;

@@ -102,6 +102,8 @@ pub struct Hub {
     pub url: String,
     /// `postgresql://127.0.0.1:PORT` of the PostgreSQL wire endpoint.
     pub pg_url: String,
+    /// `http://127.0.0.1:PORT` of the Flight SQL endpoint (gRPC).
+    pub flight_url: String,
     pub admin_key: String,
     pub http: reqwest::Client,
 }
@@ -111,6 +113,7 @@ struct Started {
     child: Child,
     url: String,
     pg_url: String,
+    flight_url: String,
     admin_key: Option<String>,
 }
 
@@ -125,6 +128,7 @@ fn start_serve(dir: &Path, extra_env: &[(&str, &str)]) -> Started {
         .args(["serve", "--data-dir"])
         .arg(dir)
         .args(["--http-listen", "127.0.0.1:0", "--pg-listen", "127.0.0.1:0"])
+        .args(["--flight-listen", "127.0.0.1:0"])
         .env("SIMPUL_LOG", "warn")
         .env_remove("SIMPUL_CONFIG")
         .current_dir(dir)
@@ -145,6 +149,7 @@ fn start_serve(dir: &Path, extra_env: &[(&str, &str)]) -> Started {
     });
     let mut admin_key = None;
     let mut pg_url = String::new();
+    let mut flight_url = String::new();
     loop {
         let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
             let _ = child.kill();
@@ -158,11 +163,15 @@ fn start_serve(dir: &Path, extra_env: &[(&str, &str)]) -> Started {
         if let Some(url) = line.strip_prefix("postgres: ") {
             pg_url = url.to_string();
         }
+        if let Some(url) = line.strip_prefix("flight: grpc://") {
+            flight_url = format!("http://{url}");
+        }
         if let Some(url) = line.strip_prefix("http: ") {
             return Started {
                 child,
                 url: url.to_string(),
                 pg_url,
+                flight_url,
                 admin_key,
             };
         }
@@ -191,6 +200,7 @@ impl Hub {
             child: Some(started.child),
             url: started.url,
             pg_url: started.pg_url,
+            flight_url: started.flight_url,
             admin_key,
             http: reqwest::Client::new(),
         }
@@ -209,6 +219,7 @@ impl Hub {
         self.child = Some(started.child);
         self.url = started.url;
         self.pg_url = started.pg_url;
+        self.flight_url = started.flight_url;
         started.admin_key
     }
 

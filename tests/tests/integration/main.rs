@@ -5,6 +5,7 @@ mod harness;
 mod auth;
 mod bad_input;
 mod concurrency;
+mod flight_sql;
 mod ingest_and_sql;
 mod limits;
 mod pgwire;
