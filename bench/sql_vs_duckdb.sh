@@ -2,7 +2,7 @@
 # SQL endpoints under load, against DuckDB on the same Parquet files.
 #   - latency p50/p99 of `select 1` and of a point lookup on the ROWS-row table, over HTTP
 #     and pgwire, at 1 and 32 concurrent clients (tests/examples/sql_client.rs);
-#   - streaming throughput of the whole table over HTTP Arrow and pgwire, and DuckDB reading
+#   - streaming throughput of the whole table over HTTP Arrow, pgwire and Flight SQL, and DuckDB reading
 #     the table's Parquet files locally;
 #   - aggregations by kecamatan through pgwire (psycopg) and DuckDB, median of 5 runs each.
 # Usage: bench/sql_vs_duckdb.sh [ROWS]
@@ -27,13 +27,15 @@ SIMPUL_LOG=warn SIMPUL_DEMO_DATA=false "$simpul" --data-dir "$work/hub" ingest "
 
 SIMPUL_LOG=warn SIMPUL_DEMO_DATA=false SIMPUL_QUERY_ROW_LIMIT=100000000 SIMPUL_QUERY_TIMEOUT_SECS=900 \
   SIMPUL_QUERY_MAX_CONCURRENT=64 SIMPUL_QUERY_MAX_QUEUED=256 SIMPUL_SCHEDULER_ENABLED=false \
-  "$simpul" serve --data-dir "$work/hub" --http-listen 127.0.0.1:0 --pg-listen 127.0.0.1:0 > "$work/serve.out" &
+  "$simpul" serve --data-dir "$work/hub" --http-listen 127.0.0.1:0 --pg-listen 127.0.0.1:0 \
+  --flight-listen 127.0.0.1:0 > "$work/serve.out" &
 serve_pid=$!
 for _ in $(seq 1 100); do grep -q '^http: ' "$work/serve.out" && break; sleep 0.1; done
 key="$(sed -n 's/^admin key: //p' "$work/serve.out")"
 http="$(sed -n 's/^http: //p' "$work/serve.out")"
 pg="$(sed -n 's/^postgres: postgresql:\/\///p' "$work/serve.out")"
 pg_url="postgresql://admin:$key@$pg/simpul"
+flight="http://$(sed -n 's/^flight: grpc:\/\///p' "$work/serve.out")"
 files="$work/hub/lake/stats/sintetis/*.parquet"
 
 echo "## latency ($seconds s per point)"
@@ -48,6 +50,7 @@ done
 echo "## streaming select * ($rows rows)"
 "$client" stream http-arrow "$http" "$key" "select * from stats.sintetis"
 "$client" stream pg "$pg_url" - "select * from stats.sintetis"
+"$client" stream flight "$flight" "$key" "select * from stats.sintetis"
 python3 - "$files" <<'PY'
 import sys, time, duckdb
 con = duckdb.connect()

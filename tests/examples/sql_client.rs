@@ -3,9 +3,10 @@
 //!
 //! ```text
 //! sql_client latency pg|http URL KEY CLIENTS SECONDS SQL   ($1 = a random id up to $ID_MAX)
-//! sql_client stream pg|http-arrow URL KEY SQL
+//! sql_client stream pg|http-arrow|flight URL KEY SQL
 //! ```
-//! For `pg`, URL is `postgresql://user:key@host:port/simpul` and KEY is ignored.
+//! For `pg`, URL is `postgresql://user:key@host:port/simpul` and KEY is ignored; for
+//! `flight`, URL is `http://host:port` (the `flight: grpc://…` line, as http).
 
 use std::time::{Duration, Instant};
 
@@ -163,6 +164,26 @@ async fn stream(protocol: &str, url: &str, key: &str, sql: &str) {
                 bytes += (0..row.len())
                     .map(|i| row.get::<_, WireBytes>(i).0)
                     .sum::<u64>();
+            }
+            (rows, bytes)
+        }
+        "flight" => {
+            let channel = tonic::transport::Endpoint::from_shared(url.to_string())
+                .expect("url")
+                .connect()
+                .await
+                .expect("connect");
+            let mut client = arrow_flight::sql::client::FlightSqlServiceClient::new(channel);
+            client.set_token(key.to_string());
+            let info = client.execute(sql.to_string(), None).await.expect("execute");
+            let (mut rows, mut bytes) = (0u64, 0u64);
+            for endpoint in info.endpoint {
+                let ticket = endpoint.ticket.expect("ticket");
+                let mut stream = client.do_get(ticket).await.expect("do_get");
+                while let Some(batch) = stream.try_next().await.expect("batch") {
+                    rows += batch.num_rows() as u64;
+                    bytes += batch.get_array_memory_size() as u64;
+                }
             }
             (rows, bytes)
         }
