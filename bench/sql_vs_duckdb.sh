@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 source bench/lib.sh
 rows="${1:-10000000}"
 seconds="${SECONDS_PER_POINT:-10}"
+parts="${PARTS:-latency stream aggregate}"   # a subset runs only those sections
 simpul="$(release_simpul)"
 client="$(dirname "$simpul")/examples/sql_client"
 [ -x "$client" ] || { echo "build it first: cargo build --release -p simpul-tests --example sql_client" >&2; exit 1; }
@@ -38,6 +39,7 @@ pg_url="postgresql://admin:$key@$pg/simpul"
 flight="http://$(sed -n 's/^flight: grpc:\/\///p' "$work/serve.out")"
 files="$work/hub/lake/stats/sintetis/*.parquet"
 
+if [[ " $parts " == *" latency "* ]]; then
 echo "## latency ($seconds s per point)"
 lookup='select id, kode_wilayah, nilai from stats.sintetis where id = $1'
 for sql in "select 1" "$lookup"; do
@@ -47,6 +49,9 @@ for sql in "select 1" "$lookup"; do
   done
 done
 
+fi
+
+if [[ " $parts " == *" stream "* ]]; then
 echo "## streaming select * ($rows rows)"
 "$client" stream http-arrow "$http" "$key" "select * from stats.sintetis"
 "$client" stream pg "$pg_url" - "select * from stats.sintetis"
@@ -55,7 +60,7 @@ python3 - "$files" <<'PY'
 import sys, time, duckdb
 con = duckdb.connect()
 start = time.perf_counter()
-reader = con.execute(f"select * from read_parquet('{sys.argv[1]}')").fetch_record_batch(1 << 16)
+reader = con.sql(f"select * from read_parquet('{sys.argv[1]}')").to_arrow_reader(1 << 16)
 rows = nbytes = 0
 for batch in reader:
     rows += batch.num_rows
@@ -64,6 +69,9 @@ s = time.perf_counter() - start
 print(f"duckdb-local rows={rows} seconds={s:.2f} rows_per_s={rows / s:.0f} mb_per_s={nbytes / 1e6 / s:.0f}")
 PY
 
+fi
+
+if [[ " $parts " == *" aggregate "* ]]; then
 echo "## aggregations (median of 5)"
 python3 - "$pg_url" "$files" <<'PY'
 import statistics, sys, time
@@ -76,7 +84,7 @@ queries = {
     "by kecamatan and year": "select kode_kecamatan, tahun, count(*) as n, max(nilai) as tertinggi "
     "from {t} group by kode_kecamatan, tahun order by kode_kecamatan, tahun",
     "by desa, filtered": "select kode_wilayah, count(*) as n, avg(nilai) as rata from {t} "
-    "where tahun >= 2020 and nilai > 5000 group by kode_wilayah order by n desc limit 10",
+    "where tahun >= 2020 and nilai > 5000 group by kode_wilayah order by n desc, kode_wilayah limit 10",
 }
 
 def median(run):
@@ -98,3 +106,4 @@ with psycopg.connect(pg_url, autocommit=True) as pg:
         assert [r[:2] for r in simpul_rows] == [tuple(r[:2]) for r in duck_rows], name
         print(f"| {name} | {simpul_s:.3f} | {duck_s:.3f} | {simpul_s / duck_s:.2f}x |")
 PY
+fi

@@ -125,6 +125,13 @@ async fn latency(protocol: &str, url: &str, key: &str, clients: usize, run: Dura
     );
 }
 
+/// The bytes of an array's buffers (not their capacity), about its size on the wire.
+fn buffer_bytes(data: &arrow::array::ArrayData) -> u64 {
+    let own: usize = data.buffers().iter().map(|b| b.len()).sum::<usize>()
+        + data.nulls().map_or(0, |n| n.buffer().len());
+    own as u64 + data.child_data().iter().map(buffer_bytes).sum::<u64>()
+}
+
 /// The size of a value as it came over the wire, whatever its type.
 struct WireBytes(u64);
 
@@ -182,7 +189,7 @@ async fn stream(protocol: &str, url: &str, key: &str, sql: &str) {
                 let mut stream = client.do_get(ticket).await.expect("do_get");
                 while let Some(batch) = stream.try_next().await.expect("batch") {
                     rows += batch.num_rows() as u64;
-                    bytes += batch.get_array_memory_size() as u64;
+                    bytes += batch.columns().iter().map(|c| buffer_bytes(&c.to_data())).sum::<u64>();
                 }
             }
             (rows, bytes)
