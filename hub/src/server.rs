@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::serve::ListenerExt;
 use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::serve::ListenerExt;
 use metrics_exporter_prometheus::PrometheusHandle;
 use simpul_catalog::{Catalog, SessionSettings};
 use simpul_pipelines::Runner;

@@ -182,14 +182,21 @@ async fn stream(protocol: &str, url: &str, key: &str, sql: &str) {
                 .expect("connect");
             let mut client = arrow_flight::sql::client::FlightSqlServiceClient::new(channel);
             client.set_token(key.to_string());
-            let info = client.execute(sql.to_string(), None).await.expect("execute");
+            let info = client
+                .execute(sql.to_string(), None)
+                .await
+                .expect("execute");
             let (mut rows, mut bytes) = (0u64, 0u64);
             for endpoint in info.endpoint {
                 let ticket = endpoint.ticket.expect("ticket");
                 let mut stream = client.do_get(ticket).await.expect("do_get");
                 while let Some(batch) = stream.try_next().await.expect("batch") {
                     rows += batch.num_rows() as u64;
-                    bytes += batch.columns().iter().map(|c| buffer_bytes(&c.to_data())).sum::<u64>();
+                    bytes += batch
+                        .columns()
+                        .iter()
+                        .map(|c| buffer_bytes(&c.to_data()))
+                        .sum::<u64>();
                 }
             }
             (rows, bytes)
