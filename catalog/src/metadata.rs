@@ -273,14 +273,6 @@ impl StateStore {
         row.map(|r| dataset_from_row(&r)).transpose()
     }
 
-    /// The ids of every registered dataset, in order.
-    pub async fn dataset_ids(&self) -> Result<Vec<DatasetId>, CatalogError> {
-        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM datasets ORDER BY id")
-            .fetch_all(self.pool())
-            .await?;
-        Ok(ids.into_iter().filter_map(|id| id.parse().ok()).collect())
-    }
-
     /// Every dataset with the schema it is bound to, if any.
     pub async fn dataset_schema_refs(
         &self,

@@ -142,6 +142,13 @@ pub struct PlannedQuery {
 /// The masks of one table: personal column name and how it is masked.
 type Masks = Vec<(String, MaskKind)>;
 
+/// What one caller's session is made of: every dataset with its schema binding, and the
+/// masks the caller needs by table.
+struct CallerView {
+    datasets: Vec<(DatasetId, Option<String>)>,
+    masks: HashMap<String, Masks>,
+}
+
 impl Catalog {
     /// A DataFusion session that sees every registered dataset as `namespace.name` (and its
     /// rejects as `namespace.name__rejects`), through `access`. Tables are opened lazily at
@@ -152,19 +159,20 @@ impl Catalog {
         settings: &SessionSettings,
         access: &SqlAccess,
     ) -> Result<SessionContext, CatalogError> {
-        self.sql_session_with(settings, access, TimeTravelTables::default())
-            .await
+        let view = self.view(access).await?;
+        self.sql_session_with(settings, access, &view, TimeTravelTables::default())
     }
 
-    async fn sql_session_with(
+    fn sql_session_with(
         self: &Arc<Self>,
         settings: &SessionSettings,
         access: &SqlAccess,
+        view: &CallerView,
         time_travel: TimeTravelTables,
     ) -> Result<SessionContext, CatalogError> {
-        let masks = self.masks(access).await?;
+        let masks = &view.masks;
         let mut namespaces: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for id in self.state.dataset_ids().await? {
+        for (id, _) in &view.datasets {
             let tables = namespaces.entry(id.namespace().to_string()).or_default();
             tables.insert(id.name().to_string());
             tables.insert(id.rejects_name());
@@ -213,18 +221,29 @@ impl Catalog {
         Ok(ctx)
     }
 
+    /// The datasets, with one read of the state store, and the masks `access` needs.
+    async fn view(&self, access: &SqlAccess) -> Result<CallerView, CatalogError> {
+        let datasets = self.state.dataset_schema_refs().await?;
+        let masks = self.masks(&datasets, access).await?;
+        Ok(CallerView { datasets, masks })
+    }
+
     /// The masks `access` needs, by table (`namespace.name` and `namespace.name__rejects`):
     /// the personal columns of each dataset's schema, and the raw record of its rejects.
-    async fn masks(&self, access: &SqlAccess) -> Result<HashMap<String, Masks>, CatalogError> {
+    async fn masks(
+        &self,
+        datasets: &[(DatasetId, Option<String>)],
+        access: &SqlAccess,
+    ) -> Result<HashMap<String, Masks>, CatalogError> {
         let mut masks = HashMap::new();
         if access.pii {
             return Ok(masks);
         }
-        for (id, schema_ref) in self.state.dataset_schema_refs().await? {
+        for (id, schema_ref) in datasets {
             let Some(schema_ref) = schema_ref else {
                 continue;
             };
-            let binding = crate::SchemaBinding::parse(&schema_ref)?;
+            let binding = crate::SchemaBinding::parse(schema_ref)?;
             let compiled = self.schemas.resolve(&self.state, &binding).await?;
             let personal: Masks = compiled
                 .pii_columns()
@@ -267,15 +286,13 @@ impl Catalog {
         statement: &DfStatement,
     ) -> Result<SessionContext, CatalogError> {
         let wanted = time_travel::references(statement)?;
+        let view = self.view(access).await?;
         let mut loaded = TimeTravelTables::default();
-        if !wanted.is_empty() {
-            let masks = self.masks(access).await?;
-            for reference in wanted {
-                let provider = self.time_travel_provider(&reference, &masks).await?;
-                loaded.insert(reference, provider);
-            }
+        for reference in wanted {
+            let provider = self.time_travel_provider(&reference, &view.masks).await?;
+            loaded.insert(reference, provider);
         }
-        self.sql_session_with(settings, access, loaded).await
+        self.sql_session_with(settings, access, &view, loaded)
     }
 
     async fn time_travel_provider(
@@ -341,7 +358,14 @@ impl Catalog {
         provider: Arc<dyn TableProvider>,
         access: &SqlAccess,
     ) -> Result<Arc<dyn TableProvider>, CatalogError> {
-        let masks = self.masks(access).await?;
+        let datasets = [(
+            table.dataset().clone(),
+            self.state
+                .dataset(table.dataset())
+                .await?
+                .and_then(|d| d.schema_ref),
+        )];
+        let masks = self.masks(&datasets, access).await?;
         let name = table.qualified_name();
         Ok(match masks.get(&name) {
             Some(personal) => masked_provider(&name, provider, personal)?,

@@ -29,6 +29,7 @@ use arrow_flight::{
     FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
     SchemaAsIpc, Ticket,
 };
+use datafusion::catalog::CatalogProvider;
 use datafusion::common::ParamValues;
 use datafusion::scalar::ScalarValue;
 use futures::{Stream, TryStreamExt};
@@ -246,10 +247,7 @@ impl SimpulFlight {
         let (tables, stream) = match planned {
             Ok(planned) => planned,
             Err(e) => {
-                let outcome = match e {
-                    CatalogError::ReadOnly(_) | CatalogError::SqlSyntax(_) => QueryOutcome::Refused,
-                    _ => QueryOutcome::Failed,
-                };
+                let outcome = crate::query::outcome_of(&e);
                 ticket.finish(outcome, Some(e.to_string()));
                 return Err(status(e));
             }
@@ -299,30 +297,44 @@ impl SimpulFlight {
         )
     }
 
-    /// Every table the caller sees, as (schema, table, Arrow schema).
-    async fn tables(&self, client: &ApiClient) -> Result<Vec<(String, String, SchemaRef)>, Status> {
-        let ctx = self
-            .app
+    /// The `simpul` catalog as the caller sees it.
+    async fn catalog(&self, client: &ApiClient) -> Result<Arc<dyn CatalogProvider>, Status> {
+        self.app
             .catalog
             .sql_session(&self.app.session_settings(), &sql_access(client))
             .await
-            .map_err(status)?;
-        let catalog = ctx
+            .map_err(status)?
             .catalog(SQL_CATALOG)
-            .ok_or_else(|| Status::internal("the simpul catalog is missing"))?;
+            .ok_or_else(|| Status::internal("the simpul catalog is missing"))
+    }
+
+    /// Every table the caller sees, as (schema, table, Arrow schema). Tables are opened only
+    /// when their Arrow schemas are asked for; otherwise the schema is empty.
+    async fn tables(
+        &self,
+        client: &ApiClient,
+        with_schemas: bool,
+    ) -> Result<Vec<(String, String, SchemaRef)>, Status> {
+        let catalog = self.catalog(client).await?;
         let mut tables = Vec::new();
         for schema_name in catalog.schema_names() {
             let Some(schema) = catalog.schema(&schema_name) else {
                 continue;
             };
             for table in schema.table_names() {
-                if let Some(provider) = schema
-                    .table(&table)
-                    .await
-                    .map_err(|e| datafusion_status(&e))?
-                {
-                    tables.push((schema_name.clone(), table, provider.schema()));
-                }
+                let table_schema = if with_schemas {
+                    match schema
+                        .table(&table)
+                        .await
+                        .map_err(|e| datafusion_status(&e))?
+                    {
+                        Some(provider) => provider.schema(),
+                        None => continue,
+                    }
+                } else {
+                    Arc::new(Schema::empty())
+                };
+                tables.push((schema_name.clone(), table, table_schema));
             }
         }
         Ok(tables)
@@ -559,15 +571,8 @@ impl FlightSqlService for SimpulFlight {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let client = self.caller(&request).await?;
-        let mut names: Vec<String> = self
-            .tables(&client)
-            .await?
-            .into_iter()
-            .map(|(schema, _, _)| schema)
-            .collect();
-        names.dedup();
         let mut builder = query.into_builder();
-        for name in names {
+        for name in self.catalog(&client).await?.schema_names() {
             builder.append(SQL_CATALOG, name);
         }
         let schema = builder.schema();
@@ -589,7 +594,7 @@ impl FlightSqlService for SimpulFlight {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let client = self.caller(&request).await?;
-        let tables = self.tables(&client).await?;
+        let tables = self.tables(&client, query.include_schema).await?;
         let mut builder = query.into_builder();
         for (schema_name, table, table_schema) in tables {
             builder

@@ -114,6 +114,16 @@ impl Drop for Leave<'_> {
     }
 }
 
+/// How a query that failed before it ran is recorded: statements that are not allowed (a
+/// write, bad syntax) are refused, anything else failed.
+pub fn outcome_of(error: &simpul_catalog::CatalogError) -> QueryOutcome {
+    use simpul_catalog::CatalogError as E;
+    match error {
+        E::ReadOnly(_) | E::SqlSyntax(_) => QueryOutcome::Refused,
+        _ => QueryOutcome::Failed,
+    }
+}
+
 /// One query from receipt to its last row: what the query log records about it.
 #[derive(Debug)]
 pub struct QueryTicket {

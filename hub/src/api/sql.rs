@@ -54,10 +54,7 @@ pub(super) async fn run(
     let (tables, stream) = match planned {
         Ok(Ok(planned)) => planned,
         Ok(Err(e)) => {
-            let outcome = match e {
-                CatalogError::ReadOnly(_) | CatalogError::SqlSyntax(_) => QueryOutcome::Refused,
-                _ => QueryOutcome::Failed,
-            };
+            let outcome = crate::query::outcome_of(&e);
             let error = ApiError::from(e);
             ticket.finish(outcome, Some(error.detail().to_string()));
             return Err(error);

@@ -152,12 +152,12 @@ impl Parser {
         Ok(ctx)
     }
 
+    /// Plans a statement the caller has already checked read-only.
     async fn plan(
         &self,
         client: &PgSession,
         statement: &Statement,
     ) -> PgWireResult<(SessionContext, simpul_catalog::PlannedQuery)> {
-        check_read_only_statement(statement).map_err(catalog_error)?;
         let ctx = self.context(client, statement).await?;
         let planned = self
             .app
@@ -288,21 +288,24 @@ impl QueryParser for Parser {
             }
         }
         let session = session(client)?;
+        let refuse = |outcome, error: &PgWireError| {
+            QueryTicket::new(
+                &self.app.catalog.state,
+                &session.client.id,
+                "pgwire",
+                &statement.to_string(),
+            )
+            .finish(outcome, Some(error.to_string()));
+        };
+        if let Err(e) = check_read_only_statement(&statement) {
+            let error = catalog_error(e);
+            refuse(QueryOutcome::Refused, &error);
+            return Err(error);
+        }
         let planned = match self.plan(&session, &statement).await {
             Ok((_, planned)) => planned,
             Err(e) => {
-                let outcome = if check_read_only_statement(&statement).is_err() {
-                    QueryOutcome::Refused
-                } else {
-                    QueryOutcome::Failed
-                };
-                QueryTicket::new(
-                    &self.app.catalog.state,
-                    &session.client.id,
-                    "pgwire",
-                    &statement.to_string(),
-                )
-                .finish(outcome, Some(e.to_string()));
+                refuse(QueryOutcome::Failed, &e);
                 return Err(e);
             }
         };

@@ -330,7 +330,9 @@ async fn parameters_of_each_common_type_bind_and_results_come_back_typed() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn large_results_stream_row_by_row() {
+/// That rows stream rather than arrive collected is shown by the cancellation test, whose
+/// 500,000,000-row result is read 1,000 rows in; this one checks a large result whole.
+async fn a_large_result_arrives_whole_over_the_extended_protocol() {
     let hub = Hub::start();
     let client = connect(&hub, "admin", &hub.admin_key).await;
     let params: Vec<&(dyn ToSql + Sync)> = Vec::new();
