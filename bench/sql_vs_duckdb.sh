@@ -4,7 +4,8 @@
 #     and pgwire, at 1 and 32 concurrent clients (tests/examples/sql_client.rs);
 #   - streaming throughput of the whole table over HTTP Arrow, pgwire and Flight SQL, and DuckDB reading
 #     the table's Parquet files locally;
-#   - aggregations by kecamatan through pgwire (psycopg) and DuckDB, median of 5 runs each.
+#   - aggregations by kecamatan through pgwire (psycopg) and DuckDB, 11 runs each, the two
+#     alternating, median.
 # Usage: bench/sql_vs_duckdb.sh [ROWS]
 #   (needs: cargo build --release -p simpul-hub && cargo build --release -p simpul-tests
 #    --example sql_client; pip install duckdb 'psycopg[binary]')
@@ -72,7 +73,7 @@ PY
 fi
 
 if [[ " $parts " == *" aggregate "* ]]; then
-echo "## aggregations (median of 5)"
+echo "## aggregations (median of 11, alternating)"
 python3 - "$pg_url" "$files" <<'PY'
 import statistics, sys, time
 import duckdb, psycopg
@@ -87,21 +88,30 @@ queries = {
     "where tahun >= 2020 and nilai > 5000 group by kode_wilayah order by n desc, kode_wilayah limit 10",
 }
 
-def median(run):
-    times, result = [], None
-    for _ in range(5):
-        start = time.perf_counter()
-        result = run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+RUNS = 11
+
+
+def interleaved(first, second):
+    """Runs both RUNS times, alternating, so that drift in the machine's speed reaches both;
+    returns each one's median time and last result."""
+    times, results = ([], []), [None, None]
+    for _ in range(RUNS):
+        for i, run in enumerate((first, second)):
+            start = time.perf_counter()
+            results[i] = run()
+            times[i].append(time.perf_counter() - start)
+    return statistics.median(times[0]), results[0], statistics.median(times[1]), results[1]
+
 
 con = duckdb.connect()
 with psycopg.connect(pg_url, autocommit=True) as pg:
     print("| query | simpul pgwire s | duckdb s | ratio |")
     print("|---|---|---|---|")
     for name, sql in queries.items():
-        simpul_s, simpul_rows = median(lambda: pg.execute(sql.format(t="stats.sintetis")).fetchall())
-        duck_s, duck_rows = median(lambda: con.execute(sql.format(t=f"read_parquet('{files}')")).fetchall())
+        simpul_s, simpul_rows, duck_s, duck_rows = interleaved(
+            lambda: pg.execute(sql.format(t="stats.sintetis")).fetchall(),
+            lambda: con.execute(sql.format(t=f"read_parquet('{files}')")).fetchall(),
+        )
         assert len(simpul_rows) == len(duck_rows), (name, len(simpul_rows), len(duck_rows))
         assert [r[:2] for r in simpul_rows] == [tuple(r[:2]) for r in duck_rows], name
         print(f"| {name} | {simpul_s:.3f} | {duck_s:.3f} | {simpul_s / duck_s:.2f}x |")

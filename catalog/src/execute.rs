@@ -34,7 +34,9 @@ static QUERY_RUNTIME: LazyLock<Result<tokio::runtime::Runtime, String>> = LazyLo
 });
 
 /// Plans and runs a query on the query runtime and streams its batches back.
+/// Text columns leave as `Utf8` whatever the plan read them as (see [`crate::plain_text`]).
 pub async fn execute(frame: DataFrame) -> Result<SendableRecordBatchStream, CatalogError> {
+    let frame = crate::plain_text(frame)?;
     let runtime = QUERY_RUNTIME
         .as_ref()
         .map_err(|e| CatalogError::Config(e.clone()))?;

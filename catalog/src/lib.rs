@@ -21,6 +21,7 @@ mod read_only;
 mod runs;
 mod s3;
 mod saved_queries;
+mod scan;
 mod schemas;
 mod session;
 mod state;
@@ -47,6 +48,7 @@ pub use query_log::{QueryOutcome, QueryRecord};
 pub use read_only::{check_read_only, check_read_only_statement};
 pub use runs::{LineageEdge, NewRun, PipelineRun, RunOutcome, RunStatus, parse_freshness};
 pub use saved_queries::{ParamType, QueryDefinition, QueryParam, SavedQuery};
+pub use scan::{plain_text, plain_text_schema};
 pub use schemas::{CompiledCache, Registration, SchemaBinding, SchemaVersion};
 pub use session::{
     OPERATIONAL_SCHEMA, PlannedQuery, SQL_CATALOG, SessionSettings, SqlAccess, limit_rows,

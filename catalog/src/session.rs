@@ -308,7 +308,7 @@ impl Catalog {
             time_travel::Point::Version(v) => self.lake.load_version(&table, *v).await?,
             time_travel::Point::At(at) => self.lake.load_as_of(&table, *at).await?,
         };
-        let provider = delta_provider(&delta).await?;
+        let provider = crate::scan::table_provider(&delta).await?;
         Ok(match masks.get(&reference.table) {
             Some(personal) => masked_provider(&reference.table, provider, personal)?,
             None => provider,
@@ -330,7 +330,7 @@ impl Catalog {
             .verify_plan(&plan)?;
         let tables = tables_read(&plan);
         Ok(PlannedQuery {
-            frame: DataFrame::new(state, plan),
+            frame: crate::scan::plain_text(DataFrame::new(state, plan))?,
             tables,
         })
     }
@@ -347,7 +347,7 @@ impl Catalog {
             None => self.lake.load_existing(table).await?,
         };
         let resolved = delta.version().map_or(0, |v| v as i64);
-        Ok((delta_provider(&delta).await?, resolved))
+        Ok((crate::scan::table_provider(&delta).await?, resolved))
     }
 
     /// `provider` of `table` as `access` may see it: masked when the caller lacks the PII
@@ -491,7 +491,7 @@ impl SchemaProvider for NamespaceSchema {
         let Some(delta) = delta else {
             return Ok(None);
         };
-        let provider = delta_provider(&delta).await?;
+        let provider = crate::scan::table_provider(&delta).await?;
         Ok(Some(match self.masks.get(name) {
             Some(personal) => {
                 masked_provider(&format!("{}.{name}", self.namespace), provider, personal)?

@@ -328,7 +328,7 @@ impl SimpulFlight {
                         .await
                         .map_err(|e| datafusion_status(&e))?
                     {
-                        Some(provider) => provider.schema(),
+                        Some(provider) => simpul_catalog::plain_text_schema(&provider.schema()),
                         None => continue,
                     }
                 } else {
