@@ -23,6 +23,12 @@ pub enum CatalogError {
     /// A request is not acceptable as given; the message says why.
     #[error("{0}")]
     Invalid(String),
+    /// A bus member or subsystem that is not registered.
+    #[error("{0}")]
+    UnknownMember(String),
+    /// The thing to create exists already.
+    #[error("{0}")]
+    Conflict(String),
     /// A table version or time that the table does not have.
     #[error("{0}")]
     NoSuchVersion(String),

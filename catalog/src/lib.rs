@@ -8,6 +8,7 @@
 //! Knows nothing about HTTP, connectors or pipelines. Data enters through [`Lake::write`]
 //! (one atomic Delta commit) and leaves through [`Catalog::sql_session`] and [`Lake::load`].
 
+mod bus;
 mod clients;
 mod dataset_id;
 mod error;
@@ -30,6 +31,7 @@ mod time_travel;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub use bus::{BusIdentity, Member, Subsystem, check_part, valid_part};
 pub use clients::{ApiClient, Role};
 pub use dataset_id::{DatasetId, InvalidDatasetId, REJECTS_SUFFIX};
 pub use error::CatalogError;

@@ -10,7 +10,9 @@ use axum::http::request::Parts;
 use chrono::Utc;
 use rand::distr::{Alphanumeric, SampleString};
 use sha2::{Digest, Sha256};
-use simpul_catalog::{ApiClient, CatalogError, DatasetMeta, Role, SqlAccess, StateStore};
+use simpul_catalog::{
+    ApiClient, CatalogError, DatasetMeta, Role, SqlAccess, StateStore, check_part,
+};
 
 use crate::api::ApiError;
 use crate::server::AppState;
@@ -50,13 +52,6 @@ fn new_key() -> String {
     )
 }
 
-fn valid_code(code: &str) -> bool {
-    let mut chars = code.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
-        && code.len() <= 64
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
 fn valid_client_id(id: &str) -> bool {
     let mut chars = id.chars();
     matches!(chars.next(), Some('a'..='z' | '0'..='9'))
@@ -71,16 +66,11 @@ pub async fn issue_key(
     request: &NewKey,
     actor: &str,
 ) -> Result<(ApiClient, String), CatalogError> {
-    for (what, code) in [
-        ("member", &request.member),
-        ("subsystem", &request.subsystem),
-    ] {
-        if !valid_code(code) {
-            return Err(CatalogError::Invalid(format!(
-                "{what} '{code}' is not valid: use letters, digits, '-', '_' or '.' (at most 64), starting with a letter or digit"
-            )));
-        }
-    }
+    let member = request.member.to_uppercase();
+    let subsystem = request.subsystem.to_uppercase();
+    check_part("member", &member)?;
+    check_part("subsystem", &subsystem)?;
+    state.require_subsystem(&member, &subsystem).await?;
     let id = match &request.id {
         Some(id) if valid_client_id(id) => {
             if state.client(id).await?.is_some() {
@@ -99,8 +89,8 @@ pub async fn issue_key(
     };
     let client = ApiClient {
         id,
-        member: request.member.to_uppercase(),
-        subsystem: request.subsystem.to_uppercase(),
+        member,
+        subsystem,
         role: request.role,
         description: request.description.clone(),
         created_at: Utc::now(),
@@ -261,8 +251,9 @@ mod tests {
 
     #[test]
     fn member_codes_and_client_ids_are_restricted() {
-        assert!(valid_code("DINKES") && valid_code("PURWAKARTA-DINKES") && valid_code("id.jabar"));
-        assert!(!valid_code("") && !valid_code("-X") && !valid_code("a b") && !valid_code("x/y"));
+        use simpul_catalog::valid_part;
+        assert!(valid_part("DINKES") && valid_part("PURWAKARTA-DINKES") && valid_part("id.jabar"));
+        assert!(!valid_part("") && !valid_part("-X") && !valid_part("a b") && !valid_part("x/y"));
         assert!(
             valid_client_id("dinkes-semar")
                 && !valid_client_id("Dinkes")

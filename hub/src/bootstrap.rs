@@ -64,7 +64,7 @@ pub async fn prepare(catalog: &Arc<Catalog>, config: &Config) -> Result<FirstSta
             tracing::info!(schema = %file.name, version = %file.version, ?outcome, "schema from schemas_dir");
         }
     }
-    let admin_key = first_admin_key(catalog).await?;
+    let admin_key = first_admin_key(catalog, config).await?;
     load_reference_wilayah(catalog, config).await?;
     if config.demo_data {
         load_demo(catalog).await?;
@@ -78,7 +78,14 @@ pub async fn prepare(catalog: &Arc<Catalog>, config: &Config) -> Result<FirstSta
     Ok(FirstStart { admin_key })
 }
 
-async fn first_admin_key(catalog: &Arc<Catalog>) -> Result<Option<String>, String> {
+/// The hub's own member and subsystem, which the first admin key belongs to.
+const HUB_MEMBER: (&str, &str) = ("SIMPUL", "Simpul, hub data Kabupaten Purwakarta");
+const ADMIN_SUBSYSTEM: (&str, &str) = ("ADMIN", "Administrasi hub");
+
+async fn first_admin_key(
+    catalog: &Arc<Catalog>,
+    config: &Config,
+) -> Result<Option<String>, String> {
     let existing = catalog
         .state
         .client(FIRST_ADMIN_ID)
@@ -87,10 +94,19 @@ async fn first_admin_key(catalog: &Arc<Catalog>) -> Result<Option<String>, Strin
     if existing.is_some() {
         return Ok(None);
     }
+    crate::bus::ensure_registered(
+        &catalog.state,
+        &config.bus_identity()?,
+        HUB_MEMBER,
+        ADMIN_SUBSYSTEM,
+        SYSTEM_ACTOR,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let request = NewKey {
         id: Some(FIRST_ADMIN_ID.to_string()),
-        member: "SIMPUL".into(),
-        subsystem: "ADMIN".into(),
+        member: HUB_MEMBER.0.into(),
+        subsystem: ADMIN_SUBSYSTEM.0.into(),
         role: Role::Admin,
         description: "first admin key, issued at first start".into(),
     };

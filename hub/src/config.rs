@@ -44,6 +44,27 @@ pub struct Config {
     pub flight: FlightConfig,
     /// Object store options for the lake.
     pub lake: LakeConfig,
+    /// Where this hub sits in the interoperability bus.
+    pub bus: BusConfig,
+}
+
+/// The hub's bus identity: members are `INSTANCE/MEMBER_CLASS/MEMBER`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusConfig {
+    /// The X-Road instance this hub belongs to.
+    pub instance: String,
+    /// The class of this hub's members.
+    pub member_class: String,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        Self {
+            instance: "ID-JABAR".into(),
+            member_class: "GOV".into(),
+        }
+    }
 }
 
 /// Log output format.
@@ -193,6 +214,7 @@ impl Default for Config {
             pg: PgConfig::default(),
             flight: FlightConfig::default(),
             lake: LakeConfig::default(),
+            bus: BusConfig::default(),
         }
     }
 }
@@ -272,7 +294,14 @@ impl Config {
         if self.scheduler.tick_secs == 0 {
             return Err("scheduler.tick_secs must be at least 1".into());
         }
+        self.bus_identity()?;
         Ok(())
+    }
+
+    /// The hub's bus identity, checked.
+    pub fn bus_identity(&self) -> Result<simpul_catalog::BusIdentity, String> {
+        simpul_catalog::BusIdentity::new(&self.bus.instance, &self.bus.member_class)
+            .map_err(|e| e.to_string())
     }
 
     /// The lake URL, derived from `data_dir` when not set.

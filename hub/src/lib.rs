@@ -11,6 +11,7 @@
 pub mod api;
 pub mod auth;
 pub mod bootstrap;
+pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod flight;

@@ -198,7 +198,10 @@ impl From<CatalogError> for ApiError {
                 "SQL access is read-only",
                 m,
             ),
-            CatalogError::NoSuchVersion(m) => ApiError::not_found(m),
+            CatalogError::NoSuchVersion(m) | CatalogError::UnknownMember(m) => {
+                ApiError::not_found(m)
+            }
+            CatalogError::Conflict(m) => ApiError::conflict(m),
             CatalogError::DataFusion(e) => datafusion_error(*e),
             other => ApiError::internal(other),
         }

@@ -1,5 +1,6 @@
 //! The `/api/v1` routes, composed per area.
 
+mod bus;
 mod datasets;
 mod error;
 mod extract;
@@ -44,6 +45,8 @@ pub(crate) fn routes() -> Router<AppState> {
             get(pipelines::runs).post(pipelines::start),
         )
         .route("/pipelines/{name}/runs/{number}", get(pipelines::run))
+        .route("/bus/members", get(bus::members).post(bus::add_member))
+        .route("/bus/subsystems", post(bus::add_subsystem))
         .route("/queries", get(queries::list))
         .route(
             "/queries/{name}",

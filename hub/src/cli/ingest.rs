@@ -89,7 +89,7 @@ pub(super) async fn run(config: Config, args: IngestArgs) -> Result<(), String> 
                 .map_err(|e| e.to_string())?,
         },
         schema,
-        actor: format!("cli:{}", whoami()),
+        actor: super::cli_actor(),
         source: args.file.display().to_string(),
         upsert_keys: Vec::new(),
         run: None,
@@ -132,10 +132,6 @@ fn file_format(args: &IngestArgs) -> Result<FileFormat, String> {
         }
         other => Ok(other),
     }
-}
-
-fn whoami() -> String {
-    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
 }
 
 /// A bar on stderr fed from the reader's byte counter; hidden when stderr is not a terminal.

@@ -36,10 +36,7 @@ pub(super) enum KeysCommand {
 
 pub(super) async fn run(config: Config, command: KeysCommand) -> Result<(), String> {
     let catalog = bootstrap::open_catalog(&config).await?;
-    let actor = format!(
-        "cli:{}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-    );
+    let actor = super::cli_actor();
     match command {
         KeysCommand::Create {
             member,

@@ -1,5 +1,6 @@
 //! The `simpul` command line.
 
+mod bus;
 mod datasets;
 mod ingest;
 mod keys;
@@ -60,6 +61,11 @@ enum Command {
         #[command(subcommand)]
         command: keys::KeysCommand,
     },
+    /// Register and list the bus's members and subsystems.
+    Bus {
+        #[command(subcommand)]
+        command: bus::BusCommand,
+    },
     /// Print the effective configuration (defaults, file and SIMPUL_* variables combined).
     Config,
 }
@@ -97,6 +103,7 @@ fn run(cli: Cli) -> Result<(), String> {
             Command::Sql(args) => sql::run(config, args).await,
             Command::Datasets { command } => datasets::run(config, command).await,
             Command::Keys { command } => keys::run(config, command).await,
+            Command::Bus { command } => bus::run(config, command).await,
             Command::Pipelines { command } => pipelines::run(config, command).await,
             Command::Schemas { command } => schemas::run(config, command).await,
             Command::Config => {
@@ -105,6 +112,14 @@ fn run(cli: Cli) -> Result<(), String> {
             }
         }
     })
+}
+
+/// Who a command-line action is recorded as in the audit log.
+fn cli_actor() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
 }
 
 fn load_config(cli: &Cli) -> Result<Config, String> {

@@ -99,10 +99,7 @@ async fn run_now(config: &Config, definition: &PipelineDefinition) -> Result<(),
     let runner = Runner::new(catalog, &config.default_owner);
     let trigger = Trigger {
         kind: TriggerKind::Manual,
-        actor: format!(
-            "cli:{}",
-            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-        ),
+        actor: super::cli_actor(),
     };
     let started = runner
         .start(definition, &trigger)

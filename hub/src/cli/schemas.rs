@@ -104,10 +104,7 @@ pub(super) async fn run(config: Config, command: SchemasCommand) -> Result<(), S
             Ok(())
         }
         SchemasCommand::Register { paths } => {
-            let actor = format!(
-                "cli:{}",
-                std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-            );
+            let actor = super::cli_actor();
             for file in load_files(&paths)? {
                 match catalog
                     .state

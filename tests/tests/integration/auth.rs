@@ -173,6 +173,19 @@ async fn health_is_open_and_checks_state_and_lake() {
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_issued_and_revoked_over_http_take_effect_at_once() {
     let hub = Hub::start();
+    for (path, id) in [
+        ("/api/v1/bus/members", "ID-JABAR/GOV/DPMPTSP"),
+        ("/api/v1/bus/subsystems", "ID-JABAR/GOV/DPMPTSP/SIMPADU"),
+    ] {
+        let registered = hub
+            .post_json(
+                &hub.admin_key,
+                path,
+                &serde_json::json!({"id": id, "name": id}),
+            )
+            .await;
+        assert_eq!(registered.status(), 201, "{id}");
+    }
     let created: serde_json::Value = hub
         .http
         .post(format!("{}/api/v1/keys", hub.url))

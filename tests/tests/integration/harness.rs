@@ -280,8 +280,24 @@ impl Hub {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    /// Issues a key through the CLI and returns it.
+    /// Registers `member` and its `subsystem` on the bus through the CLI, unless they are.
+    pub fn register(&self, member: &str, subsystem: &str) {
+        for (kind, id) in [
+            ("members", format!("ID-JABAR/GOV/{member}")),
+            ("subsystems", format!("ID-JABAR/GOV/{member}/{subsystem}")),
+        ] {
+            let output = self.cli(&["bus", kind, "add", &id, "--name", &id]);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(
+                output.status.success() || stderr.contains("already registered"),
+                "simpul bus {kind} add {id} failed:\n{stderr}"
+            );
+        }
+    }
+
+    /// Issues a key through the CLI (registering its subsystem first) and returns it.
     pub fn key(&self, member: &str, subsystem: &str, role: &str) -> String {
+        self.register(member, subsystem);
         self.cli_ok(&[
             "keys",
             "create",
@@ -339,6 +355,22 @@ impl Hub {
         let body: serde_json::Value = response.json().await.expect("json body");
         assert_eq!(status, 200, "{sql}: {body}");
         body["rows"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// A POST of a JSON body with a key.
+    pub async fn post_json(
+        &self,
+        key: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("send post")
     }
 
     /// A GET with a key.

@@ -4,6 +4,7 @@ mod harness;
 
 mod auth;
 mod bad_input;
+mod bus;
 mod concurrency;
 mod flight_sql;
 mod ingest_and_sql;
