@@ -13,6 +13,7 @@ mod clients;
 mod dataset_id;
 mod error;
 mod execute;
+mod grants;
 mod idempotency;
 mod lake;
 mod mask;
@@ -36,6 +37,7 @@ pub use clients::{ApiClient, Role};
 pub use dataset_id::{DatasetId, InvalidDatasetId, REJECTS_SUFFIX};
 pub use error::CatalogError;
 pub use execute::execute;
+pub use grants::{Grant, Grantee, Principal, Right, Rights, may_read};
 pub use idempotency::IdempotencyClaim;
 pub use lake::{
     AppTransaction, CommitOptions, Lake, LakeTable, StagedFiles, TableStats, TableWriter,

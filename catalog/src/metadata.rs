@@ -48,6 +48,19 @@ impl fmt::Display for Classification {
     }
 }
 
+/// What the access policy needs of a dataset.
+#[derive(Debug, Clone)]
+pub struct DatasetAccessRef {
+    /// The dataset.
+    pub id: DatasetId,
+    /// Its canonical schema binding, if any.
+    pub schema_ref: Option<String>,
+    /// Who may read it.
+    pub classification: Classification,
+    /// The owning member's code.
+    pub owner: String,
+}
+
 /// What an ingest does with columns the dataset does not have (like dlt's schema contracts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -273,17 +286,24 @@ impl StateStore {
         row.map(|r| dataset_from_row(&r)).transpose()
     }
 
-    /// Every dataset with the schema it is bound to, if any.
-    pub async fn dataset_schema_refs(
-        &self,
-    ) -> Result<Vec<(DatasetId, Option<String>)>, CatalogError> {
-        let rows: Vec<(String, Option<String>)> =
-            sqlx::query_as("SELECT id, schema_ref FROM datasets ORDER BY id")
-                .fetch_all(self.pool())
-                .await?;
+    /// Every dataset with what the access policy needs: schema binding, classification and
+    /// owner.
+    pub async fn dataset_access_refs(&self) -> Result<Vec<DatasetAccessRef>, CatalogError> {
+        let rows: Vec<(String, Option<String>, String, String)> = sqlx::query_as(
+            "SELECT id, schema_ref, classification, owner FROM datasets ORDER BY id",
+        )
+        .fetch_all(self.pool())
+        .await?;
         Ok(rows
             .into_iter()
-            .filter_map(|(id, schema_ref)| id.parse().ok().map(|id| (id, schema_ref)))
+            .filter_map(|(id, schema_ref, classification, owner)| {
+                Some(DatasetAccessRef {
+                    id: id.parse().ok()?,
+                    schema_ref,
+                    classification: classification.parse().ok()?,
+                    owner,
+                })
+            })
             .collect())
     }
 

@@ -2,7 +2,7 @@
 //! caller's access (personal columns masked, operational tables for admins only), with time
 //! travel and per-query limits.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
@@ -21,6 +21,7 @@ use datafusion::sql::parser::Statement as DfStatement;
 use crate::Catalog;
 use crate::dataset_id::{DatasetId, REJECTS_SUFFIX};
 use crate::error::CatalogError;
+use crate::grants::{Principal, Right, may_read};
 use crate::lake::LakeTable;
 use crate::mask::{MaskKind, masked_provider};
 use crate::query_log::{OPERATIONAL_TABLES, OperationalTable};
@@ -104,10 +105,14 @@ impl SessionSettings {
 pub struct SqlAccess {
     /// The API client, as recorded in the query log.
     pub client_id: String,
-    /// Whether personal (`x-pii`) columns show unmasked.
+    /// Whether personal (`x-pii`) columns show unmasked in every dataset.
     pub pii: bool,
     /// Whether the operational tables (`simpul.query_log`, `simpul.audit`) exist for it.
     pub operational: bool,
+    /// The subsystem the caller acts for, whose grants and classification defaults decide
+    /// which datasets exist for it and which show personal columns. `None` sees every
+    /// dataset.
+    pub principal: Option<Principal>,
 }
 
 impl SqlAccess {
@@ -117,15 +122,18 @@ impl SqlAccess {
             client_id: client_id.to_string(),
             pii: true,
             operational: true,
+            principal: None,
         }
     }
 
-    /// Every dataset, with personal columns masked and no operational tables.
-    pub fn masked(client_id: &str) -> Self {
+    /// What `principal` may read under the access policy ([`crate::may_read`]): personal
+    /// columns masked unless it holds `pii` on the dataset, no operational tables.
+    pub fn member(client_id: &str, principal: Principal) -> Self {
         Self {
             client_id: client_id.to_string(),
             pii: false,
             operational: false,
+            principal: Some(principal),
         }
     }
 }
@@ -147,6 +155,12 @@ type Masks = Vec<(String, MaskKind)>;
 struct CallerView {
     datasets: Vec<(DatasetId, Option<String>)>,
     masks: HashMap<String, Masks>,
+}
+
+impl CallerView {
+    fn sees(&self, dataset: &DatasetId) -> bool {
+        self.datasets.iter().any(|(id, _)| id == dataset)
+    }
 }
 
 impl Catalog {
@@ -221,19 +235,45 @@ impl Catalog {
         Ok(ctx)
     }
 
-    /// The datasets, with one read of the state store, and the masks `access` needs.
+    /// The datasets `access` may read and the masks it needs, with one read of the datasets
+    /// and one of the caller's grants.
     async fn view(&self, access: &SqlAccess) -> Result<CallerView, CatalogError> {
-        let datasets = self.state.dataset_schema_refs().await?;
-        let masks = self.masks(&datasets, access).await?;
+        let all = self.state.dataset_access_refs().await?;
+        let rights = match &access.principal {
+            Some(principal) => Some((principal, self.state.rights_of(principal).await?)),
+            None => None,
+        };
+        let mut datasets = Vec::new();
+        let mut unmasked = HashSet::new();
+        for dataset in all {
+            if let Some((principal, rights)) = &rights {
+                if !may_read(
+                    principal,
+                    rights,
+                    &dataset.id,
+                    dataset.classification,
+                    &dataset.owner,
+                ) {
+                    continue;
+                }
+                if rights.has(&dataset.id, Right::Pii) {
+                    unmasked.insert(dataset.id.clone());
+                }
+            }
+            datasets.push((dataset.id, dataset.schema_ref));
+        }
+        let masks = self.masks(&datasets, access, &unmasked).await?;
         Ok(CallerView { datasets, masks })
     }
 
     /// The masks `access` needs, by table (`namespace.name` and `namespace.name__rejects`):
-    /// the personal columns of each dataset's schema, and the raw record of its rejects.
+    /// the personal columns of each dataset's schema, and the raw record of its rejects,
+    /// except in the datasets `unmasked` holds `pii` grants on.
     async fn masks(
         &self,
         datasets: &[(DatasetId, Option<String>)],
         access: &SqlAccess,
+        unmasked: &HashSet<DatasetId>,
     ) -> Result<HashMap<String, Masks>, CatalogError> {
         let mut masks = HashMap::new();
         if access.pii {
@@ -243,6 +283,9 @@ impl Catalog {
             let Some(schema_ref) = schema_ref else {
                 continue;
             };
+            if unmasked.contains(id) {
+                continue;
+            }
             let binding = crate::SchemaBinding::parse(schema_ref)?;
             let compiled = self.schemas.resolve(&self.state, &binding).await?;
             let personal: Masks = compiled
@@ -289,7 +332,7 @@ impl Catalog {
         let view = self.view(access).await?;
         let mut loaded = TimeTravelTables::default();
         for reference in wanted {
-            let provider = self.time_travel_provider(&reference, &view.masks).await?;
+            let provider = self.time_travel_provider(&reference, &view).await?;
             loaded.insert(reference, provider);
         }
         self.sql_session_with(settings, access, &view, loaded)
@@ -298,12 +341,13 @@ impl Catalog {
     async fn time_travel_provider(
         &self,
         reference: &time_travel::Reference,
-        masks: &HashMap<String, Masks>,
+        view: &CallerView,
     ) -> Result<Arc<dyn TableProvider>, CatalogError> {
         let table = reference.lake_table()?;
-        if self.state.dataset(table.dataset()).await?.is_none() {
+        if !view.sees(table.dataset()) {
             return Err(CatalogError::NotFound(table.dataset().to_string()));
         }
+        let masks = &view.masks;
         let delta = match &reference.point {
             time_travel::Point::Version(v) => self.lake.load_version(&table, *v).await?,
             time_travel::Point::At(at) => self.lake.load_as_of(&table, *at).await?,
@@ -351,23 +395,20 @@ impl Catalog {
     }
 
     /// `provider` of `table` as `access` may see it: masked when the caller lacks the PII
-    /// grant and the table holds personal columns.
+    /// grant and the table holds personal columns. A table the caller may not read does
+    /// not exist for it.
     pub async fn provider_for(
         &self,
         table: &LakeTable,
         provider: Arc<dyn TableProvider>,
         access: &SqlAccess,
     ) -> Result<Arc<dyn TableProvider>, CatalogError> {
-        let datasets = [(
-            table.dataset().clone(),
-            self.state
-                .dataset(table.dataset())
-                .await?
-                .and_then(|d| d.schema_ref),
-        )];
-        let masks = self.masks(&datasets, access).await?;
+        let view = self.view(access).await?;
+        if !view.sees(table.dataset()) {
+            return Err(CatalogError::NotFound(table.dataset().to_string()));
+        }
         let name = table.qualified_name();
-        Ok(match masks.get(&name) {
+        Ok(match view.masks.get(&name) {
             Some(personal) => masked_provider(&name, provider, personal)?,
             None => provider,
         })

@@ -11,7 +11,7 @@ use chrono::Utc;
 use rand::distr::{Alphanumeric, SampleString};
 use sha2::{Digest, Sha256};
 use simpul_catalog::{
-    ApiClient, CatalogError, DatasetMeta, Role, SqlAccess, StateStore, check_part,
+    ApiClient, CatalogError, DatasetMeta, Principal, Role, SqlAccess, StateStore, check_part,
 };
 
 use crate::api::ApiError;
@@ -145,7 +145,13 @@ pub async fn revoke_key(state: &StateStore, id: &str, actor: &str) -> Result<boo
 pub fn sql_access(client: &ApiClient) -> SqlAccess {
     match client.role {
         Role::Admin => SqlAccess::full(&client.id),
-        Role::Analyst | Role::Producer => SqlAccess::masked(&client.id),
+        Role::Analyst | Role::Producer => SqlAccess::member(
+            &client.id,
+            Principal {
+                member: client.member.clone(),
+                subsystem: client.subsystem.clone(),
+            },
+        ),
     }
 }
 
@@ -174,8 +180,8 @@ impl Caller {
         }
     }
 
-    /// What this caller sees through SQL: admins everything, others personal columns
-    /// masked (PII grants per dataset arrive with the bus's access rights).
+    /// What this caller sees through SQL: admins everything; others what the access policy
+    /// gives their subsystem (classification defaults and grants, `simpul_catalog::may_read`).
     pub fn sql_access(&self) -> SqlAccess {
         sql_access(&self.0)
     }

@@ -136,6 +136,7 @@ pub fn cache_key(
     sql: &str,
     params: &ParamValues,
     access: &SqlAccess,
+    rights: Option<&simpul_catalog::Rights>,
     versions: &[String],
 ) -> String {
     let ParamValues::Map(params) = params else {
@@ -148,8 +149,8 @@ pub fn cache_key(
     let mut hash = Sha256::new();
     hash.update(sql.as_bytes());
     hash.update(format!(
-        "{params:?}|pii={}|ops={}|{versions:?}",
-        access.pii, access.operational
+        "{params:?}|pii={}|ops={}|as={:?}|rights={rights:?}|{versions:?}",
+        access.pii, access.operational, access.principal
     ));
     hex::encode(hash.finalize())
 }

@@ -47,6 +47,11 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/pipelines/{name}/runs/{number}", get(pipelines::run))
         .route("/bus/members", get(bus::members).post(bus::add_member))
         .route("/bus/subsystems", post(bus::add_subsystem))
+        .route("/bus/groups", post(bus::add_group))
+        .route("/bus/groups/{code}/members", post(bus::add_group_member))
+        .route("/bus/grants", get(bus::grants).post(bus::add_grant))
+        .route("/bus/grants/{id}", axum::routing::delete(bus::revoke_grant))
+        .route("/bus/datasets", get(bus::datasets))
         .route("/queries", get(queries::list))
         .route(
             "/queries/{name}",

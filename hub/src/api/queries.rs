@@ -141,9 +141,15 @@ pub(super) async fn run(
         }
     };
     ticket.reads(tables);
+    // The caller's grants decide which tables exist for it and which are masked, so a
+    // result is shared only between requests holding the same rights.
+    let rights = match &access.principal {
+        Some(principal) => Some(app.catalog.state.rights_of(principal).await?),
+        None => None,
+    };
     let key = versions
         .as_ref()
-        .map(|v| cache_key(&definition.sql, &params, &access, v));
+        .map(|v| cache_key(&definition.sql, &params, &access, rights.as_ref(), v));
     let cached = key.as_deref().and_then(|k| app.query_cache.get(k));
     let hit = cached.is_some();
     let stream = match cached {

@@ -1,7 +1,10 @@
 use comfy_table::Table;
 
 use crate::bootstrap;
-use crate::bus::{Registration, list, register_member, register_subsystem};
+use crate::bus::{
+    GrantRequest, ListedGrant, Registration, grant, list, register_member, register_subsystem,
+    revoke,
+};
 use crate::config::Config;
 
 #[derive(Debug, clap::Subcommand)]
@@ -15,6 +18,54 @@ pub(super) enum BusCommand {
     Subsystems {
         #[command(subcommand)]
         command: SubsystemsCommand,
+    },
+    /// Register groups of subsystems, which grants can go to.
+    Groups {
+        #[command(subcommand)]
+        command: GroupsCommand,
+    },
+    /// Grant rights on a dataset to a subsystem or a group.
+    Grant {
+        /// The dataset, namespace.name.
+        dataset: String,
+        /// INSTANCE/CLASS/MEMBER/SUBSYSTEM, or group:CODE.
+        grantee: String,
+        /// read, publish, subscribe or pii; repeat for several.
+        #[arg(long = "right", required = true, value_parser = ["read", "publish", "subscribe", "pii"])]
+        rights: Vec<String>,
+        /// When the grant stops counting (RFC 3339, e.g. 2027-01-01T00:00:00Z).
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// Revoke a grant by id.
+    Revoke {
+        /// The grant id, as shown by `simpul bus grants`.
+        id: String,
+    },
+    /// List grants, of one dataset or all.
+    Grants {
+        /// Only this dataset's.
+        #[arg(long)]
+        dataset: Option<String>,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(super) enum GroupsCommand {
+    /// Register a group.
+    Add {
+        /// The group code, e.g. ANALIS.
+        code: String,
+        /// What the group is for.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Add a registered subsystem to a group.
+    AddMember {
+        /// The group code.
+        code: String,
+        /// INSTANCE/CLASS/MEMBER/SUBSYSTEM.
+        subsystem: String,
     },
 }
 
@@ -86,6 +137,103 @@ pub(super) async fn run(config: Config, command: BusCommand) -> Result<(), Strin
             .await
             .map_err(|e| e.to_string())?;
             eprintln!("registered member {}", member.id);
+            Ok(())
+        }
+        BusCommand::Groups {
+            command: GroupsCommand::Add { code, description },
+        } => {
+            let code = crate::bus::add_group(&catalog.state, &code, &description, &actor)
+                .await
+                .map_err(|e| e.to_string())?;
+            eprintln!("registered group:{code}");
+            Ok(())
+        }
+        BusCommand::Groups {
+            command: GroupsCommand::AddMember { code, subsystem },
+        } => {
+            crate::bus::add_to_group(&catalog.state, &identity, &code, &subsystem, &actor)
+                .await
+                .map_err(|e| e.to_string())?;
+            eprintln!("added {subsystem} to group:{}", code.to_uppercase());
+            Ok(())
+        }
+        BusCommand::Grant {
+            dataset,
+            grantee,
+            rights,
+            expires_at,
+        } => {
+            let id: simpul_catalog::DatasetId = dataset
+                .parse()
+                .map_err(|e: simpul_catalog::InvalidDatasetId| e.to_string())?;
+            let meta = catalog
+                .state
+                .dataset(&id)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("dataset {id} does not exist"))?;
+            let request = GrantRequest {
+                dataset,
+                grantee,
+                rights,
+                expires_at,
+            };
+            for granted in grant(&catalog.state, &identity, &meta, &request, &actor)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                eprintln!(
+                    "granted {} on {} to {}",
+                    granted.right, granted.dataset, granted.grantee
+                );
+                println!("{}", granted.id);
+            }
+            Ok(())
+        }
+        BusCommand::Revoke { id } => {
+            let found = catalog
+                .state
+                .grant(&id)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("there is no grant with id '{id}'"))?;
+            if revoke(&catalog.state, &found, &actor)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                eprintln!("revoked grant {id}");
+                Ok(())
+            } else {
+                Err(format!("grant '{id}' is revoked already"))
+            }
+        }
+        BusCommand::Grants { dataset } => {
+            let dataset = dataset
+                .map(|d| d.parse::<simpul_catalog::DatasetId>())
+                .transpose()
+                .map_err(|e| e.to_string())?;
+            let mut table = Table::new();
+            table.set_header([
+                "id", "dataset", "grantee", "right", "granted", "expires", "active",
+            ]);
+            for found in catalog
+                .state
+                .grants(dataset.as_ref())
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                let shown = ListedGrant::new(&found, &identity);
+                table.add_row([
+                    shown.id,
+                    shown.dataset,
+                    shown.grantee,
+                    shown.right.to_string(),
+                    shown.granted_at.to_rfc3339(),
+                    shown.expires_at.map_or("-".into(), |t| t.to_rfc3339()),
+                    if shown.active { "yes" } else { "no" }.to_string(),
+                ]);
+            }
+            println!("{table}");
             Ok(())
         }
         BusCommand::Subsystems {

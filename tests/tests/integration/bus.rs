@@ -245,3 +245,238 @@ async fn bad_identifiers_and_unknown_members_are_refused_with_the_reason() {
     let listed = hub.cli_ok(&["bus", "members", "list"]);
     assert!(listed.contains("ID-JABAR/GOV/DINKES/SEMAR"), "{listed}");
 }
+
+/// `select nik from dukcapil.penduduk order by nik` over HTTP as `key`: the NIKs, or the
+/// problem's detail when the query is refused.
+async fn niks(hub: &Hub, key: &str) -> Result<Vec<String>, String> {
+    let response = hub
+        .sql(
+            key,
+            "select nik from dukcapil.penduduk order by nik",
+            "application/json",
+        )
+        .await;
+    let ok = response.status() == 200;
+    let body: serde_json::Value = response.json().await.unwrap();
+    if !ok {
+        return Err(body["detail"].as_str().unwrap_or_default().to_string());
+    }
+    Ok(body["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["nik"].as_str().unwrap().to_string())
+        .collect())
+}
+
+/// The ids of `/api/v1/bus/datasets?allowed=true` as `key`.
+async fn allowed(hub: &Hub, key: &str) -> Vec<String> {
+    let listed: serde_json::Value = hub
+        .get(key, "/api/v1/bus/datasets?allowed=true")
+        .await
+        .json()
+        .await
+        .unwrap();
+    listed["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restricted_datasets_exist_only_for_grantees_and_pii_shows_only_with_the_pii_grant() {
+    let hub = Hub::start();
+    hub.ingest_residents();
+    let patched = hub
+        .http
+        .patch(format!("{}/api/v1/datasets/dukcapil.penduduk", hub.url))
+        .bearer_auth(&hub.admin_key)
+        .json(&json!({"owner": "DISDUKCAPIL", "classification": "restricted"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+    let owner = hub.key("DISDUKCAPIL", "SIAK", "producer");
+    let analyst = hub.key("BAPPEDA", "ANALISIS", "analyst");
+    let other = hub.key("DINKES", "SIMPUS", "analyst");
+
+    // No grant: the table does not exist for the analyst, over HTTP, records and pgwire.
+    let refused = niks(&hub, &analyst).await.unwrap_err();
+    assert!(refused.contains("dukcapil.penduduk"), "{refused}");
+    assert_eq!(
+        hub.get(&analyst, "/api/v1/datasets/dukcapil.penduduk/records")
+            .await
+            .status(),
+        404
+    );
+    let address = hub.pg_url.trim_start_matches("postgresql://");
+    let (pg, connection) = tokio_postgres::connect(
+        &format!("postgresql://bappeda-analisis:{analyst}@{address}/simpul"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let error = pg
+        .query("select nik from dukcapil.penduduk", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(error.code().unwrap().code(), "42P01", "{error}");
+    assert!(
+        !allowed(&hub, &analyst)
+            .await
+            .contains(&"dukcapil.penduduk".to_string())
+    );
+    assert!(
+        allowed(&hub, &analyst)
+            .await
+            .contains(&"ref.wilayah".to_string()),
+        "internal data is readable by any member"
+    );
+
+    // Only the owner (or an admin) grants; the grantee must be registered and well formed.
+    let grant = |key: String, body: serde_json::Value| {
+        let hub = &hub;
+        async move { hub.post_json(&key, "/api/v1/bus/grants", &body).await }
+    };
+    let by_other = grant(
+        other.clone(),
+        json!({"dataset": "dukcapil.penduduk", "grantee": "ID-JABAR/GOV/DINKES/SIMPUS", "rights": ["read"]}),
+    )
+    .await;
+    assert_eq!(by_other.status(), 403);
+    for (grantee, status) in [
+        ("ID-JABAR/GOV/BAPPEDA/ANA LISIS", 400),
+        ("ID-JABAR/GOV/BAPPEDA/TIDAK-ADA", 404),
+        ("group:TIDAK-ADA", 404),
+    ] {
+        let response = grant(
+            owner.clone(),
+            json!({"dataset": "dukcapil.penduduk", "grantee": grantee, "rights": ["read"]}),
+        )
+        .await;
+        assert_eq!(response.status(), status, "{grantee}");
+    }
+    let expired = grant(
+        owner.clone(),
+        json!({"dataset": "dukcapil.penduduk", "grantee": "ID-JABAR/GOV/BAPPEDA/ANALISIS", "rights": ["read"], "expires_at": "2020-01-01T00:00:00Z"}),
+    )
+    .await;
+    assert_eq!(expired.status(), 400, "a grant that ended before it starts");
+
+    let read = grant(
+        owner.clone(),
+        json!({"dataset": "dukcapil.penduduk", "grantee": "ID-JABAR/GOV/BAPPEDA/ANALISIS", "rights": ["read"]}),
+    )
+    .await;
+    assert_eq!(read.status(), 201);
+    let read: serde_json::Value = read.json().await.unwrap();
+    let read_id = read["grants"][0]["id"].as_str().unwrap().to_string();
+
+    // With read: rows, personal columns masked, on both protocols.
+    let masked = niks(&hub, &analyst).await.unwrap();
+    assert_eq!(masked.len(), 3);
+    assert!(
+        masked.iter().all(|n| n.contains("**********")),
+        "{masked:?}"
+    );
+    let row = pg
+        .query_one(
+            "select nik from dukcapil.penduduk order by nik limit 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, String>(0).contains("**********"));
+    assert!(
+        allowed(&hub, &analyst)
+            .await
+            .contains(&"dukcapil.penduduk".to_string())
+    );
+    assert!(
+        niks(&hub, &other).await.is_err(),
+        "another subsystem has no grant"
+    );
+
+    // pii through a group: unmasked for its members.
+    hub.post_json(
+        &hub.admin_key,
+        "/api/v1/bus/groups",
+        &json!({"code": "ANALIS", "description": "analis Bappeda"}),
+    )
+    .await
+    .error_for_status()
+    .unwrap();
+    let joined = hub
+        .post_json(
+            &hub.admin_key,
+            "/api/v1/bus/groups/ANALIS/members",
+            &json!({"id": "ID-JABAR/GOV/BAPPEDA/ANALISIS"}),
+        )
+        .await;
+    assert_eq!(joined.status(), 204);
+    let pii = grant(
+        owner.clone(),
+        json!({"dataset": "dukcapil.penduduk", "grantee": "group:ANALIS", "rights": ["pii"]}),
+    )
+    .await;
+    assert_eq!(pii.status(), 201);
+    let unmasked = niks(&hub, &analyst).await.unwrap();
+    assert_eq!(unmasked[0], "3214011505900001");
+    let row = pg
+        .query_one(
+            "select nik from dukcapil.penduduk order by nik limit 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "3214011505900001");
+
+    // Revoking read makes the table vanish again at once.
+    let revoked = hub
+        .http
+        .delete(format!("{}/api/v1/bus/grants/{read_id}", hub.url))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 204);
+    assert!(niks(&hub, &analyst).await.is_err());
+    let listed: serde_json::Value = hub
+        .get(&analyst, "/api/v1/bus/grants")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let states: Vec<(String, bool)> = listed["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["right"].as_str().unwrap().to_string(),
+                g["active"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [("read".to_string(), false)],
+        "the analyst sees the grants to its own subsystem"
+    );
+
+    let audited = hub
+        .rows("select action, actor from simpul.audit where action like 'bus.grant.%' order by at")
+        .await;
+    let actions: Vec<&str> = audited
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["bus.grant.add", "bus.grant.add", "bus.grant.revoke"]
+    );
+    assert!(audited.iter().all(|r| r["actor"] == "disdukcapil-siak"));
+}
