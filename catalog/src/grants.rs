@@ -387,6 +387,218 @@ fn grant_from_row(row: &AnyRow) -> Result<Grant, CatalogError> {
     })
 }
 
+/// Where an access request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestStatus {
+    /// Waiting for the owner.
+    Pending,
+    /// Approved: its grants exist.
+    Approved,
+    /// Rejected, with a note.
+    Rejected,
+}
+
+impl FromStr for RequestStatus {
+    type Err = CatalogError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pending" => Ok(Self::Pending),
+            "approved" => Ok(Self::Approved),
+            "rejected" => Ok(Self::Rejected),
+            other => Err(CatalogError::Invalid(format!(
+                "status must be pending, approved or rejected, not '{other}'"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for RequestStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Rejected => "rejected",
+        })
+    }
+}
+
+/// A subsystem's request for rights on a dataset.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessRequest {
+    /// The request's id.
+    pub id: String,
+    /// The dataset.
+    pub dataset: DatasetId,
+    /// Who asks: the subsystem the rights would go to.
+    #[serde(skip)]
+    pub principal: Principal,
+    /// The rights asked for.
+    pub rights: Vec<Right>,
+    /// Why, in the requester's words.
+    pub reason: String,
+    /// Where it stands.
+    pub status: RequestStatus,
+    /// The client (or CLI user) that asked.
+    pub requested_by: String,
+    /// When.
+    pub requested_at: DateTime<Utc>,
+    /// Who decided.
+    pub decided_by: Option<String>,
+    /// When.
+    pub decided_at: Option<DateTime<Utc>>,
+    /// The decider's note.
+    pub note: String,
+}
+
+const REQUEST_COLUMNS: &str = "id, dataset, member, subsystem, rights, reason, status, \
+     requested_by, requested_at, decided_by, decided_at, note";
+
+impl StateStore {
+    /// Stores a pending request from a registered subsystem.
+    pub async fn insert_access_request(
+        &self,
+        dataset: &DatasetId,
+        principal: &Principal,
+        rights: &[Right],
+        reason: &str,
+        actor: &str,
+    ) -> Result<AccessRequest, CatalogError> {
+        self.require_subsystem(&principal.member, &principal.subsystem)
+            .await?;
+        if rights.is_empty() {
+            return Err(CatalogError::Invalid(
+                "rights must name at least one of read, publish, subscribe, pii".into(),
+            ));
+        }
+        let request = AccessRequest {
+            id: uuid::Uuid::now_v7().to_string(),
+            dataset: dataset.clone(),
+            principal: principal.clone(),
+            rights: rights.to_vec(),
+            reason: reason.to_string(),
+            status: RequestStatus::Pending,
+            requested_by: actor.to_string(),
+            requested_at: Utc::now(),
+            decided_by: None,
+            decided_at: None,
+            note: String::new(),
+        };
+        let rights_text: Vec<String> = rights.iter().map(Right::to_string).collect();
+        sqlx::query(&format!(
+            "INSERT INTO bus_access_requests ({REQUEST_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, '')"
+        ))
+        .bind(&request.id)
+        .bind(dataset.to_string())
+        .bind(&principal.member)
+        .bind(&principal.subsystem)
+        .bind(rights_text.join(","))
+        .bind(reason)
+        .bind(request.status.to_string())
+        .bind(actor)
+        .bind(timestamp(request.requested_at))
+        .execute(self.pool())
+        .await?;
+        Ok(request)
+    }
+
+    /// One request by id.
+    pub async fn access_request(&self, id: &str) -> Result<Option<AccessRequest>, CatalogError> {
+        let row = sqlx::query(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM bus_access_requests WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| request_from_row(&r)).transpose()
+    }
+
+    /// Every request, oldest first, with one status when given.
+    pub async fn access_requests(
+        &self,
+        status: Option<RequestStatus>,
+    ) -> Result<Vec<AccessRequest>, CatalogError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM bus_access_requests ORDER BY requested_at, id"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        let all: Vec<AccessRequest> = rows
+            .iter()
+            .map(request_from_row)
+            .collect::<Result<_, _>>()?;
+        Ok(all
+            .into_iter()
+            .filter(|r| status.is_none_or(|s| r.status == s))
+            .collect())
+    }
+
+    /// Decides a pending request; false when it was not pending any more (another decision
+    /// came first).
+    pub async fn decide_access_request(
+        &self,
+        id: &str,
+        status: RequestStatus,
+        actor: &str,
+        note: &str,
+    ) -> Result<bool, CatalogError> {
+        let result = sqlx::query(
+            "UPDATE bus_access_requests SET status = $2, decided_by = $3, decided_at = $4, note = $5 \
+             WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(status.to_string())
+        .bind(actor)
+        .bind(timestamp(Utc::now()))
+        .bind(note)
+        .execute(self.pool())
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Puts a request back to pending (when its approval could not create the grants).
+    pub async fn reopen_access_request(&self, id: &str) -> Result<(), CatalogError> {
+        sqlx::query(
+            "UPDATE bus_access_requests SET status = 'pending', decided_by = NULL, \
+             decided_at = NULL, note = '' WHERE id = $1",
+        )
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}
+
+fn request_from_row(row: &AnyRow) -> Result<AccessRequest, CatalogError> {
+    let dataset: String = row.try_get("dataset")?;
+    let rights: String = row.try_get("rights")?;
+    let status: String = row.try_get("status")?;
+    let requested_at: String = row.try_get("requested_at")?;
+    let decided_at: Option<String> = row.try_get("decided_at")?;
+    Ok(AccessRequest {
+        id: row.try_get("id")?,
+        dataset: dataset.parse()?,
+        principal: Principal {
+            member: row.try_get("member")?,
+            subsystem: row.try_get("subsystem")?,
+        },
+        rights: rights
+            .split(',')
+            .filter(|r| !r.is_empty())
+            .map(str::parse)
+            .collect::<Result<_, _>>()?,
+        reason: row.try_get("reason")?,
+        status: status.parse()?,
+        requested_by: row.try_get("requested_by")?,
+        requested_at: parse_timestamp(&requested_at).unwrap_or_default(),
+        decided_by: row.try_get("decided_by")?,
+        decided_at: decided_at.as_deref().and_then(parse_timestamp),
+        note: row.try_get("note")?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

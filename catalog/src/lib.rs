@@ -37,7 +37,9 @@ pub use clients::{ApiClient, Role};
 pub use dataset_id::{DatasetId, InvalidDatasetId, REJECTS_SUFFIX};
 pub use error::CatalogError;
 pub use execute::execute;
-pub use grants::{Grant, Grantee, Principal, Right, Rights, may_read};
+pub use grants::{
+    AccessRequest, Grant, Grantee, Principal, RequestStatus, Right, Rights, may_read,
+};
 pub use idempotency::IdempotencyClaim;
 pub use lake::{
     AppTransaction, CommitOptions, Lake, LakeTable, StagedFiles, TableStats, TableWriter,

@@ -4,8 +4,8 @@
 use chrono::Utc;
 use serde::Serialize;
 use simpul_catalog::{
-    BusIdentity, CatalogError, DatasetMeta, Grant, Grantee, Member, Principal, Right, StateStore,
-    Subsystem, check_part,
+    AccessRequest, BusIdentity, CatalogError, DatasetMeta, Grant, Grantee, Member, Principal,
+    RequestStatus, Right, StateStore, Subsystem, check_part,
 };
 
 /// What is needed to register a member or a subsystem.
@@ -246,11 +246,7 @@ pub async fn grant(
             "rights must name at least one of read, publish, subscribe, pii".into(),
         ));
     }
-    let rights: Vec<Right> = request
-        .rights
-        .iter()
-        .map(|r| r.parse())
-        .collect::<Result<_, _>>()?;
+    let rights = parse_rights(&request.rights)?;
     let expires_at = request
         .expires_at
         .as_deref()
@@ -341,4 +337,119 @@ pub async fn add_to_group(
         )
         .await?;
     Ok(())
+}
+
+/// An access request as shown, with the requesting subsystem's full identifier.
+#[derive(Debug, Serialize)]
+pub struct ListedRequest {
+    /// `INSTANCE/CLASS/MEMBER/SUBSYSTEM` of the requester.
+    pub subsystem: String,
+    /// The request.
+    #[serde(flatten)]
+    pub request: AccessRequest,
+}
+
+impl ListedRequest {
+    /// `request` as shown.
+    pub fn new(request: AccessRequest, identity: &BusIdentity) -> Self {
+        Self {
+            subsystem: identity
+                .subsystem_id(&request.principal.member, &request.principal.subsystem),
+            request,
+        }
+    }
+}
+
+/// Parses right names.
+fn parse_rights(rights: &[String]) -> Result<Vec<Right>, CatalogError> {
+    rights.iter().map(|r| r.parse()).collect()
+}
+
+/// Records `principal`'s request for `rights` on `dataset`, audited.
+pub async fn request_access(
+    state: &StateStore,
+    identity: &BusIdentity,
+    dataset: &DatasetMeta,
+    principal: &Principal,
+    rights: &[String],
+    reason: &str,
+    actor: &str,
+) -> Result<ListedRequest, CatalogError> {
+    let rights = parse_rights(rights)?;
+    let request = state
+        .insert_access_request(&dataset.id, principal, &rights, reason, actor)
+        .await?;
+    state
+        .audit(
+            actor,
+            "bus.request.add",
+            &dataset.id.to_string(),
+            serde_json::json!({"request": request.id, "rights": rights}),
+        )
+        .await?;
+    Ok(ListedRequest::new(request, identity))
+}
+
+/// Approves a pending request, creating its grants (until `expires_at`, if given), or rejects
+/// it with `note`. The caller has checked that `actor` may manage the dataset's access.
+pub async fn decide(
+    state: &StateStore,
+    identity: &BusIdentity,
+    dataset: &DatasetMeta,
+    request: &AccessRequest,
+    approve: bool,
+    (expires_at, note): (Option<String>, &str),
+    actor: &str,
+) -> Result<(ListedRequest, Vec<ListedGrant>), CatalogError> {
+    let status = if approve {
+        RequestStatus::Approved
+    } else {
+        RequestStatus::Rejected
+    };
+    if !state
+        .decide_access_request(&request.id, status, actor, note)
+        .await?
+    {
+        let now = state
+            .access_request(&request.id)
+            .await?
+            .map_or(request.status, |r| r.status);
+        return Err(CatalogError::Conflict(format!(
+            "request {} is {now} already",
+            request.id
+        )));
+    }
+    let mut grants = Vec::new();
+    if approve {
+        let wanted = GrantRequest {
+            dataset: dataset.id.to_string(),
+            grantee: identity.subsystem_id(&request.principal.member, &request.principal.subsystem),
+            rights: request.rights.iter().map(Right::to_string).collect(),
+            expires_at,
+        };
+        match grant(state, identity, dataset, &wanted, actor).await {
+            Ok(granted) => grants = granted,
+            Err(e) => {
+                state.reopen_access_request(&request.id).await?;
+                return Err(e);
+            }
+        }
+    }
+    state
+        .audit(
+            actor,
+            if approve {
+                "bus.request.approve"
+            } else {
+                "bus.request.reject"
+            },
+            &dataset.id.to_string(),
+            serde_json::json!({"request": request.id, "note": note}),
+        )
+        .await?;
+    let decided = state
+        .access_request(&request.id)
+        .await?
+        .ok_or_else(|| CatalogError::State(format!("request {} vanished", request.id)))?;
+    Ok((ListedRequest::new(decided, identity), grants))
 }

@@ -5,13 +5,13 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use simpul_catalog::{DatasetId, DatasetMeta, Principal, Right, Role, may_read};
+use simpul_catalog::{DatasetId, DatasetMeta, Principal, RequestStatus, Right, Role, may_read};
 
 use super::{ApiError, ApiJson};
 use crate::auth::Caller;
 use crate::bus::{
-    GrantRequest, ListedGrant, Registration, grant, list, register_member, register_subsystem,
-    revoke,
+    GrantRequest, ListedGrant, ListedRequest, Registration, decide, grant, list, register_member,
+    register_subsystem, request_access, revoke,
 };
 use crate::server::AppState;
 
@@ -279,4 +279,137 @@ pub(super) async fn datasets(
         }));
     }
     Ok(Json(json!({ "datasets": listed })))
+}
+
+/// What a subsystem asks for.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewRequest {
+    dataset: String,
+    rights: Vec<String>,
+    #[serde(default)]
+    reason: String,
+}
+
+fn principal_of(caller: &Caller) -> Principal {
+    Principal {
+        member: caller.0.member.clone(),
+        subsystem: caller.0.subsystem.clone(),
+    }
+}
+
+/// `POST /api/v1/bus/requests`: the caller's subsystem asks for rights on a dataset.
+pub(super) async fn add_request(
+    State(app): State<AppState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<NewRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let dataset: DatasetId = request
+        .dataset
+        .parse()
+        .map_err(|e: simpul_catalog::InvalidDatasetId| ApiError::bad_request(e.to_string()))?;
+    let meta = app
+        .catalog
+        .state
+        .dataset(&dataset)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("dataset {dataset} does not exist")))?;
+    let listed = request_access(
+        &app.catalog.state,
+        &identity(&app)?,
+        &meta,
+        &principal_of(&caller),
+        &request.rights,
+        &request.reason,
+        caller.id(),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(json!(listed))))
+}
+
+/// `GET /api/v1/bus/requests?status=…`: admins see every request; others their own
+/// subsystem's and those on their member's datasets.
+pub(super) async fn requests(
+    State(app): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let mut status = None;
+    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        match key.as_ref() {
+            "status" => status = Some(value.parse::<RequestStatus>()?),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter '{other}'; use status"
+                )));
+            }
+        }
+    }
+    let identity = identity(&app)?;
+    let state = &app.catalog.state;
+    let own = principal_of(&caller);
+    let mut listed = Vec::new();
+    for request in state.access_requests(status).await? {
+        let visible = caller.0.role == Role::Admin
+            || request.principal == own
+            || state
+                .dataset(&request.dataset)
+                .await?
+                .is_some_and(|d| d.owner == caller.0.member);
+        if visible {
+            listed.push(ListedRequest::new(request, &identity));
+        }
+    }
+    Ok(Json(json!({ "requests": listed })))
+}
+
+/// A decision on a request.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Decision {
+    #[serde(default)]
+    expires_at: Option<String>,
+    #[serde(default)]
+    note: String,
+}
+
+/// `POST /api/v1/bus/requests/{id}/approve` and `…/reject`.
+pub(super) async fn decide_request(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((id, verb)): Path<(String, String)>,
+    ApiJson(decision): ApiJson<Decision>,
+) -> Result<Json<Value>, ApiError> {
+    let approve = match verb.as_str() {
+        "approve" => true,
+        "reject" => false,
+        other => {
+            return Err(ApiError::not_found(format!(
+                "a request is approved or rejected, not '{other}'"
+            )));
+        }
+    };
+    if !approve && decision.expires_at.is_some() {
+        return Err(ApiError::bad_request(
+            "expires_at belongs to an approval, not to a rejection",
+        ));
+    }
+    let request = app
+        .catalog
+        .state
+        .access_request(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("there is no access request with id '{id}'")))?;
+    let meta = managed_dataset(&app, &caller, &request.dataset).await?;
+    let (decided, grants) = decide(
+        &app.catalog.state,
+        &identity(&app)?,
+        &meta,
+        &request,
+        approve,
+        (decision.expires_at, &decision.note),
+        caller.id(),
+    )
+    .await?;
+    Ok(Json(json!({ "request": decided, "grants": grants })))
 }

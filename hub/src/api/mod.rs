@@ -52,6 +52,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/bus/grants", get(bus::grants).post(bus::add_grant))
         .route("/bus/grants/{id}", axum::routing::delete(bus::revoke_grant))
         .route("/bus/datasets", get(bus::datasets))
+        .route("/bus/requests", get(bus::requests).post(bus::add_request))
+        .route("/bus/requests/{id}/{verb}", post(bus::decide_request))
         .route("/queries", get(queries::list))
         .route(
             "/queries/{name}",

@@ -2,8 +2,8 @@ use comfy_table::Table;
 
 use crate::bootstrap;
 use crate::bus::{
-    GrantRequest, ListedGrant, Registration, grant, list, register_member, register_subsystem,
-    revoke,
+    GrantRequest, ListedGrant, ListedRequest, Registration, decide, grant, list, register_member,
+    register_subsystem, request_access, revoke,
 };
 use crate::config::Config;
 
@@ -47,6 +47,45 @@ pub(super) enum BusCommand {
         /// Only this dataset's.
         #[arg(long)]
         dataset: Option<String>,
+    },
+    /// Ask, for a subsystem, for rights on a dataset; its owner approves or rejects.
+    Request {
+        /// The dataset, namespace.name.
+        dataset: String,
+        /// The subsystem asking: INSTANCE/CLASS/MEMBER/SUBSYSTEM.
+        #[arg(long)]
+        subsystem: String,
+        /// read, publish, subscribe or pii; repeat for several.
+        #[arg(long = "right", required = true, value_parser = ["read", "publish", "subscribe", "pii"])]
+        rights: Vec<String>,
+        /// Why the subsystem needs the data.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// List access requests.
+    Requests {
+        /// pending, approved or rejected.
+        #[arg(long, value_parser = ["pending", "approved", "rejected"])]
+        status: Option<String>,
+    },
+    /// Approve a pending request: its grants are created.
+    Approve {
+        /// The request id, as shown by `simpul bus requests`.
+        id: String,
+        /// When the grants stop counting (RFC 3339).
+        #[arg(long)]
+        expires_at: Option<String>,
+        /// A note for the requester.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Reject a pending request.
+    Reject {
+        /// The request id.
+        id: String,
+        /// Why, for the requester.
+        #[arg(long, default_value = "")]
+        note: String,
     },
 }
 
@@ -190,6 +229,85 @@ pub(super) async fn run(config: Config, command: BusCommand) -> Result<(), Strin
             }
             Ok(())
         }
+        BusCommand::Request {
+            dataset,
+            subsystem,
+            rights,
+            reason,
+        } => {
+            let meta = dataset_meta(&catalog, &dataset).await?;
+            let (member, code) = identity
+                .parse_subsystem(&subsystem)
+                .map_err(|e| e.to_string())?;
+            let principal = simpul_catalog::Principal {
+                member,
+                subsystem: code,
+            };
+            let listed = request_access(
+                &catalog.state,
+                &identity,
+                &meta,
+                &principal,
+                &rights,
+                &reason,
+                &actor,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            eprintln!(
+                "requested {} on {} for {}",
+                rights.join(", "),
+                meta.id,
+                listed.subsystem
+            );
+            println!("{}", listed.request.id);
+            Ok(())
+        }
+        BusCommand::Requests { status } => {
+            let status = status
+                .map(|s| s.parse::<simpul_catalog::RequestStatus>())
+                .transpose()
+                .map_err(|e| e.to_string())?;
+            let mut table = Table::new();
+            table.set_header([
+                "id",
+                "dataset",
+                "subsystem",
+                "rights",
+                "status",
+                "requested",
+                "reason",
+            ]);
+            for request in catalog
+                .state
+                .access_requests(status)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                let shown = ListedRequest::new(request, &identity);
+                let rights: Vec<String> =
+                    shown.request.rights.iter().map(|r| r.to_string()).collect();
+                table.add_row([
+                    shown.request.id.clone(),
+                    shown.request.dataset.to_string(),
+                    shown.subsystem.clone(),
+                    rights.join(","),
+                    shown.request.status.to_string(),
+                    shown.request.requested_at.to_rfc3339(),
+                    shown.request.reason.clone(),
+                ]);
+            }
+            println!("{table}");
+            Ok(())
+        }
+        BusCommand::Approve {
+            id,
+            expires_at,
+            note,
+        } => decide_cli(&catalog, &identity, &id, true, (expires_at, &note), &actor).await,
+        BusCommand::Reject { id, note } => {
+            decide_cli(&catalog, &identity, &id, false, (None, &note), &actor).await
+        }
         BusCommand::Revoke { id } => {
             let found = catalog
                 .state
@@ -251,4 +369,53 @@ pub(super) async fn run(config: Config, command: BusCommand) -> Result<(), Strin
             Ok(())
         }
     }
+}
+
+async fn dataset_meta(
+    catalog: &simpul_catalog::Catalog,
+    dataset: &str,
+) -> Result<simpul_catalog::DatasetMeta, String> {
+    let id: simpul_catalog::DatasetId = dataset
+        .parse()
+        .map_err(|e: simpul_catalog::InvalidDatasetId| e.to_string())?;
+    catalog
+        .state
+        .dataset(&id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("dataset {id} does not exist"))
+}
+
+async fn decide_cli(
+    catalog: &simpul_catalog::Catalog,
+    identity: &simpul_catalog::BusIdentity,
+    id: &str,
+    approve: bool,
+    terms: (Option<String>, &str),
+    actor: &str,
+) -> Result<(), String> {
+    let request = catalog
+        .state
+        .access_request(id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("there is no access request with id '{id}'"))?;
+    let meta = dataset_meta(catalog, &request.dataset.to_string()).await?;
+    let (decided, grants) = decide(
+        &catalog.state,
+        identity,
+        &meta,
+        &request,
+        approve,
+        terms,
+        actor,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    eprintln!(
+        "request {id} {}; {} grant(s) created",
+        decided.request.status,
+        grants.len()
+    );
+    Ok(())
 }

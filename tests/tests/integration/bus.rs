@@ -269,6 +269,22 @@ async fn niks(hub: &Hub, key: &str) -> Result<Vec<String>, String> {
         .collect())
 }
 
+/// The audit records whose action is `like`, oldest first, as (action, actor).
+async fn audit(hub: &Hub, like: &str) -> Vec<(String, String)> {
+    hub.rows(&format!(
+        "select action, actor from simpul.audit where action like '{like}' order by at"
+    ))
+    .await
+    .iter()
+    .map(|r| {
+        (
+            r["action"].as_str().unwrap().to_string(),
+            r["actor"].as_str().unwrap().to_string(),
+        )
+    })
+    .collect()
+}
+
 /// The ids of `/api/v1/bus/datasets?allowed=true` as `key`.
 async fn allowed(hub: &Hub, key: &str) -> Vec<String> {
     let listed: serde_json::Value = hub
@@ -467,16 +483,164 @@ async fn restricted_datasets_exist_only_for_grantees_and_pii_shows_only_with_the
         "the analyst sees the grants to its own subsystem"
     );
 
-    let audited = hub
-        .rows("select action, actor from simpul.audit where action like 'bus.grant.%' order by at")
+    let audited = audit(&hub, "bus.grant.%").await;
+    assert_eq!(
+        audited,
+        ["bus.grant.add", "bus.grant.add", "bus.grant.revoke"]
+            .map(|a| (a.to_string(), "disdukcapil-siak".to_string()))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_access_request_is_approved_by_the_owner_into_grants_or_rejected_with_a_note() {
+    let hub = Hub::start();
+    hub.ingest_residents();
+    hub.http
+        .patch(format!("{}/api/v1/datasets/dukcapil.penduduk", hub.url))
+        .bearer_auth(&hub.admin_key)
+        .json(&json!({"owner": "DISDUKCAPIL", "classification": "restricted"}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let owner = hub.key("DISDUKCAPIL", "SIAK", "producer");
+    let analyst = hub.key("BAPPEDA", "ANALISIS", "analyst");
+
+    for (body, status) in [
+        (
+            json!({"dataset": "dukcapil.tidak_ada", "rights": ["read"]}),
+            404,
+        ),
+        (
+            json!({"dataset": "dukcapil.penduduk", "rights": ["baca"]}),
+            400,
+        ),
+        (json!({"dataset": "dukcapil.penduduk", "rights": []}), 400),
+    ] {
+        let response = hub.post_json(&analyst, "/api/v1/bus/requests", &body).await;
+        assert_eq!(response.status(), status, "{body}");
+    }
+    let asked = hub
+        .post_json(
+            &analyst,
+            "/api/v1/bus/requests",
+            &json!({"dataset": "dukcapil.penduduk", "rights": ["read"], "reason": "analisis kemiskinan per desa"}),
+        )
         .await;
-    let actions: Vec<&str> = audited
-        .iter()
-        .map(|r| r["action"].as_str().unwrap())
+    assert_eq!(asked.status(), 201);
+    let asked: serde_json::Value = asked.json().await.unwrap();
+    assert_eq!(asked["status"], "pending");
+    assert_eq!(asked["subsystem"], "ID-JABAR/GOV/BAPPEDA/ANALISIS");
+    let id = asked["id"].as_str().unwrap().to_string();
+
+    // The requester cannot approve its own request; the owner sees it pending.
+    let approve = format!("/api/v1/bus/requests/{id}/approve");
+    assert_eq!(
+        hub.post_json(&analyst, &approve, &json!({})).await.status(),
+        403
+    );
+    let pending: serde_json::Value = hub
+        .get(&owner, "/api/v1/bus/requests?status=pending")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pending["requests"][0]["id"], id.as_str());
+    assert!(niks(&hub, &analyst).await.is_err(), "nothing granted yet");
+
+    let approved = hub
+        .post_json(&owner, &approve, &json!({"note": "disetujui"}))
+        .await;
+    assert_eq!(approved.status(), 200);
+    let approved: serde_json::Value = approved.json().await.unwrap();
+    assert_eq!(approved["request"]["status"], "approved");
+    assert_eq!(approved["request"]["decided_by"], "disdukcapil-siak");
+    assert_eq!(approved["grants"][0]["right"], "read");
+    let rows = niks(&hub, &analyst).await.unwrap();
+    assert_eq!(rows.len(), 3);
+    assert!(rows[0].contains("**********"), "read, not pii");
+    assert_eq!(
+        hub.post_json(&owner, &approve, &json!({})).await.status(),
+        409,
+        "decided once"
+    );
+
+    // A rejected request grants nothing and says why.
+    let pii: serde_json::Value = hub
+        .post_json(
+            &analyst,
+            "/api/v1/bus/requests",
+            &json!({"dataset": "dukcapil.penduduk", "rights": ["pii"]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let rejected: serde_json::Value = hub
+        .post_json(
+            &owner,
+            &format!(
+                "/api/v1/bus/requests/{}/reject",
+                pii["id"].as_str().unwrap()
+            ),
+            &json!({"note": "NIK tidak diperlukan untuk analisis agregat"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rejected["request"]["status"], "rejected");
+    assert_eq!(
+        rejected["request"]["note"],
+        "NIK tidak diperlukan untuk analisis agregat"
+    );
+    assert!(niks(&hub, &analyst).await.unwrap()[0].contains("**********"));
+
+    // The same workflow on the command line.
+    let puskesmas = hub.key("DINKES", "SIMPUS", "analyst");
+    let request_id = hub
+        .cli_ok(&[
+            "bus",
+            "request",
+            "dukcapil.penduduk",
+            "--subsystem",
+            "ID-JABAR/GOV/DINKES/SIMPUS",
+            "--right",
+            "read",
+            "--reason",
+            "sasaran imunisasi",
+        ])
+        .trim()
+        .to_string();
+    assert!(niks(&hub, &puskesmas).await.is_err());
+    hub.cli_ok(&[
+        "bus",
+        "approve",
+        &request_id,
+        "--expires-at",
+        "2099-01-01T00:00:00Z",
+    ]);
+    assert_eq!(niks(&hub, &puskesmas).await.unwrap().len(), 3);
+    let listed = hub.cli_ok(&["bus", "requests", "--status", "approved"]);
+    assert!(
+        listed.contains(&request_id) && listed.contains(&id),
+        "{listed}"
+    );
+    let actions: Vec<String> = audit(&hub, "bus.request.%")
+        .await
+        .into_iter()
+        .map(|(action, _)| action)
         .collect();
     assert_eq!(
         actions,
-        ["bus.grant.add", "bus.grant.add", "bus.grant.revoke"]
+        [
+            "bus.request.add",
+            "bus.request.approve",
+            "bus.request.add",
+            "bus.request.reject",
+            "bus.request.add",
+            "bus.request.approve"
+        ]
     );
-    assert!(audited.iter().all(|r| r["actor"] == "disdukcapil-siak"));
 }
