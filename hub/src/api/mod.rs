@@ -1,4 +1,6 @@
-//! The `/api/v1` routes, composed per area.
+//! The `/api/v1` routes, composed per area. One table, [`api_routes!`], makes both the
+//! router and the operation list that `/api/v1/openapi.json` is written from, so the document
+//! cannot miss a route.
 
 mod bus;
 mod datasets;
@@ -6,6 +8,7 @@ mod error;
 mod extract;
 mod ingest;
 mod keys;
+mod openapi;
 mod pipelines;
 mod queries;
 mod records;
@@ -13,50 +16,80 @@ mod schemas;
 mod sql;
 
 use axum::Router;
-use axum::routing::{get, post};
 
 pub use error::{ApiError, datafusion_error};
 pub use extract::{ApiJson, media_type};
 
 use crate::server::AppState;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/sql", post(sql::run))
-        .route("/datasets", get(datasets::list))
-        .route(
-            "/datasets/{id}",
-            get(datasets::show).patch(datasets::update),
-        )
-        .route("/datasets/{id}/versions", get(datasets::versions))
-        .route("/datasets/{id}/records", get(records::data))
-        .route("/datasets/{id}/rejects", get(records::rejects))
-        .route("/datasets/{id}/ingest", post(ingest::upload))
-        .route("/schemas", get(schemas::list))
-        .route("/schemas/{name}", get(schemas::versions))
-        .route("/schemas/{name}/{version}", get(schemas::document))
-        .route("/validate/{schema}", post(schemas::validate))
-        .route("/keys", get(keys::list).post(keys::create))
-        .route("/keys/{id}", axum::routing::delete(keys::revoke))
-        .route("/pipelines", get(pipelines::list))
-        .route("/pipelines/{name}", get(pipelines::show))
-        .route(
-            "/pipelines/{name}/runs",
-            get(pipelines::runs).post(pipelines::start),
-        )
-        .route("/pipelines/{name}/runs/{number}", get(pipelines::run))
-        .route("/bus/members", get(bus::members).post(bus::add_member))
-        .route("/bus/subsystems", post(bus::add_subsystem))
-        .route("/bus/groups", post(bus::add_group))
-        .route("/bus/groups/{code}/members", post(bus::add_group_member))
-        .route("/bus/grants", get(bus::grants).post(bus::add_grant))
-        .route("/bus/grants/{id}", axum::routing::delete(bus::revoke_grant))
-        .route("/bus/datasets", get(bus::datasets))
-        .route("/bus/requests", get(bus::requests).post(bus::add_request))
-        .route("/bus/requests/{id}/{verb}", post(bus::decide_request))
-        .route("/queries", get(queries::list))
-        .route(
-            "/queries/{name}",
-            get(queries::run).put(queries::save).delete(queries::delete),
-        )
+/// Declares every `/api/v1` route once: `"/path" => { method handler: "summary", … }`.
+/// Makes `routes()` and `OPERATIONS` (path, method, summary) from the same list.
+macro_rules! api_routes {
+    ($( $path:literal => { $( $method:ident $handler:path : $summary:literal ),+ $(,)? } )*) => {
+        pub(crate) fn routes() -> Router<AppState> {
+            Router::new() $( .route($path, api_routes!(@chain $( $method $handler ),+ )) )*
+        }
+
+        /// Every operation: path under `/api/v1`, HTTP method, summary.
+        pub(crate) const OPERATIONS: &[(&str, &str, &str)] = &[
+            $( $( ($path, stringify!($method), $summary), )+ )*
+        ];
+    };
+    (@chain $first:ident $first_handler:path $(, $method:ident $handler:path)*) => {
+        axum::routing::$first($first_handler) $( .$method($handler) )*
+    };
+}
+
+api_routes! {
+    "/sql" => { post sql::run: "Run one read-only SQL statement; results as JSON, CSV, Arrow IPC or Parquet" }
+    "/datasets" => { get datasets::list: "Search the catalog (q, owner, tag, classification, limit, offset)" }
+    "/datasets/{id}" => {
+        get datasets::show: "A dataset's metadata, schema, statistics, freshness and lineage",
+        patch datasets::update: "Change a dataset's title, description, tags, classification or owner",
+    }
+    "/datasets/{id}/versions" => { get datasets::versions: "The dataset's Delta history, newest first" }
+    "/datasets/{id}/records" => { get records::data: "Rows by filters, sort, columns and paging; version= for time travel" }
+    "/datasets/{id}/rejects" => { get records::rejects: "The dataset's rejected rows with their reasons" }
+    "/datasets/{id}/ingest" => { post ingest::upload: "Upload a file (CSV, TSV, NDJSON, JSON, Parquet, spreadsheets) into the dataset" }
+    "/schemas" => { get schemas::list: "The canonical schemas with their versions" }
+    "/schemas/{name}" => { get schemas::versions: "The versions of one canonical schema" }
+    "/schemas/{name}/{version}" => { get schemas::document: "The raw JSON Schema document of one version" }
+    "/validate/{schema}" => { post schemas::validate: "Validate a payload against a schema without writing; every error" }
+    "/keys" => {
+        get keys::list: "API clients (never their keys); admins",
+        post keys::create: "Issue a key for a registered subsystem; admins",
+    }
+    "/keys/{id}" => { delete keys::revoke: "Revoke a client's key; admins" }
+    "/pipelines" => { get pipelines::list: "Pipelines with schedule, newest run, failing state and freshness" }
+    "/pipelines/{name}" => { get pipelines::show: "One pipeline" }
+    "/pipelines/{name}/runs" => {
+        get pipelines::runs: "A pipeline's run history, newest first",
+        post pipelines::start: "Start a run (wait=true answers when it ended)",
+    }
+    "/pipelines/{name}/runs/{number}" => { get pipelines::run: "One run of a pipeline" }
+    "/bus/members" => {
+        get bus::members: "Every member with its subsystems (listClients)",
+        post bus::add_member: "Register a member, INSTANCE/CLASS/MEMBER; admins",
+    }
+    "/bus/subsystems" => { post bus::add_subsystem: "Register a subsystem, INSTANCE/CLASS/MEMBER/SUBSYSTEM; admins" }
+    "/bus/groups" => { post bus::add_group: "Register a group of subsystems; admins" }
+    "/bus/groups/{code}/members" => { post bus::add_group_member: "Add a subsystem to a group; admins" }
+    "/bus/grants" => {
+        get bus::grants: "Grants the caller may see (dataset=, allowed=true for those in force)",
+        post bus::add_grant: "Grant rights on a dataset to a subsystem or a group; owner or admin",
+    }
+    "/bus/grants/{id}" => { delete bus::revoke_grant: "Revoke a grant; owner or admin" }
+    "/bus/datasets" => { get bus::datasets: "Datasets with the caller's rights (allowedMethods with allowed=true)" }
+    "/bus/requests" => {
+        get bus::requests: "Access requests the caller may see (status=)",
+        post bus::add_request: "Ask, for the caller's subsystem, for rights on a dataset",
+    }
+    "/bus/requests/{id}/{verb}" => { post bus::decide_request: "Approve (verb approve) or reject (verb reject) a pending request; owner or admin" }
+    "/queries" => { get queries::list: "Saved queries with their SQL and parameters" }
+    "/queries/{name}" => {
+        get queries::run: "Run a saved query with its parameters",
+        put queries::save: "Save a query",
+        delete queries::delete: "Delete a saved query",
+    }
+    "/openapi.json" => { get openapi::document: "This document (getOpenAPI)" }
 }

@@ -644,3 +644,34 @@ async fn an_access_request_is_approved_by_the_owner_into_grants_or_rejected_with
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openapi_document_lists_every_route_for_a_registered_client() {
+    let hub = Hub::start();
+    let analyst = hub.key("BAPPEDA", "ANALISIS", "analyst");
+    assert_eq!(
+        hub.get("simpul_not-a-key", "/api/v1/openapi.json")
+            .await
+            .status(),
+        401
+    );
+    let document: serde_json::Value = hub
+        .get(&analyst, "/api/v1/openapi.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(document["openapi"], "3.1.0");
+    for (path, method) in [
+        ("/api/v1/bus/members", "get"),
+        ("/api/v1/bus/requests/{id}/{verb}", "post"),
+        ("/api/v1/datasets/{id}/records", "get"),
+        ("/api/v1/queries/{name}", "delete"),
+        ("/health/ready", "get"),
+    ] {
+        assert!(
+            document["paths"][path][method]["summary"].is_string(),
+            "{method} {path}"
+        );
+    }
+}

@@ -1,0 +1,155 @@
+//! `GET /api/v1/openapi.json`: an OpenAPI 3.1 document of every route, written from the same
+//! table the router is built from (`super::OPERATIONS`), plus the routes outside `/api/v1`.
+
+use axum::Json;
+use serde_json::{Map, Value, json};
+
+use crate::auth::Caller;
+
+/// Routes outside `/api/v1`: path, method, summary, whether a key is needed.
+const OTHER_OPERATIONS: &[(&str, &str, &str, bool)] = &[
+    ("/health/live", "get", "Liveness", false),
+    (
+        "/health/ready",
+        "get",
+        "Readiness: the state store and the lake answer; pipelines and freshness",
+        false,
+    ),
+    ("/metrics", "get", "Prometheus metrics", true),
+];
+
+pub(super) async fn document(_caller: Caller) -> Json<Value> {
+    Json(build())
+}
+
+/// The document.
+pub(crate) fn build() -> Value {
+    let mut paths: Map<String, Value> = Map::new();
+    let api = super::OPERATIONS
+        .iter()
+        .map(|(path, method, summary)| (format!("/api/v1{path}"), *method, *summary, true));
+    let other = OTHER_OPERATIONS
+        .iter()
+        .map(|(path, method, summary, key)| (path.to_string(), *method, *summary, *key));
+    for (path, method, summary, key) in api.chain(other) {
+        let parameters: Vec<Value> = path_parameters(&path)
+            .into_iter()
+            .map(|name| {
+                json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}})
+            })
+            .collect();
+        let mut operation = json!({
+            "summary": summary,
+            "operationId": operation_id(method, &path),
+            "tags": [tag(&path)],
+            "responses": {
+                "200": {"description": "Success"},
+                "default": {
+                    "description": "A problem (RFC 9457)",
+                    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+                }
+            }
+        });
+        if !parameters.is_empty() {
+            operation["parameters"] = Value::Array(parameters);
+        }
+        if !key {
+            operation["security"] = json!([]);
+        }
+        let entry = paths
+            .entry(path)
+            .or_insert_with(|| Value::Object(Map::new()));
+        entry[method] = operation;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Simpul",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "The data hub and interoperability bus of Kabupaten Purwakarta. Every /api/v1 route needs 'Authorization: Bearer <key>'."
+        },
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Problem": {
+                    "type": "object",
+                    "properties": {
+                        "type": {"type": "string"},
+                        "title": {"type": "string"},
+                        "status": {"type": "integer"},
+                        "detail": {"type": "string"}
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// The `{name}` parameters of a path, in order.
+fn path_parameters(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter_map(|part| part.strip_prefix('{')?.strip_suffix('}'))
+        .collect()
+}
+
+/// `get_api_v1_datasets_id_records` for `GET /api/v1/datasets/{id}/records`.
+fn operation_id(method: &str, path: &str) -> String {
+    let words: Vec<String> = path
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.trim_matches(|c| c == '{' || c == '}')
+                .replace(['.', '-'], "_")
+        })
+        .collect();
+    format!("{method}_{}", words.join("_"))
+}
+
+/// The area a path belongs to: `datasets`, `bus`, `health`.
+fn tag(path: &str) -> String {
+    let rest = path
+        .strip_prefix("/api/v1/")
+        .unwrap_or(path.trim_start_matches('/'));
+    rest.split(['/', '.']).next().unwrap_or("api").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_is_documented_once_with_its_path_parameters() {
+        let document = build();
+        let paths = document["paths"].as_object().unwrap();
+        let mut ids = std::collections::HashSet::new();
+        let mut count = 0;
+        for (path, operations) in paths {
+            for (method, operation) in operations.as_object().unwrap() {
+                count += 1;
+                assert!(
+                    ids.insert(operation["operationId"].as_str().unwrap().to_string()),
+                    "{method} {path}: operationId repeats"
+                );
+                let declared: Vec<&str> = operation["parameters"]
+                    .as_array()
+                    .map(|p| p.iter().map(|p| p["name"].as_str().unwrap()).collect())
+                    .unwrap_or_default();
+                assert_eq!(declared, path_parameters(path), "{method} {path}");
+            }
+        }
+        assert_eq!(
+            count,
+            super::super::OPERATIONS.len() + OTHER_OPERATIONS.len()
+        );
+        assert_eq!(
+            document["paths"]["/api/v1/bus/requests/{id}/{verb}"]["post"]["parameters"][1]["name"],
+            "verb"
+        );
+        assert_eq!(
+            document["paths"]["/health/live"]["get"]["security"],
+            json!([])
+        );
+    }
+}
