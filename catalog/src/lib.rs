@@ -18,6 +18,7 @@ mod idempotency;
 mod lake;
 mod mask;
 mod metadata;
+mod opmon;
 mod query_log;
 mod read_only;
 mod runs;
@@ -50,6 +51,7 @@ pub use metadata::{
     Classification, Contract, DatasetFilter, DatasetMeta, DatasetPatch, Freshness, NewDataset,
     SourceDescription,
 };
+pub use opmon::OpmonRecord;
 pub use query_log::{QueryOutcome, QueryRecord};
 pub use read_only::{check_read_only, check_read_only_statement};
 pub use runs::{LineageEdge, NewRun, PipelineRun, RunOutcome, RunStatus, parse_freshness};

@@ -100,7 +100,7 @@ impl StateStore {
 }
 
 /// The operational tables, by name in the `simpul` schema.
-pub const OPERATIONAL_TABLES: [&str; 2] = ["audit", "query_log"];
+pub const OPERATIONAL_TABLES: [&str; 3] = ["audit", "opmon", "query_log"];
 
 /// A state-store table shown to SQL, read in full when a query scans it.
 #[derive(Debug)]
@@ -114,6 +114,7 @@ pub struct OperationalTable {
 enum Operational {
     QueryLog,
     Audit,
+    Opmon,
 }
 
 fn utc_micros(name: &str) -> Field {
@@ -155,6 +156,24 @@ impl OperationalTable {
                     Field::new("detail", DataType::Utf8, false),
                 ],
             ),
+            "opmon" => (
+                Operational::Opmon,
+                vec![
+                    Field::new("id", DataType::Utf8, false),
+                    utc_micros("request_in_ts"),
+                    utc_micros("response_out_ts"),
+                    Field::new("client_id", DataType::Utf8, true),
+                    Field::new("member", DataType::Utf8, true),
+                    Field::new("subsystem", DataType::Utf8, true),
+                    Field::new("service", DataType::Utf8, false),
+                    Field::new("method", DataType::Utf8, false),
+                    Field::new("path", DataType::Utf8, false),
+                    Field::new("request_size", DataType::Int64, false),
+                    Field::new("response_size", DataType::Int64, false),
+                    Field::new("succeeded", DataType::Boolean, false),
+                    Field::new("status", DataType::Int64, false),
+                ],
+            ),
             _ => return None,
         };
         Some(Self {
@@ -173,6 +192,11 @@ impl OperationalTable {
             Operational::Audit => {
                 "SELECT id, at, actor, action, target, detail FROM audit_log ORDER BY at, id"
             }
+            Operational::Opmon => {
+                "SELECT id, request_in_ts, response_out_ts, client_id, member, subsystem, service, \
+                 method, path, request_size, response_size, succeeded, status FROM opmon \
+                 ORDER BY request_in_ts, id"
+            }
         };
         let rows = sqlx::query(sql).fetch_all(self.state.pool()).await?;
         let text = |index: usize| -> Result<ArrayRef, CatalogError> {
@@ -189,14 +213,19 @@ impl OperationalTable {
                 .collect::<Result<_, _>>()?;
             Ok(Arc::new(Int64Array::from(values)))
         };
-        let at: Vec<i64> = rows
-            .iter()
-            .map(|row| {
-                row.try_get::<String, _>(1)
-                    .map(|t| parse_timestamp(&t).map_or(0, |t| t.timestamp_micros()))
-            })
-            .collect::<Result<_, _>>()?;
-        let at: ArrayRef = Arc::new(TimestampMicrosecondArray::from(at).with_timezone("UTC"));
+        let time = |index: usize| -> Result<ArrayRef, CatalogError> {
+            let values: Vec<i64> = rows
+                .iter()
+                .map(|row| {
+                    row.try_get::<String, _>(index)
+                        .map(|t| parse_timestamp(&t).map_or(0, |t| t.timestamp_micros()))
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(Arc::new(
+                TimestampMicrosecondArray::from(values).with_timezone("UTC"),
+            ))
+        };
+        let at = time(1)?;
         let columns = match self.kind {
             Operational::QueryLog => {
                 let tables: Vec<String> = rows
@@ -223,6 +252,27 @@ impl OperationalTable {
                 ]
             }
             Operational::Audit => vec![text(0)?, at, text(2)?, text(3)?, text(4)?, text(5)?],
+            Operational::Opmon => {
+                let succeeded: Vec<bool> = rows
+                    .iter()
+                    .map(|row| row.try_get::<i64, _>(11).map(|v| v != 0))
+                    .collect::<Result<_, _>>()?;
+                vec![
+                    text(0)?,
+                    at,
+                    time(2)?,
+                    text(3)?,
+                    text(4)?,
+                    text(5)?,
+                    text(6)?,
+                    text(7)?,
+                    text(8)?,
+                    number(9)?,
+                    number(10)?,
+                    Arc::new(arrow::array::BooleanArray::from(succeeded)) as ArrayRef,
+                    number(12)?,
+                ]
+            }
         };
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }

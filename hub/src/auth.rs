@@ -238,6 +238,9 @@ where
             .await
             .map_err(ApiError::internal)?
             .ok_or_else(|| ApiError::unauthorized("this API key is unknown or has been revoked"))?;
+        if let Some(slot) = parts.extensions.get::<crate::opmon::CallerSlot>() {
+            slot.set(&client);
+        }
         Ok(Caller(client))
     }
 }

@@ -17,6 +17,7 @@ pub mod config;
 pub mod flight;
 pub mod health;
 pub mod metrics;
+pub mod opmon;
 pub mod pg;
 pub mod pipelines;
 pub mod query;

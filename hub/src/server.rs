@@ -33,6 +33,8 @@ pub struct AppInner {
     pub gate: QueryGate,
     /// Results of saved queries, keyed on the table versions they read.
     pub query_cache: ResultCache,
+    /// Where every HTTP call's op-monitoring record goes.
+    pub opmon: crate::opmon::Recorder,
 }
 
 impl std::ops::Deref for AppState {
@@ -51,7 +53,9 @@ impl AppState {
         let query_cache = ResultCache::new(
             usize::try_from(config.query.cache_mb * 1024 * 1024).unwrap_or(usize::MAX),
         );
+        let opmon = crate::opmon::Recorder::start(catalog.state.clone());
         Self(Arc::new(AppInner {
+            opmon,
             catalog,
             config,
             metrics,
@@ -75,6 +79,10 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::health::routes())
         .route("/metrics", axum::routing::get(crate::metrics::render))
         .layer(axum::middleware::from_fn(crate::metrics::track_requests))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::opmon::record,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

@@ -675,3 +675,70 @@ async fn the_openapi_document_lists_every_route_for_a_registered_client() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_call_is_in_simpul_opmon_with_its_client_service_sizes_and_outcome() {
+    let hub = Hub::start();
+    let analyst = hub.key("BAPPEDA", "ANALISIS", "analyst");
+    let listed = hub.get(&analyst, "/api/v1/datasets").await;
+    assert_eq!(listed.status(), 200);
+    let listed_bytes = listed.bytes().await.unwrap().len() as i64;
+    assert_eq!(
+        hub.get(&analyst, "/api/v1/datasets/tidak.ada")
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        hub.get("simpul_not-a-key", "/api/v1/datasets")
+            .await
+            .status(),
+        401
+    );
+    let refused = hub
+        .sql(&analyst, "select * from simpul.opmon", "application/json")
+        .await;
+    assert_eq!(refused.status(), 400, "op-monitoring is for admins");
+
+    // Records are written in the background, in batches: wait for the four calls.
+    let mut rows = Vec::new();
+    for _ in 0..100 {
+        rows = hub
+            .rows(
+                "select client_id, member, subsystem, service, method, path, request_size, \
+                 response_size, succeeded, status, response_out_ts >= request_in_ts as ordered \
+                 from simpul.opmon where path like '/api/v1/datasets%' or client_id = 'bappeda-analisis' \
+                 order by request_in_ts",
+            )
+            .await;
+        if rows.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    let list = &rows[0];
+    assert_eq!(list["client_id"], "bappeda-analisis");
+    assert_eq!(list["member"], "BAPPEDA");
+    assert_eq!(list["subsystem"], "ANALISIS");
+    assert_eq!(list["service"], "/api/v1/datasets");
+    assert_eq!(list["method"], "GET");
+    assert_eq!(list["status"], 200);
+    assert_eq!(list["succeeded"], true);
+    assert_eq!(list["response_size"], listed_bytes);
+    assert_eq!(list["ordered"], true);
+    let missing = &rows[1];
+    assert_eq!(missing["service"], "/api/v1/datasets/{id}");
+    assert_eq!(missing["path"], "/api/v1/datasets/tidak.ada");
+    assert_eq!(
+        (missing["status"].clone(), missing["succeeded"].clone()),
+        (json!(404), json!(false))
+    );
+    let anonymous = &rows[2];
+    assert_eq!(anonymous["client_id"], serde_json::Value::Null);
+    assert_eq!(anonymous["status"], 401);
+    let sql = &rows[3];
+    assert_eq!(sql["service"], "/api/v1/sql");
+    assert_eq!(sql["method"], "POST");
+    assert!(sql["request_size"].as_i64().unwrap() > 20, "{sql}");
+}
