@@ -35,32 +35,86 @@ pub struct OpmonRecord {
 }
 
 impl StateStore {
-    /// Stores records in one transaction.
+    /// Stores records in one transaction, many rows per statement.
     pub async fn insert_opmon(&self, records: &[OpmonRecord]) -> Result<(), CatalogError> {
+        const COLUMNS: usize = 13;
+        const ROWS_PER_STATEMENT: usize = 200;
         let mut tx = self.pool().begin().await?;
-        for record in records {
-            sqlx::query(
+        for chunk in records.chunks(ROWS_PER_STATEMENT) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|r| {
+                    let params: Vec<String> = (1..=COLUMNS)
+                        .map(|c| format!("${}", r * COLUMNS + c))
+                        .collect();
+                    format!("({})", params.join(", "))
+                })
+                .collect();
+            let sql = format!(
                 "INSERT INTO opmon (id, request_in_ts, response_out_ts, client_id, member, subsystem, \
-                 service, method, path, request_size, response_size, succeeded, status) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            )
-            .bind(uuid::Uuid::now_v7().to_string())
-            .bind(timestamp(record.request_in_ts))
-            .bind(timestamp(record.response_out_ts))
-            .bind(record.client_id.as_deref())
-            .bind(record.member.as_deref())
-            .bind(record.subsystem.as_deref())
-            .bind(&record.service)
-            .bind(&record.method)
-            .bind(&record.path)
-            .bind(i64::try_from(record.request_size).unwrap_or(i64::MAX))
-            .bind(i64::try_from(record.response_size).unwrap_or(i64::MAX))
-            .bind(i64::from(record.succeeded))
-            .bind(i64::from(record.status))
-            .execute(&mut *tx)
-            .await?;
+                 service, method, path, request_size, response_size, succeeded, status) VALUES {}",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for record in chunk {
+                query = query
+                    .bind(uuid::Uuid::now_v7().to_string())
+                    .bind(timestamp(record.request_in_ts))
+                    .bind(timestamp(record.response_out_ts))
+                    .bind(record.client_id.clone())
+                    .bind(record.member.clone())
+                    .bind(record.subsystem.clone())
+                    .bind(record.service.clone())
+                    .bind(record.method.clone())
+                    .bind(record.path.clone())
+                    .bind(i64::try_from(record.request_size).unwrap_or(i64::MAX))
+                    .bind(i64::try_from(record.response_size).unwrap_or(i64::MAX))
+                    .bind(i64::from(record.succeeded))
+                    .bind(i64::from(record.status));
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn batches_larger_than_one_statement_are_stored_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("state.db").display()
+        );
+        let state = StateStore::connect(&url).await.unwrap();
+        let now = Utc::now();
+        let records: Vec<OpmonRecord> = (0..450)
+            .map(|i| OpmonRecord {
+                request_in_ts: now,
+                response_out_ts: now,
+                client_id: (i % 2 == 0).then(|| "bappeda-analisis".to_string()),
+                member: None,
+                subsystem: None,
+                service: "/api/v1/sql".into(),
+                method: "POST".into(),
+                path: "/api/v1/sql".into(),
+                request_size: i,
+                response_size: 2 * i,
+                succeeded: true,
+                status: 200,
+            })
+            .collect();
+        state.insert_opmon(&records).await.unwrap();
+        let (count, sizes, clients): (i64, i64, i64) =
+            sqlx::query_as("SELECT COUNT(*), SUM(response_size), COUNT(client_id) FROM opmon")
+                .fetch_one(state.pool())
+                .await
+                .unwrap();
+        assert_eq!(count, 450);
+        assert_eq!(sizes, (0..450).map(|i| 2 * i).sum::<i64>());
+        assert_eq!(clients, 225);
     }
 }

@@ -9,6 +9,7 @@
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Request, State};
@@ -16,6 +17,7 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
 use chrono::Utc;
+use futures::FutureExt;
 use http_body::{Frame, SizeHint};
 use simpul_catalog::{ApiClient, OpmonRecord, StateStore};
 use tokio::sync::mpsc;
@@ -26,6 +28,8 @@ use crate::server::AppState;
 const QUEUE: usize = 10_000;
 /// Records per transaction, at most.
 const BATCH: usize = 500;
+/// How long the writer waits for more records before storing a batch.
+const GATHER: Duration = Duration::from_millis(100);
 
 /// Where the `Caller` extractor leaves the authenticated client for the record.
 #[derive(Debug, Clone, Default)]
@@ -55,6 +59,13 @@ impl Recorder {
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
             while rx.recv_many(&mut batch, BATCH).await > 0 {
+                // Under load, gather what arrives in the next moment too: one transaction
+                // per gathering instead of one per call.
+                if batch.len() < BATCH {
+                    tokio::time::sleep(GATHER).await;
+                    let room = BATCH - batch.len();
+                    let _ = rx.recv_many(&mut batch, room).now_or_never();
+                }
                 if let Err(e) = state.insert_opmon(&batch).await {
                     tracing::warn!(error = %e, records = batch.len(), "cannot store op-monitoring records");
                     metrics::counter!("simpul_opmon_dropped_total").increment(batch.len() as u64);

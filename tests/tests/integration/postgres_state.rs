@@ -98,4 +98,18 @@ async fn the_hub_keeps_its_state_on_postgresql() {
         hub.rows("select count(*) as n from ref.wilayah").await[0]["n"],
         210
     );
+    // Op-monitoring records land in PostgreSQL too (written in the background).
+    let mut monitored = 0;
+    for _ in 0..100 {
+        monitored = hub
+            .rows("select count(*) as n from simpul.opmon where service = '/api/v1/sql'")
+            .await[0]["n"]
+            .as_i64()
+            .unwrap();
+        if monitored > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(monitored > 0, "no op-monitoring record in PostgreSQL");
 }
