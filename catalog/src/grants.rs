@@ -347,16 +347,22 @@ impl StateStore {
             }
             .stored(),
         );
-        let rows = sqlx::query(&format!(
-            "SELECT {GRANT_COLUMNS} FROM bus_grants WHERE revoked_at IS NULL"
-        ))
-        .fetch_all(self.pool())
-        .await?;
+        // Only this principal's grants are read (`bus_grants_grantee`), on every query.
+        let placeholders: Vec<String> = (1..=grantees.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT {GRANT_COLUMNS} FROM bus_grants WHERE revoked_at IS NULL AND grantee IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for grantee in &grantees {
+            query = query.bind(grantee);
+        }
+        let rows = query.fetch_all(self.pool()).await?;
         let now = Utc::now();
         let mut rights = Rights::default();
         for grant in rows.iter().map(grant_from_row) {
             let grant = grant?;
-            if grant.active(now) && grantees.contains(&grant.grantee.stored()) {
+            if grant.active(now) {
                 rights
                     .0
                     .entry(grant.dataset.clone())
@@ -520,19 +526,24 @@ impl StateStore {
         &self,
         status: Option<RequestStatus>,
     ) -> Result<Vec<AccessRequest>, CatalogError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {REQUEST_COLUMNS} FROM bus_access_requests ORDER BY requested_at, id"
-        ))
-        .fetch_all(self.pool())
-        .await?;
-        let all: Vec<AccessRequest> = rows
-            .iter()
-            .map(request_from_row)
-            .collect::<Result<_, _>>()?;
-        Ok(all
-            .into_iter()
-            .filter(|r| status.is_none_or(|s| r.status == s))
-            .collect())
+        let rows =
+            match status {
+                Some(status) => {
+                    sqlx::query(&format!(
+                        "SELECT {REQUEST_COLUMNS} FROM bus_access_requests WHERE status = $1 \
+                     ORDER BY requested_at, id"
+                    ))
+                    .bind(status.to_string())
+                    .fetch_all(self.pool())
+                    .await?
+                }
+                None => sqlx::query(&format!(
+                    "SELECT {REQUEST_COLUMNS} FROM bus_access_requests ORDER BY requested_at, id"
+                ))
+                .fetch_all(self.pool())
+                .await?,
+            };
+        rows.iter().map(request_from_row).collect()
     }
 
     /// Decides a pending request; false when it was not pending any more (another decision

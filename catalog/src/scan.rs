@@ -93,7 +93,7 @@ impl PlainDeltaScan {
             });
         }
         Ok(Some(Self {
-            schema: with_text_views(&snapshot.arrow_schema()),
+            schema: retyped(&snapshot.arrow_schema(), as_view),
             store,
             files,
         }))
@@ -119,19 +119,32 @@ fn store_url(root: &Url) -> Option<ObjectStoreUrl> {
     }
 }
 
-/// `schema` with top-level text and binary columns as views.
-fn with_text_views(schema: &Schema) -> SchemaRef {
+/// The view type a plain text or binary type is decoded as.
+fn as_view(data_type: &DataType) -> Option<DataType> {
+    match data_type {
+        DataType::Utf8 | DataType::LargeUtf8 => Some(DataType::Utf8View),
+        DataType::Binary | DataType::LargeBinary => Some(DataType::BinaryView),
+        _ => None,
+    }
+}
+
+/// The plain type clients get for a view type.
+fn as_plain(data_type: &DataType) -> Option<DataType> {
+    match data_type {
+        DataType::Utf8View => Some(DataType::Utf8),
+        DataType::BinaryView => Some(DataType::Binary),
+        _ => None,
+    }
+}
+
+/// `schema` with each top-level field `retype` gives a type for retyped.
+fn retyped(schema: &Schema, retype: fn(&DataType) -> Option<DataType>) -> SchemaRef {
     let fields: Vec<Field> = schema
         .fields()
         .iter()
-        .map(|f| match f.data_type() {
-            DataType::Utf8 | DataType::LargeUtf8 => {
-                f.as_ref().clone().with_data_type(DataType::Utf8View)
-            }
-            DataType::Binary | DataType::LargeBinary => {
-                f.as_ref().clone().with_data_type(DataType::BinaryView)
-            }
-            _ => f.as_ref().clone(),
+        .map(|f| match retype(f.data_type()) {
+            Some(data_type) => f.as_ref().clone().with_data_type(data_type),
+            None => f.as_ref().clone(),
         })
         .collect();
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
@@ -199,46 +212,35 @@ impl TableProvider for PlainDeltaScan {
 
 /// `schema` as clients see it: view-typed columns as `Utf8`/`Binary`.
 pub fn plain_text_schema(schema: &Schema) -> SchemaRef {
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|f| match f.data_type() {
-            DataType::Utf8View => f.as_ref().clone().with_data_type(DataType::Utf8),
-            DataType::BinaryView => f.as_ref().clone().with_data_type(DataType::Binary),
-            _ => f.as_ref().clone(),
-        })
-        .collect();
-    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+    retyped(schema, as_plain)
 }
 
 /// `frame` with view-typed output columns cast back to `Utf8`/`Binary`; other frames are
 /// returned as they are.
 pub fn plain_text(frame: DataFrame) -> DfResult<DataFrame> {
     let schema = frame.schema().clone();
-    let has_views = schema
+    if !schema
         .fields()
         .iter()
-        .any(|f| matches!(f.data_type(), DataType::Utf8View | DataType::BinaryView));
-    if !has_views {
+        .any(|f| as_plain(f.data_type()).is_some())
+    {
         return Ok(frame);
     }
-    let columns: Vec<Expr> =
-        schema
-            .iter()
-            .map(|(qualifier, field)| {
-                let column = Expr::Column(datafusion::common::Column::new(
-                    qualifier.cloned(),
-                    field.name(),
-                ));
-                match field.data_type() {
-                    DataType::Utf8View => cast(column, DataType::Utf8)
-                        .alias_qualified(qualifier.cloned(), field.name()),
-                    DataType::BinaryView => cast(column, DataType::Binary)
-                        .alias_qualified(qualifier.cloned(), field.name()),
-                    _ => column,
+    let columns: Vec<Expr> = schema
+        .iter()
+        .map(|(qualifier, field)| {
+            let column = Expr::Column(datafusion::common::Column::new(
+                qualifier.cloned(),
+                field.name(),
+            ));
+            match as_plain(field.data_type()) {
+                Some(plain) => {
+                    cast(column, plain).alias_qualified(qualifier.cloned(), field.name())
                 }
-            })
-            .collect();
+                None => column,
+            }
+        })
+        .collect();
     frame.select(columns)
 }
 

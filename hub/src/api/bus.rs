@@ -1,6 +1,8 @@
 //! `/api/v1/bus`: members, subsystems and groups of the bus, grants on datasets, and the
 //! datasets a caller may use.
 
+use std::collections::HashSet;
+
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -55,19 +57,21 @@ pub(super) async fn add_subsystem(
     Ok((StatusCode::CREATED, Json(json!(subsystem))))
 }
 
-/// The query parameters of the bus listings: `allowed=true|false`, `dataset=ns.name`.
+/// The query parameters of the bus listings: `allowed=true|false`, `dataset=ns.name`,
+/// `status=pending|approved|rejected`, each listing accepting some of them.
 #[derive(Debug, Default)]
 struct ListingQuery {
     allowed: bool,
     dataset: Option<DatasetId>,
+    status: Option<RequestStatus>,
 }
 
 impl ListingQuery {
-    fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+    fn parse(raw: Option<&str>, accepted: &[&str]) -> Result<Self, ApiError> {
         let mut query = Self::default();
         for (key, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
             match key.as_ref() {
-                "allowed" => {
+                "allowed" if accepted.contains(&"allowed") => {
                     query.allowed = match value.as_ref() {
                         "true" => true,
                         "false" => false,
@@ -78,20 +82,35 @@ impl ListingQuery {
                         }
                     }
                 }
-                "dataset" => {
+                "dataset" if accepted.contains(&"dataset") => {
                     query.dataset = Some(value.parse().map_err(
                         |e: simpul_catalog::InvalidDatasetId| ApiError::bad_request(e.to_string()),
                     )?)
                 }
+                "status" if accepted.contains(&"status") => query.status = Some(value.parse()?),
                 other => {
                     return Err(ApiError::bad_request(format!(
-                        "unknown query parameter '{other}'; use allowed or dataset"
+                        "unknown query parameter '{other}'; use {}",
+                        accepted.join(" or ")
                     )));
                 }
             }
         }
         Ok(query)
     }
+}
+
+/// The datasets `member` owns, read once for a listing.
+async fn owned_by(app: &AppState, member: &str) -> Result<HashSet<DatasetId>, ApiError> {
+    Ok(app
+        .catalog
+        .state
+        .dataset_access_refs()
+        .await?
+        .into_iter()
+        .filter(|d| d.owner == member)
+        .map(|d| d.id)
+        .collect())
 }
 
 /// The dataset a grant request names, for a caller that may manage its access (admins, and
@@ -146,19 +165,15 @@ pub(super) async fn grants(
     caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let query = ListingQuery::parse(raw.as_deref())?;
+    let query = ListingQuery::parse(raw.as_deref(), &["allowed", "dataset"])?;
     let identity = identity(&app)?;
-    let state = &app.catalog.state;
     let own = identity.subsystem_id(&caller.0.member, &caller.0.subsystem);
+    let owned = owned_by(&app, &caller.0.member).await?;
     let mut listed = Vec::new();
-    for grant in state.grants(query.dataset.as_ref()).await? {
+    for grant in app.catalog.state.grants(query.dataset.as_ref()).await? {
         let shown = ListedGrant::new(&grant, &identity);
-        let visible = caller.0.role == Role::Admin
-            || shown.grantee == own
-            || state
-                .dataset(&grant.dataset)
-                .await?
-                .is_some_and(|d| d.owner == caller.0.member);
+        let visible =
+            caller.0.role == Role::Admin || shown.grantee == own || owned.contains(&grant.dataset);
         if visible && (!query.allowed || shown.active) {
             listed.push(shown);
         }
@@ -244,7 +259,7 @@ pub(super) async fn datasets(
     caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let query = ListingQuery::parse(raw.as_deref())?;
+    let query = ListingQuery::parse(raw.as_deref(), &["allowed", "dataset"])?;
     let state = &app.catalog.state;
     let principal = Principal {
         member: caller.0.member.clone(),
@@ -334,28 +349,15 @@ pub(super) async fn requests(
     caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let mut status = None;
-    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        match key.as_ref() {
-            "status" => status = Some(value.parse::<RequestStatus>()?),
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown query parameter '{other}'; use status"
-                )));
-            }
-        }
-    }
+    let query = ListingQuery::parse(raw.as_deref(), &["status"])?;
     let identity = identity(&app)?;
-    let state = &app.catalog.state;
     let own = principal_of(&caller);
+    let owned = owned_by(&app, &caller.0.member).await?;
     let mut listed = Vec::new();
-    for request in state.access_requests(status).await? {
+    for request in app.catalog.state.access_requests(query.status).await? {
         let visible = caller.0.role == Role::Admin
             || request.principal == own
-            || state
-                .dataset(&request.dataset)
-                .await?
-                .is_some_and(|d| d.owner == caller.0.member);
+            || owned.contains(&request.dataset);
         if visible {
             listed.push(ListedRequest::new(request, &identity));
         }
