@@ -26,6 +26,9 @@ pub enum CatalogError {
     /// A bus member or subsystem that is not registered.
     #[error("{0}")]
     UnknownMember(String),
+    /// The caller may not do this; the message says which right it lacks.
+    #[error("{0}")]
+    Forbidden(String),
     /// The thing to create exists already.
     #[error("{0}")]
     Conflict(String),

@@ -11,7 +11,7 @@ use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, MetadataExt, StructType, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
-use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, TableProperty};
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
@@ -288,6 +288,8 @@ impl Lake {
             .create()
             .with_table_name(table.qualified_name())
             .with_columns(kernel_schema.fields().cloned())
+            // Merges then write change files, so the change feed shows upserts as updates.
+            .with_configuration_property(TableProperty::EnableChangeDataFeed, Some("true"))
             .with_save_mode(SaveMode::Ignore)
             .await
         {
@@ -461,6 +463,53 @@ impl Lake {
         self.refreshed(table).await
     }
 
+    /// On a local lake, forces `version` of `table` to disk: its data and change files, its
+    /// log entry, and the directories that name them. A commit that returned is then durable
+    /// against a power cut, not only a process crash. Object stores are durable on return,
+    /// so there this does nothing.
+    pub async fn sync_version(&self, table: &LakeTable, version: i64) -> Result<(), CatalogError> {
+        if self.root.scheme() != "file" {
+            return Ok(());
+        }
+        let dir = self.table_url(table)?.to_file_path().map_err(|()| {
+            CatalogError::Config(format!("lake root {} is not a local path", self.root))
+        })?;
+        let io = |e: std::io::Error| {
+            CatalogError::State(format!("syncing {}: {e}", table.qualified_name()))
+        };
+        tokio::task::spawn_blocking(move || -> Result<(), std::io::Error> {
+            let log = dir.join("_delta_log").join(format!("{version:020}.json"));
+            let text = std::fs::read_to_string(&log)?;
+            let mut dirs = std::collections::BTreeSet::new();
+            for line in text.lines() {
+                let Ok(action) = serde_json::from_str::<serde_json::Value>(line) else {
+                    continue;
+                };
+                let path = ["add", "cdc"]
+                    .iter()
+                    .find_map(|kind| action.get(kind)?.get("path")?.as_str());
+                if let Some(path) = path {
+                    let decoded = percent_decode(path);
+                    let file = dir.join(decoded);
+                    std::fs::File::open(&file)?.sync_all()?;
+                    if let Some(parent) = file.parent() {
+                        dirs.insert(parent.to_path_buf());
+                    }
+                }
+            }
+            std::fs::File::open(&log)?.sync_all()?;
+            dirs.insert(dir.join("_delta_log"));
+            dirs.insert(dir.clone());
+            for d in dirs {
+                std::fs::File::open(d)?.sync_all()?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| CatalogError::State(format!("syncing {}: {e}", table.qualified_name())))?
+        .map_err(io)
+    }
+
     async fn refreshed(&self, table: &LakeTable) -> Result<DeltaTable, CatalogError> {
         self.load_existing(table).await
     }
@@ -611,7 +660,7 @@ fn version_info(version: i64, commit: &[u8]) -> VersionInfo {
     }
 }
 
-fn lake_error(table: &LakeTable, source: DeltaTableError) -> CatalogError {
+pub(crate) fn lake_error(table: &LakeTable, source: DeltaTableError) -> CatalogError {
     CatalogError::Lake {
         table: table.qualified_name(),
         source: Box::new(source),
@@ -655,6 +704,13 @@ fn commit_properties(
         }
         None => properties,
     }
+}
+
+/// Decodes the `%XX` escapes of a path in the Delta log.
+fn percent_decode(path: &str) -> String {
+    url::form_urlencoded::parse(format!("p={}", path.replace('+', "%2B")).as_bytes())
+        .next()
+        .map_or_else(|| path.to_string(), |(_, v)| v.into_owned())
 }
 
 /// Files being written for one table, not yet committed.

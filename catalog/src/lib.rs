@@ -9,6 +9,7 @@
 //! (one atomic Delta commit) and leaves through [`Catalog::sql_session`] and [`Lake::load`].
 
 mod bus;
+mod changes;
 mod clients;
 mod dataset_id;
 mod error;
@@ -17,6 +18,7 @@ mod grants;
 mod idempotency;
 mod lake;
 mod mask;
+mod messagelog;
 mod metadata;
 mod opmon;
 mod query_log;
@@ -27,6 +29,7 @@ mod saved_queries;
 mod scan;
 mod schemas;
 mod session;
+mod signing;
 mod state;
 mod time_travel;
 
@@ -34,6 +37,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use bus::{BusIdentity, Member, Subsystem, check_part, valid_part};
+pub use changes::{CHANGE_TYPE, COMMIT_TIMESTAMP, COMMIT_VERSION, ChangeFeed};
 pub use clients::{ApiClient, Role};
 pub use dataset_id::{DatasetId, InvalidDatasetId, REJECTS_SUFFIX};
 pub use error::CatalogError;
@@ -47,9 +51,12 @@ pub use lake::{
     VersionInfo, WriteMode,
 };
 pub use mask::MaskKind;
+pub use messagelog::{
+    Broken, GENESIS_HASH, LoggedMessage, MessageEntry, Seal, Verifier, VerifyReport, seal_bytes,
+};
 pub use metadata::{
     Classification, Contract, DatasetFilter, DatasetMeta, DatasetPatch, Freshness, NewDataset,
-    SourceDescription,
+    PublishMode, SourceDescription,
 };
 pub use opmon::OpmonRecord;
 pub use query_log::{QueryOutcome, QueryRecord};
@@ -60,6 +67,9 @@ pub use scan::{plain_text, plain_text_schema};
 pub use schemas::{CompiledCache, Registration, SchemaBinding, SchemaVersion};
 pub use session::{
     OPERATIONAL_SCHEMA, PlannedQuery, SQL_CATALOG, SessionSettings, SqlAccess, limit_rows,
+};
+pub use signing::{
+    FeedSeal, PublicKey, Receipt, Signature, Signed, Signer, verify_signature, verify_with,
 };
 pub use state::{StateStore, parse_timestamp, redact_url, timestamp};
 

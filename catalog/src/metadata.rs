@@ -100,6 +100,41 @@ impl fmt::Display for Contract {
     }
 }
 
+/// How bus publishes to a dataset land.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishMode {
+    /// Every published row is added.
+    #[default]
+    Append,
+    /// A row whose primary key (`x-primary-key` of the dataset's schema) is in the table
+    /// replaces that row; the change feed shows it as an update.
+    Upsert,
+}
+
+impl FromStr for PublishMode {
+    type Err = CatalogError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "append" => Ok(Self::Append),
+            "upsert" => Ok(Self::Upsert),
+            other => Err(CatalogError::Invalid(format!(
+                "write_mode must be append or upsert, not '{other}'"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for PublishMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Append => "append",
+            Self::Upsert => "upsert",
+        })
+    }
+}
+
 /// A dataset's entry in the catalog.
 #[derive(Debug, Clone, Serialize)]
 pub struct DatasetMeta {
@@ -117,6 +152,8 @@ pub struct DatasetMeta {
     pub schema_ref: Option<String>,
     /// What ingests do with unknown columns.
     pub contract: Contract,
+    /// How bus publishes land: appended, or upserted by primary key.
+    pub write_mode: PublishMode,
     /// Free tags for search.
     pub tags: Vec<String>,
     /// When the dataset was registered.
@@ -238,9 +275,11 @@ pub struct DatasetPatch {
     pub tags: Option<Vec<String>>,
     /// New contract mode.
     pub contract: Option<Contract>,
+    /// How bus publishes land.
+    pub write_mode: Option<PublishMode>,
 }
 
-const DATASET_COLUMNS: &str = "id, title, description, owner, classification, schema_ref, contract, tags, \
+const DATASET_COLUMNS: &str = "id, title, description, owner, classification, schema_ref, contract, write_mode, tags, \
      created_at, updated_at, current_version, row_count, rejected_count, size_bytes, last_commit_at, \
      freshness_sla, refreshed_at, publisher, license";
 
@@ -494,7 +533,7 @@ impl StateStore {
         let tags = patch.tags.clone().unwrap_or(current.tags);
         sqlx::query(
             "UPDATE datasets SET title = $2, description = $3, owner = $4, classification = $5, \
-             tags = $6, updated_at = $7, contract = $8 WHERE id = $1",
+             tags = $6, updated_at = $7, contract = $8, write_mode = $9 WHERE id = $1",
         )
         .bind(id.to_string())
         .bind(patch.title.clone().unwrap_or(current.title))
@@ -509,6 +548,7 @@ impl StateStore {
         .bind(serde_json::to_string(&tags).unwrap_or_else(|_| "[]".into()))
         .bind(timestamp(Utc::now()))
         .bind(patch.contract.unwrap_or(current.contract).to_string())
+        .bind(patch.write_mode.unwrap_or(current.write_mode).to_string())
         .execute(self.pool())
         .await?;
         self.dataset(id)
@@ -527,6 +567,7 @@ fn dataset_from_row(row: &AnyRow) -> Result<DatasetMeta, CatalogError> {
     let id: String = row.try_get("id")?;
     let classification: String = row.try_get("classification")?;
     let contract: String = row.try_get("contract")?;
+    let write_mode: String = row.try_get("write_mode")?;
     let tags: String = row.try_get("tags")?;
     let created_at: String = row.try_get("created_at")?;
     let updated_at: String = row.try_get("updated_at")?;
@@ -540,6 +581,7 @@ fn dataset_from_row(row: &AnyRow) -> Result<DatasetMeta, CatalogError> {
         classification: classification.parse()?,
         schema_ref: row.try_get("schema_ref")?,
         contract: contract.parse()?,
+        write_mode: write_mode.parse()?,
         tags: serde_json::from_str(&tags).unwrap_or_default(),
         created_at: parse_timestamp(&created_at).unwrap_or_default(),
         updated_at: parse_timestamp(&updated_at).unwrap_or_default(),

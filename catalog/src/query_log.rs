@@ -100,7 +100,7 @@ impl StateStore {
 }
 
 /// The operational tables, by name in the `simpul` schema.
-pub const OPERATIONAL_TABLES: [&str; 3] = ["audit", "opmon", "query_log"];
+pub const OPERATIONAL_TABLES: [&str; 4] = ["audit", "message_log", "opmon", "query_log"];
 
 /// A state-store table shown to SQL, read in full when a query scans it.
 #[derive(Debug)]
@@ -115,6 +115,7 @@ enum Operational {
     QueryLog,
     Audit,
     Opmon,
+    MessageLog,
 }
 
 fn utc_micros(name: &str) -> Field {
@@ -174,6 +175,26 @@ impl OperationalTable {
                     Field::new("status", DataType::Int64, false),
                 ],
             ),
+            "message_log" => (
+                Operational::MessageLog,
+                vec![
+                    Field::new("message_id", DataType::Utf8, false),
+                    utc_micros("at"),
+                    Field::new("seq", DataType::Int64, false),
+                    Field::new("service", DataType::Utf8, false),
+                    Field::new("client_id", DataType::Utf8, true),
+                    Field::new("peer", DataType::Utf8, true),
+                    Field::new("dataset", DataType::Utf8, true),
+                    Field::new("version", DataType::Int64, true),
+                    Field::new("request_bytes", DataType::Int64, false),
+                    Field::new("response_bytes", DataType::Int64, false),
+                    Field::new("status", DataType::Int64, false),
+                    Field::new("payload_sha256", DataType::Utf8, true),
+                    Field::new("detail", DataType::Utf8, false),
+                    Field::new("prev_hash", DataType::Utf8, false),
+                    Field::new("hash", DataType::Utf8, false),
+                ],
+            ),
             _ => return None,
         };
         Some(Self {
@@ -196,6 +217,10 @@ impl OperationalTable {
                 "SELECT id, request_in_ts, response_out_ts, client_id, member, subsystem, service, \
                  method, path, request_size, response_size, succeeded, status FROM opmon \
                  ORDER BY request_in_ts, id"
+            }
+            Operational::MessageLog => {
+                "SELECT message_id, at, seq, service, client_id, peer, dataset, version, request_bytes, \
+                 response_bytes, status, payload_sha256, detail, prev_hash, hash FROM message_log ORDER BY seq"
             }
         };
         let rows = sqlx::query(sql).fetch_all(self.state.pool()).await?;
@@ -271,6 +296,29 @@ impl OperationalTable {
                     number(10)?,
                     Arc::new(arrow::array::BooleanArray::from(succeeded)) as ArrayRef,
                     number(12)?,
+                ]
+            }
+            Operational::MessageLog => {
+                let versions: Vec<Option<i64>> = rows
+                    .iter()
+                    .map(|row| row.try_get::<Option<i64>, _>(7))
+                    .collect::<Result<_, _>>()?;
+                vec![
+                    text(0)?,
+                    at,
+                    number(2)?,
+                    text(3)?,
+                    text(4)?,
+                    text(5)?,
+                    text(6)?,
+                    Arc::new(Int64Array::from(versions)) as ArrayRef,
+                    number(8)?,
+                    number(9)?,
+                    number(10)?,
+                    text(11)?,
+                    text(12)?,
+                    text(13)?,
+                    text(14)?,
                 ]
             }
         };

@@ -90,7 +90,7 @@ impl SessionSettings {
         config
     }
 
-    fn runtime(&self) -> Result<Arc<RuntimeEnv>, CatalogError> {
+    pub(crate) fn runtime(&self) -> Result<Arc<RuntimeEnv>, CatalogError> {
         let builder = RuntimeEnvBuilder::new();
         let builder = match self.memory_limit_bytes {
             Some(limit) => builder.with_memory_pool(Arc::new(FairSpillPool::new(limit))),
@@ -148,17 +148,17 @@ pub struct PlannedQuery {
 }
 
 /// The masks of one table: personal column name and how it is masked.
-type Masks = Vec<(String, MaskKind)>;
+pub(crate) type Masks = Vec<(String, MaskKind)>;
 
 /// What one caller's session is made of: every dataset with its schema binding, and the
 /// masks the caller needs by table.
-struct CallerView {
-    datasets: Vec<(DatasetId, Option<String>)>,
-    masks: HashMap<String, Masks>,
+pub(crate) struct CallerView {
+    pub(crate) datasets: Vec<(DatasetId, Option<String>)>,
+    pub(crate) masks: HashMap<String, Masks>,
 }
 
 impl CallerView {
-    fn sees(&self, dataset: &DatasetId) -> bool {
+    pub(crate) fn sees(&self, dataset: &DatasetId) -> bool {
         self.datasets.iter().any(|(id, _)| id == dataset)
     }
 }
@@ -237,7 +237,7 @@ impl Catalog {
 
     /// The datasets `access` may read and the masks it needs, with one read of the datasets
     /// and one of the caller's grants.
-    async fn view(&self, access: &SqlAccess) -> Result<CallerView, CatalogError> {
+    pub(crate) async fn view(&self, access: &SqlAccess) -> Result<CallerView, CatalogError> {
         let all = self.state.dataset_access_refs().await?;
         let rights = match &access.principal {
             Some(principal) => Some((principal, self.state.rights_of(principal).await?)),

@@ -56,6 +56,17 @@ pub struct BusConfig {
     pub instance: String,
     /// The class of this hub's members.
     pub member_class: String,
+    /// Most rows one group commit lands; publishes that queue while a commit runs join the
+    /// next group up to this size.
+    pub group_commit_max_rows: u64,
+    /// Attempts of a webhook delivery before it goes to dead-letter.
+    pub webhook_max_attempts: u32,
+    /// Wait before a delivery's first retry; each retry doubles it, up to an hour.
+    pub webhook_backoff_secs: u64,
+    /// How long a webhook target may take to answer one delivery.
+    pub webhook_timeout_secs: u64,
+    /// Most rows in one webhook delivery; a larger commit range is split.
+    pub webhook_max_rows: u64,
 }
 
 impl Default for BusConfig {
@@ -63,6 +74,11 @@ impl Default for BusConfig {
         Self {
             instance: "ID-JABAR".into(),
             member_class: "GOV".into(),
+            group_commit_max_rows: 50_000,
+            webhook_max_attempts: 8,
+            webhook_backoff_secs: 2,
+            webhook_timeout_secs: 10,
+            webhook_max_rows: 10_000,
         }
     }
 }

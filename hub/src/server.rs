@@ -35,6 +35,12 @@ pub struct AppInner {
     pub query_cache: ResultCache,
     /// Where every HTTP call's op-monitoring record goes.
     pub opmon: crate::opmon::Recorder,
+    /// The hub's signing key, for receipts, feeds and the message log.
+    pub signer: Arc<simpul_catalog::Signer>,
+    /// The hash-chained log of bus exchanges.
+    pub messagelog: crate::messagelog::MessageLog,
+    /// Lands bus publishes in group commits.
+    pub publisher: crate::publish::Publisher,
 }
 
 impl std::ops::Deref for AppState {
@@ -46,23 +52,42 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// Bundles the shared state.
-    pub fn new(catalog: Arc<Catalog>, config: Config, metrics: PrometheusHandle) -> Self {
+    /// Bundles the shared state: loads (or makes) the signing key and starts the message log's
+    /// writer.
+    pub async fn new(
+        catalog: Arc<Catalog>,
+        config: Config,
+        metrics: PrometheusHandle,
+    ) -> Result<Self, simpul_catalog::CatalogError> {
         let runner = Arc::new(Runner::new(catalog.clone(), &config.default_owner));
         let gate = QueryGate::new(&config.query);
         let query_cache = ResultCache::new(
             usize::try_from(config.query.cache_mb * 1024 * 1024).unwrap_or(usize::MAX),
         );
         let opmon = crate::opmon::Recorder::start(catalog.state.clone());
-        Self(Arc::new(AppInner {
+        let signer = Arc::new(
+            simpul_catalog::Signer::open(&config.data_dir.join("keys"), &catalog.state).await?,
+        );
+        let messagelog =
+            crate::messagelog::MessageLog::start(catalog.state.clone(), signer.clone()).await?;
+        let publisher = crate::publish::Publisher::new(
+            catalog.clone(),
+            signer.clone(),
+            messagelog.clone(),
+            config.bus.group_commit_max_rows,
+        );
+        Ok(Self(Arc::new(AppInner {
             opmon,
+            signer,
+            messagelog,
+            publisher,
             catalog,
             config,
             metrics,
             runner,
             gate,
             query_cache,
-        }))
+        })))
     }
 
     /// Session settings for SQL and records queries.

@@ -145,13 +145,13 @@ pub enum IngestError {
 }
 
 /// The resolved plan of an ingest: what the rows are checked against and where they go.
-struct Target {
-    schema: Arc<CompiledSchema>,
-    table_schema: SchemaRef,
+pub(crate) struct Target {
+    pub(crate) schema: Arc<CompiledSchema>,
+    pub(crate) table_schema: SchemaRef,
     binding: Option<SchemaBinding>,
     contract: Contract,
-    added_columns: Vec<String>,
-    discarded_columns: Vec<String>,
+    pub(crate) added_columns: Vec<String>,
+    pub(crate) discarded_columns: Vec<String>,
 }
 
 /// Reads every batch of `reader`, validates it against the dataset's schema and commits the
@@ -292,22 +292,22 @@ impl DataSink {
 }
 
 /// What the validation stage needs of the target.
-struct Checker {
-    schema: Arc<CompiledSchema>,
-    table_schema: SchemaRef,
-    discarded_columns: Vec<String>,
+pub(crate) struct Checker {
+    pub(crate) schema: Arc<CompiledSchema>,
+    pub(crate) table_schema: SchemaRef,
+    pub(crate) discarded_columns: Vec<String>,
 }
 
 /// One raw batch after validation: the valid rows as the table stores them, and every
 /// refused row (malformed in the source or invalid for the schema).
-struct Checked {
-    records_read: u64,
-    valid: RecordBatch,
-    rejected: Vec<RejectedRow>,
+pub(crate) struct Checked {
+    pub(crate) records_read: u64,
+    pub(crate) valid: RecordBatch,
+    pub(crate) rejected: Vec<RejectedRow>,
 }
 
 impl Checker {
-    fn check(&self, raw: RawBatch) -> Result<Checked, IngestError> {
+    pub(crate) fn check(&self, raw: RawBatch) -> Result<Checked, IngestError> {
         let records_read = raw.records_read();
         let RawBatch {
             batch,
@@ -394,7 +394,7 @@ fn spawn_reader(
 
 /// Decides the schema the rows are checked against: the dataset's binding or table for an
 /// existing dataset, else the requested binding, the given columns, or inferred ones.
-async fn resolve_target(
+pub(crate) async fn resolve_target(
     catalog: &Arc<Catalog>,
     options: &IngestOptions,
     existing: Option<SchemaRef>,
@@ -509,7 +509,7 @@ fn inferred_schema(
 /// (freeze), added to the table (evolve) or dropped (discard_columns). Missing required
 /// columns are always refused; without a canonical schema, files with a header must carry
 /// every column.
-fn apply_contract(
+pub(crate) fn apply_contract(
     target: &mut Target,
     input: &[String],
     first: Option<&RawBatch>,
@@ -781,7 +781,7 @@ impl Run {
 
 /// Keeps, for every key, only its last row in input order: one merge must not meet a key
 /// twice, and the newest record of a key is the one that counts.
-fn last_per_key(
+pub fn last_per_key(
     batches: Vec<RecordBatch>,
     keys: &[String],
 ) -> Result<Vec<RecordBatch>, IngestError> {

@@ -15,6 +15,7 @@
 mod definition;
 mod fault;
 mod ingest;
+mod publish;
 mod rejects;
 mod runner;
 mod scheduler;
@@ -27,7 +28,10 @@ pub use definition::{
 pub use fault::FAULT_POINT_VAR;
 pub use ingest::{
     DatasetDefaults, IngestError, IngestOptions, IngestReport, RunCommit, SchemaChoice, ingest,
+    last_per_key,
 };
+pub use publish::{CheckedRecords, check_records};
+pub use rejects::rejects_batch;
 pub use rejects::rejects_schema;
 pub use runner::{
     RunError, RunProgress, RunResult, Runner, StartedRun, Trigger, TriggerKind, app_id,

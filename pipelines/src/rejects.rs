@@ -31,7 +31,7 @@ pub fn rejects_schema() -> SchemaRef {
 }
 
 /// Turns rejected rows into a batch of the rejects table.
-pub(crate) fn rejects_batch(
+pub fn rejects_batch(
     run_id: &str,
     rows: &[RejectedRow],
     at: DateTime<Utc>,

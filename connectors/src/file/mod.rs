@@ -1,6 +1,7 @@
 //! Files: CSV, NDJSON, JSON arrays, Parquet and spreadsheets, read into raw batches; and the
 //! `file` connector, which reads the new and changed files of a folder on any object store.
 
+mod arrow_ipc;
 mod csv;
 mod encoding;
 mod excel;
@@ -39,6 +40,8 @@ pub enum FileFormat {
     JsonArray,
     /// Apache Parquet.
     Parquet,
+    /// An Arrow IPC stream (typed, like Parquet).
+    ArrowIpc,
     /// A spreadsheet: xlsx, xlsm, xlsb, xls or ods.
     Spreadsheet(ExcelOptions),
 }
@@ -56,6 +59,7 @@ impl FileFormat {
             "ndjson" | "jsonl" => Some(Self::Ndjson),
             "json" => Some(Self::JsonArray),
             "parquet" => Some(Self::Parquet),
+            "arrow" | "arrows" => Some(Self::ArrowIpc),
             "xlsx" | "xlsm" | "xlsb" | "xls" | "ods" => {
                 Some(Self::Spreadsheet(ExcelOptions::default()))
             }
@@ -73,6 +77,7 @@ impl FileFormat {
             }
             "application/json" => Some(Self::JsonArray),
             "application/vnd.apache.parquet" | "application/x-parquet" => Some(Self::Parquet),
+            "application/vnd.apache.arrow.stream" => Some(Self::ArrowIpc),
             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
             | "application/vnd.ms-excel"
             | "application/vnd.oasis.opendocument.spreadsheet" => {
@@ -90,6 +95,7 @@ impl FileFormat {
             "ndjson" | "jsonl" => Some(Self::Ndjson),
             "json" => Some(Self::JsonArray),
             "parquet" => Some(Self::Parquet),
+            "arrow" => Some(Self::ArrowIpc),
             "xlsx" | "xlsm" | "xlsb" | "xls" | "ods" | "excel" => {
                 Some(Self::Spreadsheet(ExcelOptions::default()))
             }
@@ -163,6 +169,14 @@ pub fn open_as(
                 progress,
             )?))
         }
+        FileFormat::ArrowIpc => {
+            let (file, progress) = open_file()?;
+            Ok(Box::new(arrow_ipc::ArrowIpcReader::new(
+                name.clone(),
+                CountingRead::new(std::io::BufReader::new(file), progress.clone()),
+                progress,
+            )?))
+        }
         FileFormat::Spreadsheet(options) => {
             Ok(Box::new(excel::ExcelReader::open(path, &name, options)?))
         }
@@ -195,6 +209,11 @@ pub fn open_bytes(
             progress,
         )?)),
         FileFormat::Parquet => Ok(Box::new(parquet::ParquetReader::new(name, data, progress)?)),
+        FileFormat::ArrowIpc => Ok(Box::new(arrow_ipc::ArrowIpcReader::new(
+            name,
+            CountingRead::new(std::io::Cursor::new(data), progress.clone()),
+            progress,
+        )?)),
         FileFormat::Spreadsheet(options) => Ok(Box::new(excel::ExcelReader::from_bytes(
             &name, data, options,
         )?)),
@@ -219,6 +238,43 @@ impl<R: Read> Read for CountingRead<R> {
         self.progress.add(n as u64);
         Ok(n)
     }
+}
+
+/// The schema of a typed input (Parquet, Arrow IPC) with normalized, unique column names.
+fn normalized_schema(source: &arrow::datatypes::Schema) -> arrow::datatypes::SchemaRef {
+    let names = unique_column_names(source.fields().iter().map(|f| f.name().as_str()));
+    let fields: Vec<arrow::datatypes::Field> = source
+        .fields()
+        .iter()
+        .zip(names)
+        .map(|(f, name)| f.as_ref().clone().with_name(name))
+        .collect();
+    std::sync::Arc::new(arrow::datatypes::Schema::new(fields))
+}
+
+/// A typed batch as a raw batch: renamed to `schema`, rows numbered from `first`.
+fn typed_raw_batch(
+    schema: &arrow::datatypes::SchemaRef,
+    batch: &arrow::record_batch::RecordBatch,
+    source: &std::sync::Arc<str>,
+    path: &str,
+    first: u64,
+) -> Result<crate::RawBatch, SourceError> {
+    let batch = arrow::record_batch::RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
+        .map_err(|source| SourceError::Arrow {
+            path: path.to_string(),
+            source,
+        })?;
+    Ok(crate::RawBatch {
+        positions: (0..batch.num_rows() as u64)
+            .map(|i| simpul_schemas::SourcePosition {
+                source: source.clone(),
+                line: first + i,
+            })
+            .collect(),
+        batch,
+        malformed: Vec::new(),
+    })
 }
 
 /// Normalizes headers and makes them unique (`nama`, `nama_2`), so every column is addressable.

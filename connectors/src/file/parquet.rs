@@ -1,12 +1,10 @@
 use std::sync::Arc;
 
-use arrow::datatypes::{Field, Schema};
-use arrow::record_batch::RecordBatch;
+use arrow::datatypes::Schema;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::file::reader::ChunkReader;
-use simpul_schemas::SourcePosition;
 
-use super::{BATCH_ROWS, unique_column_names};
+use super::{BATCH_ROWS, normalized_schema, typed_raw_batch};
 use crate::raw::{RawBatch, RawBatchReader, ReadProgress, SourceError};
 
 /// Reads Parquet as typed batches, renaming columns to normalized names. Positions are row
@@ -36,13 +34,7 @@ impl ParquetReader {
         let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(format_error)?;
         let total_rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
         let source_schema = builder.schema().clone();
-        let names = unique_column_names(source_schema.fields().iter().map(|f| f.name().as_str()));
-        let fields: Vec<Field> = source_schema
-            .fields()
-            .iter()
-            .zip(names)
-            .map(|(f, name)| f.as_ref().clone().with_name(name))
-            .collect();
+        let schema = normalized_schema(&source_schema);
         let reader = builder
             .with_batch_size(BATCH_ROWS)
             .build()
@@ -51,7 +43,7 @@ impl ParquetReader {
             source: path.as_str().into(),
             path,
             reader,
-            schema: Arc::new(Schema::new(fields)),
+            schema,
             rows_read: 0,
             total_rows,
             progress,
@@ -80,24 +72,13 @@ impl Iterator for ParquetReader {
             self.progress
                 .set((fraction * self.progress.total() as f64) as u64);
         }
-        let renamed = RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec());
-        Some(
-            renamed
-                .map(|batch| RawBatch {
-                    positions: (0..batch.num_rows() as u64)
-                        .map(|i| SourcePosition {
-                            source: self.source.clone(),
-                            line: first + i,
-                        })
-                        .collect(),
-                    batch,
-                    malformed: Vec::new(),
-                })
-                .map_err(|source| SourceError::Arrow {
-                    path: self.path.clone(),
-                    source,
-                }),
-        )
+        Some(typed_raw_batch(
+            &self.schema,
+            &batch,
+            &self.source,
+            &self.path,
+            first,
+        ))
     }
 }
 

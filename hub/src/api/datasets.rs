@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use simpul_catalog::{DatasetFilter, DatasetId, DatasetPatch, Lake, LakeTable, Role};
+use simpul_catalog::{DatasetFilter, DatasetId, DatasetPatch, Lake, LakeTable, PublishMode, Role};
 
 use super::{ApiError, ApiJson};
 use crate::auth::Caller;
@@ -80,6 +80,11 @@ pub(super) async fn update(
             "only admins may hand a dataset to another owner",
         ));
     }
+    if patch.write_mode == Some(PublishMode::Upsert) {
+        crate::publish::upsert_keys(&app.catalog, &meta)
+            .await
+            .map_err(ApiError::unprocessable)?;
+    }
     let updated = app.catalog.state.update_dataset(&id, &patch).await?;
     app.catalog
         .state
@@ -90,6 +95,7 @@ pub(super) async fn update(
             json!({
                 "title": patch.title, "description": patch.description, "owner": patch.owner,
                 "classification": patch.classification, "tags": patch.tags,
+                "contract": patch.contract, "write_mode": patch.write_mode,
             }),
         )
         .await?;

@@ -202,6 +202,7 @@ impl From<CatalogError> for ApiError {
                 ApiError::not_found(m)
             }
             CatalogError::Conflict(m) => ApiError::conflict(m),
+            CatalogError::Forbidden(m) => ApiError::forbidden(m),
             CatalogError::DataFusion(e) => datafusion_error(*e),
             other => ApiError::internal(other),
         }

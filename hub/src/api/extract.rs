@@ -53,3 +53,15 @@ pub fn media_type(headers: &HeaderMap) -> Option<String> {
                 .to_ascii_lowercase()
         })
 }
+
+/// The body's declared length, refused with 413 when it is past `limit`.
+pub fn declared_length(headers: &HeaderMap, limit: u64) -> Result<Option<u64>, super::ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(super::ApiError::too_large(limit));
+    }
+    Ok(declared)
+}

@@ -255,13 +255,7 @@ fn upload_format(param: Option<&str>, headers: &HeaderMap) -> Result<FileFormat,
 /// Streams the body to a temporary file, hashing it, and refuses it past the body limit.
 async fn save_body(app: &AppState, body: Body, headers: &HeaderMap) -> Result<SavedBody, ApiError> {
     let limit = app.config.http.body_limit_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(ApiError::too_large(limit));
-    }
+    super::extract::declared_length(headers, limit)?;
     let dir = app.config.data_dir.join("tmp");
     tokio::fs::create_dir_all(&dir)
         .await

@@ -5,6 +5,7 @@
 mod bus;
 mod datasets;
 mod error;
+mod exchange;
 mod extract;
 mod ingest;
 mod keys;
@@ -80,6 +81,10 @@ api_routes! {
     }
     "/bus/grants/{id}" => { delete bus::revoke_grant: "Revoke a grant; owner or admin" }
     "/bus/datasets" => { get bus::datasets: "Datasets with the caller's rights (allowedMethods with allowed=true)" }
+    "/bus/datasets/{id}/records" => { post exchange::publish: "Publish records (NDJSON, JSON array, CSV, Arrow IPC) with an Idempotency-Key; answers with the signed receipt" }
+    "/bus/datasets/{id}/changes" => { get exchange::changes: "The rows committed after since_version, with version and commit time, NDJSON ending in a signed seal, or Arrow" }
+    "/bus/keys" => { get exchange::keys: "The hub's Ed25519 public keys, current and retired, that verify receipts, feeds and the message log" }
+    "/bus/keys/rotate" => { post exchange::rotate_key: "Make a new signing key; older keys stay published; admins" }
     "/bus/requests" => {
         get bus::requests: "Access requests the caller may see (status=)",
         post bus::add_request: "Ask, for the caller's subsystem, for rights on a dataset",

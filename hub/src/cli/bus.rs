@@ -48,6 +48,11 @@ pub(super) enum BusCommand {
         #[arg(long)]
         dataset: Option<String>,
     },
+    /// The hub's signing keys: list them, or rotate to a new one.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Ask, for a subsystem, for rights on a dataset; its owner approves or rejects.
     Request {
         /// The dataset, namespace.name.
@@ -87,6 +92,15 @@ pub(super) enum BusCommand {
         #[arg(long, default_value = "")]
         note: String,
     },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(super) enum KeysCommand {
+    /// Every published key, current first.
+    List,
+    /// Make a new signing key (the old one stays published). A running hub keeps signing with
+    /// its key until restarted; `POST /api/v1/bus/keys/rotate` switches it at once.
+    Rotate,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -324,6 +338,43 @@ pub(super) async fn run(config: Config, command: BusCommand) -> Result<(), Strin
             } else {
                 Err(format!("grant '{id}' is revoked already"))
             }
+        }
+        BusCommand::Keys { command } => {
+            let state = &catalog.state;
+            if matches!(command, KeysCommand::Rotate) {
+                let signer = simpul_catalog::Signer::open(&config.data_dir.join("keys"), state)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let previous = signer.key_id();
+                let key = signer.rotate(state).await.map_err(|e| e.to_string())?;
+                state
+                    .audit(
+                        &actor,
+                        "hub_key.rotate",
+                        &key.key_id,
+                        serde_json::json!({"previous": previous}),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!(
+                    "signing key {} made; {previous} retired (it still verifies what it signed)",
+                    key.key_id
+                );
+                return Ok(());
+            }
+            let mut table = Table::new();
+            table.set_header(["key", "algorithm", "public key", "made", "retired"]);
+            for key in state.hub_keys().await.map_err(|e| e.to_string())? {
+                table.add_row([
+                    key.key_id,
+                    key.algorithm,
+                    key.public_key,
+                    key.created_at.to_rfc3339(),
+                    key.retired_at.map_or("-".into(), |t| t.to_rfc3339()),
+                ]);
+            }
+            println!("{table}");
+            Ok(())
         }
         BusCommand::Grants { dataset } => {
             let dataset = dataset

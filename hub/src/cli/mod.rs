@@ -4,6 +4,7 @@ mod bus;
 mod datasets;
 mod ingest;
 mod keys;
+mod messagelog;
 mod pipelines;
 mod schemas;
 mod serve;
@@ -66,6 +67,11 @@ enum Command {
         #[command(subcommand)]
         command: bus::BusCommand,
     },
+    /// Check the bus's hash-chained message log.
+    Messagelog {
+        #[command(subcommand)]
+        command: messagelog::MessagelogCommand,
+    },
     /// Print the effective configuration (defaults, file and SIMPUL_* variables combined).
     Config,
 }
@@ -104,6 +110,7 @@ fn run(cli: Cli) -> Result<(), String> {
             Command::Datasets { command } => datasets::run(config, command).await,
             Command::Keys { command } => keys::run(config, command).await,
             Command::Bus { command } => bus::run(config, command).await,
+            Command::Messagelog { command } => messagelog::run(config, command).await,
             Command::Pipelines { command } => pipelines::run(config, command).await,
             Command::Schemas { command } => schemas::run(config, command).await,
             Command::Config => {

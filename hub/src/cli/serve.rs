@@ -88,7 +88,9 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
 
     tracing::info!(%address, lake = %catalog.lake.root(), "simpul is ready");
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let app = AppState::new(catalog, config, metrics);
+    let app = AppState::new(catalog, config, metrics)
+        .await
+        .map_err(|e| e.to_string())?;
     let scheduler = app.config.scheduler.enabled.then(|| {
         let settings = ScheduleSettings {
             dir: app.config.effective_pipelines_dir(),

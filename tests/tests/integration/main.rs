@@ -6,6 +6,7 @@ mod auth;
 mod bad_input;
 mod bus;
 mod concurrency;
+mod exchange;
 mod flight_sql;
 mod ingest_and_sql;
 mod limits;

@@ -1,0 +1,380 @@
+//! The bus's exchanges: publishing records to a dataset (`POST /bus/datasets/{id}/records`),
+//! reading its change feed (`GET /bus/datasets/{id}/changes`), and the hub's public keys
+//! that verify receipts, feeds and the message log.
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use simpul_catalog::{DatasetMeta, IdempotencyClaim, MessageEntry, Principal, Right, Role};
+use simpul_connectors::file::FileFormat;
+use simpul_pipelines::IngestError;
+
+use super::datasets::dataset_id;
+use super::{ApiError, media_type};
+use crate::auth::Caller;
+use crate::changes::FeedFormat;
+use crate::publish::PublishRequest;
+use crate::server::AppState;
+
+/// Longest accepted `Idempotency-Key`.
+const MAX_KEY_LEN: usize = 200;
+
+/// Whether `caller` may publish to `dataset`: admins always; analysts never (their keys are
+/// read-only); producers for their own member's datasets or with a `publish` grant.
+async fn may_publish(
+    app: &AppState,
+    caller: &Caller,
+    dataset: &DatasetMeta,
+) -> Result<bool, ApiError> {
+    Ok(match caller.0.role {
+        Role::Admin => true,
+        Role::Analyst => false,
+        Role::Producer => {
+            dataset.owner == caller.0.member || {
+                let principal = Principal {
+                    member: caller.0.member.clone(),
+                    subsystem: caller.0.subsystem.clone(),
+                };
+                app.catalog
+                    .state
+                    .rights_of(&principal)
+                    .await?
+                    .has(&dataset.id, Right::Publish)
+            }
+        }
+    })
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
+    let value = headers.get("idempotency-key").ok_or_else(|| {
+        ApiError::bad_request(
+            "a publish needs an Idempotency-Key header (a UUID is fine): a retry with the same key is never applied twice",
+        )
+    })?;
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LEN)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "the Idempotency-Key header must be 1 to {MAX_KEY_LEN} visible ASCII characters"
+            ))
+        })?;
+    Ok(key.to_string())
+}
+
+fn publish_format(raw: Option<&str>, headers: &HeaderMap) -> Result<FileFormat, ApiError> {
+    let name = url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "format")
+        .map(|(_, v)| v.into_owned());
+    let format = match &name {
+        Some(name) => FileFormat::from_name(name),
+        None => FileFormat::from_media_type(&media_type(headers).unwrap_or_default()),
+    };
+    match format {
+        Some(
+            f @ (FileFormat::Ndjson
+            | FileFormat::JsonArray
+            | FileFormat::Csv(_)
+            | FileFormat::ArrowIpc),
+        ) => Ok(f),
+        _ => Err(ApiError::unsupported_media_type(
+            "publish records as application/x-ndjson, application/json (an array), text/csv or \
+             application/vnd.apache.arrow.stream, or pass ?format=ndjson|json|csv|arrow",
+        )),
+    }
+}
+
+/// Reads the whole body, refusing it past the limit.
+async fn read_body(app: &AppState, body: Body, headers: &HeaderMap) -> Result<Bytes, ApiError> {
+    let limit = app.config.http.body_limit_bytes;
+    let declared = super::extract::declared_length(headers, limit)?;
+    let mut stream = body.into_data_stream();
+    let mut buffer = Vec::with_capacity(declared.unwrap_or(0).min(limit) as usize);
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("the body was interrupted: {e}")))?;
+        if (buffer.len() + chunk.len()) as u64 > limit {
+            return Err(ApiError::too_large(limit));
+        }
+        buffer.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buffer))
+}
+
+/// `POST /api/v1/bus/datasets/{id}/records`: validates the records, lands them in the next
+/// group commit, and answers with the signed receipt.
+pub(super) async fn publish(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let id = dataset_id(&id)?;
+    let dataset = app.catalog.dataset(&id).await?;
+    if !may_publish(&app, &caller, &dataset).await? {
+        return Err(ApiError::forbidden(format!(
+            "{} may not publish to {id}: publishing needs a producer key of {}, an admin key, or a publish grant",
+            caller.id(),
+            dataset.owner
+        )));
+    }
+    let key = idempotency_key(&headers)?;
+    let format = publish_format(raw.as_deref(), &headers)?;
+    let body = read_body(&app, body, &headers).await?;
+    let sha256 = hex::encode(Sha256::digest(&body));
+    match app
+        .catalog
+        .state
+        .claim_idempotency_key(caller.id(), &key, &sha256)
+        .await?
+    {
+        IdempotencyClaim::Proceed => {}
+        IdempotencyClaim::Replay { status, body } => {
+            return Ok(replay(status, body));
+        }
+        IdempotencyClaim::Mismatch => {
+            return Err(ApiError::conflict(format!(
+                "Idempotency-Key '{key}' was already used for a different body; use a new key for new records"
+            )));
+        }
+        IdempotencyClaim::InProgress => {
+            return Err(ApiError::conflict(format!(
+                "a publish with Idempotency-Key '{key}' is still running; retry in a moment"
+            ))
+            .with_retry_after(1));
+        }
+    }
+    let outcome = publish_claimed(&app, &caller, &dataset, format, body, sha256, &key).await;
+    let state = &app.catalog.state;
+    match &outcome {
+        Ok((status, value)) => {
+            state
+                .complete_idempotency_key(caller.id(), &key, status.as_u16(), &value.to_string())
+                .await?;
+        }
+        Err(_) => state.release_idempotency_key(caller.id(), &key).await?,
+    }
+    let (status, value) = outcome?;
+    Ok((status, Json(value)).into_response())
+}
+
+async fn publish_claimed(
+    app: &AppState,
+    caller: &Caller,
+    dataset: &DatasetMeta,
+    format: FileFormat,
+    body: Bytes,
+    sha256: String,
+    key: &str,
+) -> Result<(StatusCode, Value), ApiError> {
+    let request_bytes = body.len() as u64;
+    let reader = simpul_connectors::file::open_bytes("body", body, &format)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let records = simpul_pipelines::check_records(&app.catalog, dataset, reader, caller.id())
+        .await
+        .map_err(|e| match e {
+            IngestError::Source(e) => ApiError::bad_request(e.to_string()),
+            IngestError::Catalog(e) => ApiError::from(e),
+            other => ApiError::unprocessable(other.to_string()),
+        })?;
+    if records.records_read == 0 {
+        return Err(ApiError::unprocessable("the body holds no records"));
+    }
+    let reasons: Vec<Value> = records
+        .rejected
+        .iter()
+        .map(|r| {
+            json!({
+                "line": r.position.line,
+                "reason": r.reason(),
+                "errors": r.errors,
+            })
+        })
+        .collect();
+    let request = PublishRequest {
+        message_id: uuid::Uuid::now_v7().to_string(),
+        client_id: caller.id().to_string(),
+        payload_sha256: sha256,
+        request_bytes,
+        idempotency_key: key.to_string(),
+        records,
+    };
+    let receipt = app
+        .publisher
+        .publish(&dataset.id, request)
+        .await
+        .map_err(ApiError::internal)?;
+    crate::metrics::rows_ingested(&dataset.id.to_string(), receipt.accepted, receipt.rejected);
+    if receipt.accepted == 0 {
+        return Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({
+                "type": "https://simpul.purwakartakab.go.id/problems/unprocessable",
+                "title": "Unprocessable",
+                "status": 422,
+                "detail": format!("none of the {} records is valid for {}; every reason is listed, and the records are kept in the rejects", receipt.rejected, dataset.id),
+                "reasons": reasons,
+                "receipt": receipt,
+            }),
+        ));
+    }
+    Ok((
+        StatusCode::OK,
+        json!({ "receipt": receipt, "reasons": reasons }),
+    ))
+}
+
+fn replay(status: u16, body: String) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert("idempotency-replayed", HeaderValue::from_static("true"));
+    response
+}
+
+/// The change feed's query string.
+struct ChangesQuery {
+    since_version: i64,
+    max_versions: Option<i64>,
+    format: FeedFormat,
+}
+
+impl ChangesQuery {
+    fn parse(raw: Option<&str>, headers: &HeaderMap) -> Result<Self, ApiError> {
+        let mut since_version = None;
+        let mut max_versions = None;
+        let mut format = None;
+        for (key, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+            let number = |name: &str| {
+                value
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| *n >= 0)
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "{name} must be a whole number of 0 or more, not '{value}'"
+                        ))
+                    })
+            };
+            match key.as_ref() {
+                "since_version" => since_version = Some(number("since_version")?),
+                "max_versions" => max_versions = Some(number("max_versions")?),
+                "format" => {
+                    format = Some(FeedFormat::from_name(&value).ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "format must be ndjson or arrow, not '{value}'"
+                        ))
+                    })?);
+                }
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "unknown parameter '{other}'; use since_version, max_versions, format"
+                    )));
+                }
+            }
+        }
+        let format = match format {
+            Some(format) => format,
+            None => FeedFormat::from_accept(headers.get(header::ACCEPT)),
+        };
+        Ok(Self {
+            since_version: since_version.ok_or_else(|| {
+                ApiError::bad_request(
+                    "since_version is required: 0 reads every change from the start",
+                )
+            })?,
+            max_versions,
+            format,
+        })
+    }
+}
+
+/// `GET /api/v1/bus/datasets/{id}/changes?since_version=N`: every row committed after
+/// version N, with its version and commit time, ending with the hub's signed trailer.
+pub(super) async fn changes(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = dataset_id(&id)?;
+    let query = ChangesQuery::parse(raw.as_deref(), &headers)?;
+    let feed = app
+        .catalog
+        .changes(
+            &id,
+            &caller.sql_access(),
+            query.since_version,
+            query.max_versions,
+            &app.session_settings(),
+        )
+        .await?;
+    let entry = MessageEntry {
+        message_id: uuid::Uuid::now_v7().to_string(),
+        at: chrono::Utc::now(),
+        service: "changes".into(),
+        client_id: Some(caller.id().to_string()),
+        peer: None,
+        dataset: Some(id.to_string()),
+        version: Some(feed.to_version),
+        request_bytes: 0,
+        response_bytes: 0,
+        status: 200,
+        payload_sha256: None,
+        detail: json!({"since_version": query.since_version}),
+    };
+    Ok(crate::changes::respond(
+        &app,
+        &id,
+        query.since_version,
+        feed,
+        query.format,
+        entry,
+    ))
+}
+
+/// `GET /api/v1/bus/keys`: the hub's public keys, current and retired.
+pub(super) async fn keys(
+    State(app): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    let keys = app.catalog.state.hub_keys().await?;
+    Ok(Json(json!({
+        "current": app.signer.key_id(),
+        "keys": keys,
+    })))
+}
+
+/// `POST /api/v1/bus/keys/rotate`: a new signing key; the old one stays published.
+pub(super) async fn rotate_key(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(&[Role::Admin], "rotating the hub's signing key")?;
+    let previous = app.signer.key_id();
+    let key = app.signer.rotate(&app.catalog.state).await?;
+    app.catalog
+        .state
+        .audit(
+            caller.id(),
+            "hub_key.rotate",
+            &key.key_id,
+            json!({"previous": previous}),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!(key))))
+}

@@ -1,0 +1,335 @@
+//! Bus publishes and their group commit.
+//!
+//! Each publish is validated by its own request. Its rows then queue for the dataset's
+//! committer, one task per dataset, which lands everything that queued while its previous
+//! commit ran (up to `bus.group_commit_max_rows`) as one Delta commit: rejects first, then
+//! the rows (appended, or merged by primary key for `upsert` datasets). Only once that
+//! version is on disk and the exchanges are in the message log does each publisher get its
+//! signed receipt. Under load, many publishes share one commit; alone, a publish waits for
+//! nobody.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use simpul_catalog::{
+    Catalog, CatalogError, CommitOptions, DatasetId, DatasetMeta, LakeTable, MessageEntry,
+    PublishMode, Receipt, SchemaBinding, Signature, Signed, Signer, WriteMode, timestamp,
+};
+use simpul_pipelines::{CheckedRecords, last_per_key, rejects_batch, rejects_schema};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::messagelog::MessageLog;
+
+/// Publishes waiting for one dataset's committer at most; past this, publishers wait.
+const QUEUE: usize = 4_096;
+
+/// One validated publish, ready for the group commit.
+#[derive(Debug)]
+pub struct PublishRequest {
+    /// The exchange's id.
+    pub message_id: String,
+    /// The API client that published.
+    pub client_id: String,
+    /// SHA-256 of the request body, hex.
+    pub payload_sha256: String,
+    /// Bytes of the request body.
+    pub request_bytes: u64,
+    /// The request's idempotency key, recorded in the message log.
+    pub idempotency_key: String,
+    /// The checked records.
+    pub records: CheckedRecords,
+}
+
+struct Job {
+    request: PublishRequest,
+    reply: oneshot::Sender<Result<Receipt, String>>,
+}
+
+/// The publish side of the bus: one committer per dataset.
+pub struct Publisher {
+    catalog: Arc<Catalog>,
+    signer: Arc<Signer>,
+    log: MessageLog,
+    max_rows: u64,
+    queues: Mutex<HashMap<DatasetId, mpsc::Sender<Job>>>,
+    /// Woken after every commit, for the webhook dispatcher.
+    pub committed: Arc<Notify>,
+}
+
+impl Publisher {
+    /// A publisher whose groups hold at most `max_rows` rows.
+    pub fn new(catalog: Arc<Catalog>, signer: Arc<Signer>, log: MessageLog, max_rows: u64) -> Self {
+        Self {
+            catalog,
+            signer,
+            log,
+            max_rows: max_rows.max(1),
+            queues: Mutex::new(HashMap::new()),
+            committed: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Queues `request` for `dataset`'s next group commit and waits for its receipt.
+    pub async fn publish(
+        &self,
+        dataset: &DatasetId,
+        request: PublishRequest,
+    ) -> Result<Receipt, String> {
+        let (reply, receipt) = oneshot::channel();
+        let queue = self.queue(dataset);
+        if queue.send(Job { request, reply }).await.is_err() {
+            return Err(format!("the committer of {dataset} stopped"));
+        }
+        receipt.await.unwrap_or_else(|_| {
+            Err(format!(
+                "the committer of {dataset} stopped before answering"
+            ))
+        })
+    }
+
+    fn queue(&self, dataset: &DatasetId) -> mpsc::Sender<Job> {
+        let mut queues = match self.queues.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(queue) = queues.get(dataset).filter(|q| !q.is_closed()) {
+            return queue.clone();
+        }
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let committer = Committer {
+            catalog: self.catalog.clone(),
+            signer: self.signer.clone(),
+            log: self.log.clone(),
+            dataset: dataset.clone(),
+            max_rows: self.max_rows,
+            committed: self.committed.clone(),
+        };
+        tokio::spawn(committer.run(rx));
+        queues.insert(dataset.clone(), tx.clone());
+        tx
+    }
+}
+
+/// The columns an `upsert` dataset is keyed by: its schema's `x-primary-key`.
+pub async fn upsert_keys(catalog: &Catalog, meta: &DatasetMeta) -> Result<Vec<String>, String> {
+    let Some(schema_ref) = &meta.schema_ref else {
+        return Err(format!(
+            "{} has no canonical schema, so no primary key to upsert by; bind it to a schema with x-primary-key",
+            meta.id
+        ));
+    };
+    let binding = SchemaBinding::parse(schema_ref).map_err(|e| e.to_string())?;
+    let compiled = catalog
+        .schemas
+        .resolve(&catalog.state, &binding)
+        .await
+        .map_err(|e| e.to_string())?;
+    let keys: Vec<String> = compiled
+        .primary_key
+        .iter()
+        .map(|&i| compiled.properties[i].name.clone())
+        .collect();
+    if keys.is_empty() {
+        return Err(format!(
+            "schema {binding} of {} has no x-primary-key to upsert by",
+            meta.id
+        ));
+    }
+    Ok(keys)
+}
+
+struct Committer {
+    catalog: Arc<Catalog>,
+    signer: Arc<Signer>,
+    log: MessageLog,
+    dataset: DatasetId,
+    max_rows: u64,
+    committed: Arc<Notify>,
+}
+
+impl Committer {
+    async fn run(self, mut rx: mpsc::Receiver<Job>) {
+        let mut waiting: Option<Job> = None;
+        loop {
+            let first = match waiting.take() {
+                Some(job) => job,
+                None => match rx.recv().await {
+                    Some(job) => job,
+                    None => return,
+                },
+            };
+            let mut rows = first.request.records.records_read;
+            let mut group = vec![first];
+            // Everything that queued while the last commit ran joins this one.
+            while rows < self.max_rows {
+                match rx.try_recv() {
+                    Ok(job) if rows + job.request.records.records_read > self.max_rows => {
+                        waiting = Some(job);
+                        break;
+                    }
+                    Ok(job) => {
+                        rows += job.request.records.records_read;
+                        group.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(group).await;
+        }
+    }
+
+    async fn commit_group(&self, group: Vec<Job>) {
+        let started = std::time::Instant::now();
+        let (jobs, replies): (Vec<PublishRequest>, Vec<_>) =
+            group.into_iter().map(|j| (j.request, j.reply)).unzip();
+        match self.land(&jobs).await {
+            Ok(version) => {
+                let committed_at = timestamp(Utc::now());
+                let mut entries = Vec::with_capacity(jobs.len());
+                let mut receipts = Vec::with_capacity(jobs.len());
+                for job in &jobs {
+                    let receipt = self.receipt(job, version, &committed_at);
+                    entries.push(publish_entry(job, &receipt));
+                    receipts.push(receipt);
+                }
+                self.log.record_all(entries).await;
+                metrics::histogram!("simpul_bus_group_commit_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                metrics::histogram!("simpul_bus_group_size").record(jobs.len() as f64);
+                for (reply, receipt) in replies.into_iter().zip(receipts) {
+                    let _ = reply.send(Ok(receipt));
+                }
+                self.committed.notify_waiters();
+            }
+            Err(e) => {
+                tracing::error!(dataset = %self.dataset, error = %e, publishes = jobs.len(), "group commit failed");
+                for reply in replies {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Commits the group's rejects, then its rows; returns the data version (`None` when no
+    /// row was valid).
+    async fn land(&self, jobs: &[PublishRequest]) -> Result<Option<i64>, CatalogError> {
+        let lake = &self.catalog.lake;
+        let messages: Vec<&str> = jobs.iter().map(|j| j.message_id.as_str()).collect();
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("source".into(), "bus publish".into());
+        metadata.insert("messages".into(), serde_json::json!(messages));
+        let now = Utc::now();
+
+        if jobs.iter().any(|j| !j.records.rejected.is_empty()) {
+            let table = LakeTable::Rejects(self.dataset.clone());
+            let mut writer = lake.writer(&table, rejects_schema())?;
+            for job in jobs.iter().filter(|j| !j.records.rejected.is_empty()) {
+                writer
+                    .write(rejects_batch(&job.message_id, &job.records.rejected, now)?)
+                    .await?;
+            }
+            let staged = writer.finish().await?;
+            let options = CommitOptions {
+                metadata: metadata.clone(),
+                ..Default::default()
+            };
+            let committed = lake.commit(staged, WriteMode::Append, options).await?;
+            if let Some(version) = committed.version() {
+                lake.sync_version(&table, version as i64).await?;
+            }
+        }
+
+        let accepted: u64 = jobs.iter().map(|j| j.records.accepted()).sum();
+        if accepted == 0 {
+            self.catalog.refresh_stats(&self.dataset).await.ok();
+            return Ok(None);
+        }
+        let table = LakeTable::Data(self.dataset.clone());
+        let schema = jobs[0].records.table_schema.clone();
+        if let Some(other) = jobs.iter().find(|j| j.records.table_schema != schema) {
+            return Err(CatalogError::Conflict(format!(
+                "the columns of {} changed while publish {} waited; publish again",
+                self.dataset, other.message_id
+            )));
+        }
+        let batches: Vec<_> = jobs
+            .iter()
+            .flat_map(|j| j.records.valid.iter().cloned())
+            .collect();
+        let meta = self.catalog.dataset(&self.dataset).await?;
+        let options = CommitOptions {
+            metadata,
+            ..Default::default()
+        };
+        let committed = match meta.write_mode {
+            PublishMode::Append => {
+                let mut writer = lake.writer(&table, schema)?;
+                for batch in batches {
+                    writer.write(batch).await?;
+                }
+                lake.commit(writer.finish().await?, WriteMode::Append, options)
+                    .await?
+            }
+            PublishMode::Upsert => {
+                let keys = upsert_keys(&self.catalog, &meta)
+                    .await
+                    .map_err(CatalogError::Invalid)?;
+                let batches = last_per_key(batches, &keys)
+                    .map_err(|e| CatalogError::Invalid(e.to_string()))?;
+                lake.merge(&table, schema, batches, &keys, options).await?
+            }
+        };
+        let version = committed.version().map(|v| v as i64);
+        if let Some(version) = version {
+            lake.sync_version(&table, version).await?;
+        }
+        self.catalog.refresh_stats(&self.dataset).await?;
+        Ok(version)
+    }
+
+    fn receipt(&self, job: &PublishRequest, version: Option<i64>, committed_at: &str) -> Receipt {
+        let accepted = job.records.accepted();
+        let mut receipt = Receipt {
+            message_id: job.message_id.clone(),
+            dataset: self.dataset.to_string(),
+            version: if accepted > 0 { version } else { None },
+            accepted,
+            rejected: job.records.rejected.len() as u64,
+            rejects: format!(
+                "/api/v1/datasets/{}/rejects?filter[run_id]={}",
+                self.dataset, job.message_id
+            ),
+            payload_sha256: job.payload_sha256.clone(),
+            committed_at: committed_at.to_string(),
+            signature: Signature {
+                key_id: String::new(),
+                signature: String::new(),
+            },
+        };
+        receipt.sign(&self.signer);
+        receipt
+    }
+}
+
+fn publish_entry(job: &PublishRequest, receipt: &Receipt) -> MessageEntry {
+    MessageEntry {
+        message_id: job.message_id.clone(),
+        at: Utc::now(),
+        service: "publish".into(),
+        client_id: Some(job.client_id.clone()),
+        peer: None,
+        dataset: Some(receipt.dataset.clone()),
+        version: receipt.version,
+        request_bytes: job.request_bytes,
+        response_bytes: 0,
+        status: if receipt.accepted == 0 { 422 } else { 200 },
+        payload_sha256: Some(job.payload_sha256.clone()),
+        detail: serde_json::json!({
+            "accepted": receipt.accepted,
+            "rejected": receipt.rejected,
+            "idempotency_key": job.idempotency_key,
+            "signature_key": receipt.signature.key_id,
+        }),
+    }
+}
