@@ -32,6 +32,7 @@ mod session;
 mod signing;
 mod state;
 mod time_travel;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -72,6 +73,7 @@ pub use signing::{
     FeedSeal, PublicKey, Receipt, Signature, Signed, Signer, verify_signature, verify_with,
 };
 pub use state::{StateStore, parse_timestamp, redact_url, timestamp};
+pub use webhooks::{AttemptOutcome, Delivery, DeliveryStatus, Webhook};
 
 /// The lake and the state store together: everything the hub knows about its datasets.
 #[derive(Debug)]

@@ -29,3 +29,4 @@ pub mod saved_queries;
 pub mod schemas;
 pub mod server;
 pub mod telemetry;
+pub mod webhooks;

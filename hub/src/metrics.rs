@@ -95,6 +95,12 @@ pub fn rows_ingested(dataset: &str, written: u64, rejected: u64) {
         .increment(rejected);
 }
 
+/// Counts a webhook delivery attempt by outcome.
+pub fn webhook_attempt(delivered: bool) {
+    let outcome = if delivered { "delivered" } else { "failed" };
+    metrics::counter!("simpul_webhook_attempts_total", "outcome" => outcome).increment(1);
+}
+
 /// Counts a SQL query by protocol and outcome.
 pub fn sql_query(protocol: &'static str, outcome: &'static str) {
     metrics::counter!("simpul_sql_queries_total", "protocol" => protocol, "outcome" => outcome)

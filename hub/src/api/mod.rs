@@ -15,6 +15,7 @@ mod queries;
 mod records;
 mod schemas;
 mod sql;
+mod webhooks;
 
 use axum::Router;
 
@@ -84,6 +85,13 @@ api_routes! {
     "/bus/datasets/{id}/records" => { post exchange::publish: "Publish records (NDJSON, JSON array, CSV, Arrow IPC) with an Idempotency-Key; answers with the signed receipt" }
     "/bus/datasets/{id}/changes" => { get exchange::changes: "The rows committed after since_version, with version and commit time, NDJSON ending in a signed seal, or Arrow" }
     "/bus/keys" => { get exchange::keys: "The hub's Ed25519 public keys, current and retired, that verify receipts, feeds and the message log" }
+    "/bus/webhooks" => {
+        get webhooks::list: "The caller's webhook subscriptions (every one for admins)",
+        post webhooks::create: "Subscribe a URL to a dataset's new rows; the HMAC secret is shown once",
+    }
+    "/bus/webhooks/{id}" => { delete webhooks::delete: "Delete a subscription; its pending deliveries stop" }
+    "/bus/webhooks/{id}/deliveries" => { get webhooks::deliveries: "A subscription's deliveries with status, attempts and last error (status=)" }
+    "/bus/deliveries/{id}/redeliver" => { post webhooks::redeliver: "Queue a delivery again (a dead-lettered one too), attempts reset" }
     "/bus/keys/rotate" => { post exchange::rotate_key: "Make a new signing key; older keys stay published; admins" }
     "/bus/requests" => {
         get bus::requests: "Access requests the caller may see (status=)",

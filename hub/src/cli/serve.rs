@@ -91,6 +91,7 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
     let app = AppState::new(catalog, config, metrics)
         .await
         .map_err(|e| e.to_string())?;
+    let webhooks = tokio::spawn(crate::webhooks::run(app.clone()));
     let scheduler = app.config.scheduler.enabled.then(|| {
         let settings = ScheduleSettings {
             dir: app.config.effective_pipelines_dir(),
@@ -136,6 +137,9 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
     {
         tracing::error!(error = %e, "Flight SQL");
     }
+    // Webhook attempts in flight are leased: a delivery cut short is attempted again after
+    // the next start.
+    webhooks.abort();
     let grace = Duration::from_secs(app.config.scheduler.shutdown_grace_secs);
     let unfinished = app.runner.drain(grace).await;
     if unfinished > 0 {

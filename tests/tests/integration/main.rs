@@ -20,3 +20,4 @@ mod saved_queries;
 mod schemas;
 mod sql_governance;
 mod time_travel;
+mod webhooks;
