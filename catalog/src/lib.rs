@@ -21,6 +21,7 @@ mod mask;
 mod messagelog;
 mod metadata;
 mod opmon;
+mod peers;
 mod query_log;
 mod read_only;
 mod runs;
@@ -60,6 +61,7 @@ pub use metadata::{
     PublishMode, SourceDescription,
 };
 pub use opmon::OpmonRecord;
+pub use peers::{Peer, check_peer};
 pub use query_log::{QueryOutcome, QueryRecord};
 pub use read_only::{check_read_only, check_read_only_statement};
 pub use runs::{LineageEdge, NewRun, PipelineRun, RunOutcome, RunStatus, parse_freshness};

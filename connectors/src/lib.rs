@@ -10,6 +10,7 @@
 pub mod ckan;
 pub mod file;
 pub mod opendata_jabar;
+pub mod peer;
 pub mod rest_json;
 pub mod splp;
 pub mod sql;
@@ -21,7 +22,15 @@ pub use raw::{RawBatch, RawBatchReader, ReadProgress, SourceError};
 pub use source::{ReadEvent, Source, SourceMetadata, StreamInfo};
 
 /// The connectors a pipeline's `source.connector` may name.
-pub const CONNECTORS: [&str; 6] = ["rest_json", "opendata_jabar", "ckan", "splp", "file", "sql"];
+pub const CONNECTORS: [&str; 7] = [
+    "rest_json",
+    "opendata_jabar",
+    "ckan",
+    "splp",
+    "file",
+    "sql",
+    "peer",
+];
 
 /// Builds the source a pipeline names from its settings (a TOML table, secrets resolved).
 pub fn build_source(
@@ -57,6 +66,10 @@ pub fn build_source(
             let config: file::FileSourceConfig = settings.try_into().map_err(config_error)?;
             Ok(Box::new(config.source()?))
         }
+        "peer" => {
+            let config: peer::PeerConfig = settings.try_into().map_err(config_error)?;
+            Ok(Box::new(peer::Peer::new(config)?))
+        }
         other => Err(SourceError::Config {
             connector: other.to_string(),
             reason: format!("no such connector; there are: {}", CONNECTORS.join(", ")),
@@ -67,7 +80,7 @@ pub fn build_source(
 /// Whether incremental reads of `connector` resume from a record field (a pipeline's
 /// `cursor_field`). A `file` source's cursor is its list of files instead.
 pub fn cursor_is_a_field(connector: &str) -> bool {
-    connector != "file"
+    !matches!(connector, "file" | "peer")
 }
 
 /// `settings` with a pipeline's `cursor_field` applied the way `connector` takes it: it fills

@@ -15,6 +15,7 @@ pub mod bus;
 pub mod changes;
 pub mod cli;
 pub mod config;
+pub mod federation;
 pub mod flight;
 pub mod health;
 pub mod messagelog;

@@ -35,29 +35,28 @@ impl MessageLog {
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
             while rx.recv_many(&mut batch, BATCH).await > 0 {
-                let first_seq = seq + 1;
-                let records: Vec<LoggedMessage> = batch
-                    .iter()
-                    .map(|p| {
-                        seq += 1;
-                        let record = LoggedMessage::chain(seq, &p.entry, &prev_hash);
-                        prev_hash = record.hash.clone();
-                        record
-                    })
-                    .collect();
-                let seal = Seal {
-                    first_seq,
-                    last_seq: seq,
-                    hash: prev_hash.clone(),
-                    signature: signer.sign(&seal_bytes(first_seq, seq, &prev_hash)),
-                    sealed_at: timestamp(chrono::Utc::now()),
-                };
-                // The chain must not skip a batch: retry until the store takes it.
                 let mut wait = Duration::from_millis(100);
-                while let Err(e) = state.append_message_log(&records, &seal).await {
-                    tracing::error!(error = %e, records = records.len(), "cannot store message log records; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(10));
+                loop {
+                    let (records, seal) = chain(&batch, seq, &prev_hash, &signer);
+                    match state.append_message_log(&records, &seal).await {
+                        Ok(()) => {
+                            seq = seal.last_seq;
+                            prev_hash = seal.hash;
+                            break;
+                        }
+                        Err(e) => {
+                            // Another writer (a CLI run on the same state store) may have
+                            // extended the chain: chain on its tail and try again. The
+                            // batch is never dropped.
+                            tracing::warn!(error = %e, records = records.len(), "cannot store message log records; retrying");
+                            tokio::time::sleep(wait).await;
+                            wait = (wait * 2).min(Duration::from_secs(10));
+                            if let Ok((tail_seq, tail_hash)) = state.message_log_tail().await {
+                                seq = tail_seq;
+                                prev_hash = tail_hash;
+                            }
+                        }
+                    }
                 }
                 for pending in batch.drain(..) {
                     if let Some(stored) = pending.stored {
@@ -96,4 +95,33 @@ impl MessageLog {
     pub async fn record(&self, entry: MessageEntry) {
         self.record_all(vec![entry]).await;
     }
+}
+
+/// Chains `batch` after record `seq` (hash `prev_hash`) and seals it.
+fn chain(
+    batch: &[Pending],
+    seq: i64,
+    prev_hash: &str,
+    signer: &Signer,
+) -> (Vec<LoggedMessage>, Seal) {
+    let mut last = prev_hash.to_string();
+    let records: Vec<LoggedMessage> = batch
+        .iter()
+        .zip(seq + 1..)
+        .map(|(p, n)| {
+            let record = LoggedMessage::chain(n, &p.entry, &last);
+            last = record.hash.clone();
+            record
+        })
+        .collect();
+    let first_seq = seq + 1;
+    let last_seq = seq + records.len() as i64;
+    let seal = Seal {
+        first_seq,
+        last_seq,
+        hash: last.clone(),
+        signature: signer.sign(&seal_bytes(first_seq, last_seq, &last)),
+        sealed_at: timestamp(chrono::Utc::now()),
+    };
+    (records, seal)
 }

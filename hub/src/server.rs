@@ -59,7 +59,6 @@ impl AppState {
         config: Config,
         metrics: PrometheusHandle,
     ) -> Result<Self, simpul_catalog::CatalogError> {
-        let runner = Arc::new(Runner::new(catalog.clone(), &config.default_owner));
         let gate = QueryGate::new(&config.query);
         let query_cache = ResultCache::new(
             usize::try_from(config.query.cache_mb * 1024 * 1024).unwrap_or(usize::MAX),
@@ -70,6 +69,10 @@ impl AppState {
         );
         let messagelog =
             crate::messagelog::MessageLog::start(catalog.state.clone(), signer.clone()).await?;
+        let runner = Arc::new(
+            Runner::new(catalog.clone(), &config.default_owner)
+                .with_observer(crate::federation::observer(messagelog.clone())),
+        );
         let publisher = crate::publish::Publisher::new(
             catalog.clone(),
             signer.clone(),

@@ -34,7 +34,7 @@ pub use publish::{CheckedRecords, check_records};
 pub use rejects::rejects_batch;
 pub use rejects::rejects_schema;
 pub use runner::{
-    RunError, RunProgress, RunResult, Runner, StartedRun, Trigger, TriggerKind, app_id,
+    RunError, RunObserver, RunProgress, RunResult, Runner, StartedRun, Trigger, TriggerKind, app_id,
 };
 pub use scheduler::{Due, ScheduleSettings, due, run_schedule};
 pub use transform::Transform;

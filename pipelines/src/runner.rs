@@ -107,11 +107,19 @@ pub struct RunResult {
     pub sample_rejects: Vec<simpul_schemas::RejectedRow>,
 }
 
+/// Told of every run once it is recorded (the hub logs federation pulls with it).
+pub type RunObserver = Arc<
+    dyn Fn(PipelineDefinition, PipelineRun) -> futures::future::BoxFuture<'static, ()>
+        + Send
+        + Sync,
+>;
+
 /// Runs pipelines; one per hub process, shared by the scheduler, the API and the CLI.
 pub struct Runner {
     catalog: Arc<Catalog>,
     holder: String,
     default_owner: String,
+    observer: Option<RunObserver>,
     locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
     background: std::sync::Mutex<tokio::task::JoinSet<()>>,
 }
@@ -124,6 +132,7 @@ pub struct StartedRun {
     resume: Option<serde_json::Value>,
     holder: String,
     default_owner: String,
+    observer: Option<RunObserver>,
     _lock: OwnedMutexGuard<()>,
     renewal: AbortOnDrop,
 }
@@ -156,9 +165,16 @@ impl Runner {
                 uuid::Uuid::new_v4()
             ),
             default_owner: default_owner.to_string(),
+            observer: None,
             locks: std::sync::Mutex::new(HashMap::new()),
             background: std::sync::Mutex::new(tokio::task::JoinSet::new()),
         }
+    }
+
+    /// The same runner, telling `observer` of every run it records.
+    pub fn with_observer(mut self, observer: RunObserver) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Executes a started run in the background; [`Runner::drain`] waits for it. The
@@ -255,6 +271,7 @@ impl Runner {
             resume,
             holder: self.holder.clone(),
             default_owner: self.default_owner.clone(),
+            observer: self.observer.clone(),
             _lock: lock,
             renewal,
         })
@@ -452,6 +469,9 @@ impl StartedRun {
             .run(&self.record.id)
             .await?
             .ok_or_else(|| CatalogError::State(format!("run {} vanished", self.record.id)))?;
+        if let Some(observer) = &self.observer {
+            observer(self.definition.clone(), run.clone()).await;
+        }
         Ok(RunResult {
             run,
             sample_rejects,
@@ -550,7 +570,10 @@ impl StartedRun {
         progress: Arc<RunProgress>,
     ) -> Result<(IngestReport, Option<SourceMetadata>), String> {
         let definition = &self.definition;
-        let settings = definition.source_settings()?;
+        let mut settings = definition.source_settings()?;
+        if definition.source.connector == "peer" {
+            settings = self.peer_settings(settings).await?;
+        }
         let source = simpul_connectors::build_source(&definition.source.connector, &settings)
             .map_err(|e| e.to_string())?;
         let transform = definition
@@ -591,6 +614,41 @@ impl StartedRun {
             }
         };
         Ok((report, described))
+    }
+
+    /// A `peer` source's settings with the peer's base URL and keys from the registry: a
+    /// hub pulls only from peers an admin registered (the default is none).
+    async fn peer_settings(&self, mut settings: toml::Table) -> Result<toml::Table, String> {
+        for key in ["base_url", "public_keys"] {
+            if settings.contains_key(key) {
+                return Err(format!(
+                    "a peer source takes {key} from the peer registry, not from the pipeline file"
+                ));
+            }
+        }
+        let peer = settings
+            .get("peer")
+            .and_then(toml::Value::as_str)
+            .ok_or("a peer source needs peer = \"INSTANCE/CLASS/MEMBER\"")?
+            .to_string();
+        let registered = self
+            .catalog
+            .state
+            .peer(&peer)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| {
+                format!(
+                    "federation with {peer} is not allowed: it is not a registered peer (simpul bus peers add)"
+                )
+            })?;
+        settings.insert("peer".into(), registered.member_id.into());
+        settings.insert("base_url".into(), registered.base_url.into());
+        settings.insert(
+            "public_keys".into(),
+            toml::Value::Array(registered.public_keys.into_iter().map(Into::into).collect()),
+        );
+        Ok(settings)
     }
 
     fn ingest_options(&self, binding: Option<SchemaBinding>) -> Result<IngestOptions, String> {

@@ -378,3 +378,52 @@ pub(super) async fn rotate_key(
         .await?;
     Ok((StatusCode::CREATED, Json(json!(key))))
 }
+
+/// A peer registration.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewPeer {
+    /// The peer member, `INSTANCE/CLASS/MEMBER`.
+    member_id: String,
+    /// Its hub's base URL.
+    base_url: String,
+    /// Its Ed25519 public keys, hex.
+    public_keys: Vec<String>,
+}
+
+/// `GET /api/v1/bus/peers`: the hubs this hub federates with.
+pub(super) async fn peers(
+    State(app): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({ "peers": app.catalog.state.peers().await? })))
+}
+
+/// `POST /api/v1/bus/peers`: registers a peer hub, or replaces its URL and keys.
+pub(super) async fn put_peer(
+    State(app): State<AppState>,
+    caller: Caller,
+    super::ApiJson(request): super::ApiJson<NewPeer>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(&[Role::Admin], "registering federation peers")?;
+    let peer = app
+        .catalog
+        .state
+        .put_peer(
+            &request.member_id,
+            &request.base_url,
+            &request.public_keys,
+            caller.id(),
+        )
+        .await?;
+    app.catalog
+        .state
+        .audit(
+            caller.id(),
+            "peer.register",
+            &peer.member_id,
+            json!({"base_url": peer.base_url, "public_keys": peer.public_keys}),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!(peer))))
+}

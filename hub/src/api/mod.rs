@@ -92,6 +92,10 @@ api_routes! {
     "/bus/webhooks/{id}" => { delete webhooks::delete: "Delete a subscription; its pending deliveries stop" }
     "/bus/webhooks/{id}/deliveries" => { get webhooks::deliveries: "A subscription's deliveries with status, attempts and last error (status=)" }
     "/bus/deliveries/{id}/redeliver" => { post webhooks::redeliver: "Queue a delivery again (a dead-lettered one too), attempts reset" }
+    "/bus/peers" => {
+        get exchange::peers: "The hubs this hub federates with (none unless registered)",
+        post exchange::put_peer: "Register a peer hub with its base URL and public keys, or replace them; admins",
+    }
     "/bus/keys/rotate" => { post exchange::rotate_key: "Make a new signing key; older keys stay published; admins" }
     "/bus/requests" => {
         get bus::requests: "Access requests the caller may see (status=)",

@@ -48,6 +48,11 @@ pub(super) enum BusCommand {
         #[arg(long)]
         dataset: Option<String>,
     },
+    /// The hubs this hub federates with (pulls from with `peer` pipelines).
+    Peers {
+        #[command(subcommand)]
+        command: PeersCommand,
+    },
     /// The hub's signing keys: list them, or rotate to a new one.
     Keys {
         #[command(subcommand)]
@@ -91,6 +96,23 @@ pub(super) enum BusCommand {
         /// Why, for the requester.
         #[arg(long, default_value = "")]
         note: String,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(super) enum PeersCommand {
+    /// Every registered peer.
+    List,
+    /// Register a peer hub, or replace its URL and keys.
+    Add {
+        /// The peer member, INSTANCE/CLASS/MEMBER (e.g. ID-JABAR/GOV/PROVINSI).
+        member_id: String,
+        /// Its hub's base URL.
+        #[arg(long)]
+        url: String,
+        /// Its Ed25519 public key (hex, from its GET /api/v1/bus/keys); repeat for several.
+        #[arg(long = "public-key", required = true)]
+        public_keys: Vec<String>,
     },
 }
 
@@ -338,6 +360,43 @@ pub(super) async fn run(config: Config, command: BusCommand) -> Result<(), Strin
             } else {
                 Err(format!("grant '{id}' is revoked already"))
             }
+        }
+        BusCommand::Peers { command } => {
+            let state = &catalog.state;
+            if let PeersCommand::Add {
+                member_id,
+                url,
+                public_keys,
+            } = command
+            {
+                let peer = state
+                    .put_peer(&member_id, &url, &public_keys, &actor)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                state
+                    .audit(
+                        &actor,
+                        "peer.register",
+                        &peer.member_id,
+                        serde_json::json!({"base_url": peer.base_url, "public_keys": peer.public_keys}),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!("peer {} registered at {}", peer.member_id, peer.base_url);
+                return Ok(());
+            }
+            let mut table = Table::new();
+            table.set_header(["peer", "base url", "public keys", "registered by"]);
+            for peer in state.peers().await.map_err(|e| e.to_string())? {
+                table.add_row([
+                    peer.member_id,
+                    peer.base_url,
+                    peer.public_keys.join("\n"),
+                    peer.created_by,
+                ]);
+            }
+            println!("{table}");
+            Ok(())
         }
         BusCommand::Keys { command } => {
             let state = &catalog.state;

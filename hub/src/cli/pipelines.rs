@@ -96,7 +96,15 @@ pub(super) async fn run(config: Config, command: PipelinesCommand) -> Result<(),
 
 async fn run_now(config: &Config, definition: &PipelineDefinition) -> Result<(), String> {
     let catalog = bootstrap::open_catalog(config).await?;
-    let runner = Runner::new(catalog, &config.default_owner);
+    // A federation pull is a bus exchange wherever it runs: log it like the hub does.
+    let signer = simpul_catalog::Signer::open(&config.data_dir.join("keys"), &catalog.state)
+        .await
+        .map_err(|e| e.to_string())?;
+    let log = crate::messagelog::MessageLog::start(catalog.state.clone(), Arc::new(signer))
+        .await
+        .map_err(|e| e.to_string())?;
+    let runner =
+        Runner::new(catalog, &config.default_owner).with_observer(crate::federation::observer(log));
     let trigger = Trigger {
         kind: TriggerKind::Manual,
         actor: super::cli_actor(),

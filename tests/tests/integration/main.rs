@@ -7,6 +7,7 @@ mod bad_input;
 mod bus;
 mod concurrency;
 mod exchange;
+mod federation;
 mod flight_sql;
 mod ingest_and_sql;
 mod limits;
