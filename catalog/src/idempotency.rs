@@ -88,6 +88,29 @@ impl StateStore {
         Ok(())
     }
 
+    /// Stores the responses of many applied requests in one transaction: `(client, key,
+    /// status, body)`.
+    pub async fn complete_idempotency_keys(
+        &self,
+        completed: &[(String, String, u16, String)],
+    ) -> Result<(), CatalogError> {
+        let mut tx = self.pool().begin().await?;
+        for (client_id, key, status, body) in completed {
+            sqlx::query(
+                "UPDATE idempotency_keys SET state = 'completed', response_status = $3, response_body = $4 \
+                 WHERE client_id = $1 AND idempotency_key = $2",
+            )
+            .bind(client_id)
+            .bind(key)
+            .bind(i64::from(*status))
+            .bind(body)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Frees a key whose request failed without changing anything, so it can be retried.
     pub async fn release_idempotency_key(
         &self,

@@ -213,6 +213,24 @@ impl Lake {
         Ok(Some(delta))
     }
 
+    /// The Arrow schema of the table as last loaded by this process, without looking for
+    /// newer commits (loading it when it was never loaded). For checks that the committer
+    /// repeats against the current version anyway.
+    pub async fn cached_schema(
+        &self,
+        table: &LakeTable,
+    ) -> Result<Option<SchemaRef>, CatalogError> {
+        let cached = self.latest.lock().await.get(table).cloned();
+        let delta = match cached {
+            Some(delta) => delta,
+            None => match self.load(table).await? {
+                Some(delta) => delta,
+                None => return Ok(None),
+            },
+        };
+        Self::arrow_schema(&delta).map(Some)
+    }
+
     /// The latest version of a table that must exist.
     pub async fn load_existing(&self, table: &LakeTable) -> Result<DeltaTable, CatalogError> {
         self.load(table)
@@ -290,6 +308,12 @@ impl Lake {
             .with_columns(kernel_schema.fields().cloned())
             // Merges then write change files, so the change feed shows upserts as updates.
             .with_configuration_property(TableProperty::EnableChangeDataFeed, Some("true"))
+            // Loading a version replays the commits since the last checkpoint; the bus makes
+            // many small commits, so checkpoint often.
+            .with_configuration_property(
+                TableProperty::CheckpointInterval,
+                Some(CHECKPOINT_INTERVAL.to_string()),
+            )
             .with_save_mode(SaveMode::Ignore)
             .await
         {
@@ -341,10 +365,28 @@ impl Lake {
         options: CommitOptions,
     ) -> Result<DeltaTable, CatalogError> {
         let table = &staged.table;
-        let current = match self.load(table).await? {
-            Some(existing) => existing,
-            None => self.create(table, &staged.schema).await?,
+        let started = std::time::Instant::now();
+        // A blind append may start from the version this process saw last: if another writer
+        // committed since, the commit is retried after deltalake's conflict check, which
+        // never fails appends. Overwrites (which remove the current files) and run commits
+        // (whose transaction must be checked) start from the newest version.
+        let blind = mode == WriteMode::Append
+            && options.transaction.is_none()
+            && options.evolved_schema.is_none();
+        let cached = if blind {
+            self.latest.lock().await.get(table).cloned()
+        } else {
+            None
         };
+        let from_cache = cached.is_some();
+        let mut current = match cached {
+            Some(cached) => cached,
+            None => match self.load(table).await? {
+                Some(existing) => existing,
+                None => self.create(table, &staged.schema).await?,
+            },
+        };
+        let loaded = started.elapsed();
         let state = current.snapshot().map_err(|e| lake_error(table, e))?;
         refuse_landed_transaction(table, &current, options.transaction.as_ref()).await?;
         let mut actions: Vec<Action> = Vec::new();
@@ -378,12 +420,40 @@ impl Lake {
             partition_by: None,
             predicate: None,
         };
-        CommitBuilder::from(properties)
-            .with_actions(actions)
-            .build(Some(state.snapshot()), current.log_store(), operation)
-            .await
-            .map_err(|e| lake_error(table, e))?;
-        self.refreshed(table).await
+        let attempt = CommitBuilder::from(properties.clone())
+            .with_actions(actions.clone())
+            .build(
+                Some(state.snapshot()),
+                current.log_store(),
+                operation.clone(),
+            )
+            .await;
+        let finalized = match attempt {
+            Ok(finalized) => finalized,
+            // The cached version was too far behind for deltalake's retries: start again from
+            // the newest version (the files are staged; nothing was committed).
+            Err(e) if from_cache => {
+                tracing::debug!(table = %table.qualified_name(), error = %e, "commit from the cached version failed; reloading");
+                current = self.load_existing(table).await?;
+                let state = current.snapshot().map_err(|e| lake_error(table, e))?;
+                CommitBuilder::from(properties)
+                    .with_actions(actions)
+                    .build(Some(state.snapshot()), current.log_store(), operation)
+                    .await
+                    .map_err(|e| lake_error(table, e))?
+            }
+            Err(e) => return Err(lake_error(table, e)),
+        };
+        let committed = self.refreshed(table).await?;
+        cleanup_at_checkpoints(&committed, table).await;
+        tracing::debug!(
+            table = %table.qualified_name(),
+            version = finalized.version,
+            load_ms = loaded.as_secs_f64() * 1e3,
+            commit_ms = (started.elapsed() - loaded).as_secs_f64() * 1e3,
+            "lake commit"
+        );
+        Ok(committed)
     }
 
     /// Writes a few in-memory batches as one commit; for reference data and small writes.
@@ -461,6 +531,41 @@ impl Lake {
             .await
             .map_err(|e| lake_error(table, e))?;
         self.refreshed(table).await
+    }
+
+    /// Rewrites the table's small files into large ones (Delta `OPTIMIZE`, a commit that
+    /// changes no data: the change feed and time travel see the same rows). The bus's group
+    /// commits add one small file each, and loading a version costs in proportion to the
+    /// number of files. Returns the new version, or `None` when there was nothing to do.
+    pub async fn compact(&self, table: &LakeTable) -> Result<Option<i64>, CatalogError> {
+        let current = self.load_existing(table).await?;
+        let before = current.version();
+        let (compacted, metrics) = current
+            .optimize()
+            .with_target_size(
+                std::num::NonZeroU64::new(TARGET_FILE_BYTES).unwrap_or(std::num::NonZeroU64::MIN),
+            )
+            .with_commit_properties(
+                CommitProperties::default().with_cleanup_expired_logs(Some(false)),
+            )
+            .await
+            .map_err(|e| lake_error(table, e))?;
+        let version = compacted.version();
+        self.latest.lock().await.insert(table.clone(), compacted);
+        if version == before {
+            return Ok(None);
+        }
+        let version = version.map(|v| v as i64);
+        if let Some(v) = version {
+            self.sync_version(table, v).await?;
+        }
+        tracing::debug!(
+            table = %table.qualified_name(),
+            files_removed = metrics.num_files_removed,
+            files_added = metrics.num_files_added,
+            "compacted"
+        );
+        Ok(version)
     }
 
     /// On a local lake, forces `version` of `table` to disk: its data and change files, its
@@ -697,12 +802,32 @@ fn commit_properties(
     transaction: Option<AppTransaction>,
 ) -> CommitProperties {
     let properties = CommitProperties::default()
-        .with_metadata([("simpul".to_string(), serde_json::Value::Object(metadata))]);
+        .with_metadata([("simpul".to_string(), serde_json::Value::Object(metadata))])
+        .with_cleanup_expired_logs(Some(false));
     match transaction {
         Some(txn) => {
             properties.with_application_transaction(Transaction::new(txn.app_id, txn.version))
         }
         None => properties,
+    }
+}
+
+/// Tables are made with a checkpoint every this many commits (`delta.checkpointInterval`,
+/// written by deltalake after the commit).
+const CHECKPOINT_INTERVAL: u64 = 10;
+
+/// Removes log entries past their retention, but only every hundredth checkpoint: deltalake's own
+/// post-commit cleanup lists the whole log after every commit, which the bus's many small
+/// group commits cannot afford. Cleanup is housekeeping: a failure changes nothing readers see.
+async fn cleanup_at_checkpoints(delta: &DeltaTable, table: &LakeTable) {
+    let Some(version) = delta.version() else {
+        return;
+    };
+    if version == 0 || version % (CHECKPOINT_INTERVAL * 100) != 0 {
+        return;
+    }
+    if let Err(e) = deltalake::checkpoints::cleanup_metadata(delta, None).await {
+        tracing::warn!(table = %table.qualified_name(), version, error = %e, "cannot clean up expired log entries");
     }
 }
 
@@ -806,6 +931,53 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    #[tokio::test]
+    async fn compaction_keeps_the_rows_and_the_change_feed() {
+        use datafusion::prelude::SessionContext;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let lake = Lake::new(&url, HashMap::new()).unwrap();
+        let table = LakeTable::Data("stats.kecil".parse().unwrap());
+        for n in 0..6 {
+            let staged = stage(&lake, &table, vec![n, n + 100]).await;
+            let committed = lake
+                .commit(staged, WriteMode::Append, CommitOptions::default())
+                .await
+                .unwrap();
+            lake.sync_version(&table, committed.version().unwrap() as i64)
+                .await
+                .unwrap();
+        }
+        let before = Lake::stats(&lake.load_existing(&table).await.unwrap()).unwrap();
+        assert_eq!((before.files, before.row_count), (6, 12));
+        let version = lake
+            .compact(&table)
+            .await
+            .unwrap()
+            .expect("a compaction commit");
+        let after = Lake::stats(&lake.load_existing(&table).await.unwrap()).unwrap();
+        assert_eq!(
+            (after.files, after.row_count, after.version),
+            (1, 12, version)
+        );
+        // The compaction changes no data: the change feed still holds each row once.
+        let delta = lake.load_existing(&table).await.unwrap();
+        let provider = deltalake::delta_datafusion::DeltaCdfTableProvider::try_new(
+            delta.scan_cdf().with_starting_version(0),
+        )
+        .unwrap();
+        let ctx = SessionContext::new();
+        let rows = ctx
+            .read_table(Arc::new(provider))
+            .unwrap()
+            .count()
+            .await
+            .unwrap();
+        assert_eq!(rows, 12);
+        // Nothing left to compact.
+        assert_eq!(lake.compact(&table).await.unwrap(), None);
     }
 
     #[tokio::test]

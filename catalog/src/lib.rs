@@ -145,6 +145,19 @@ impl Catalog {
             .ok_or_else(|| CatalogError::NotFound(id.to_string()))
     }
 
+    /// Records in the catalog the statistics of a version just committed (`data`), with the
+    /// rejected count given; no table is loaded again.
+    pub async fn record_stats(
+        &self,
+        id: &DatasetId,
+        data: &deltalake::DeltaTable,
+        rejected: i64,
+    ) -> Result<TableStats, CatalogError> {
+        let stats = Lake::stats(data)?;
+        self.state.record_commit(id, &stats, rejected).await?;
+        Ok(stats)
+    }
+
     /// Brings a dataset's row count, size, version and rejected count in the catalog up to
     /// date with the lake, which is the source of truth for all of them.
     pub async fn refresh_stats(&self, id: &DatasetId) -> Result<TableStats, CatalogError> {

@@ -65,8 +65,6 @@ pub struct BusConfig {
     pub webhook_backoff_secs: u64,
     /// How long a webhook target may take to answer one delivery.
     pub webhook_timeout_secs: u64,
-    /// Most rows in one webhook delivery; a larger commit range is split.
-    pub webhook_max_rows: u64,
 }
 
 impl Default for BusConfig {
@@ -78,7 +76,6 @@ impl Default for BusConfig {
             webhook_max_attempts: 8,
             webhook_backoff_secs: 2,
             webhook_timeout_secs: 10,
-            webhook_max_rows: 10_000,
         }
     }
 }

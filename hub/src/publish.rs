@@ -13,13 +13,18 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use simpul_catalog::{
-    Catalog, CatalogError, CommitOptions, DatasetId, DatasetMeta, LakeTable, MessageEntry,
+    Catalog, CatalogError, CommitOptions, DatasetId, DatasetMeta, Lake, LakeTable, MessageEntry,
     PublishMode, Receipt, SchemaBinding, Signature, Signed, Signer, WriteMode, timestamp,
 };
 use simpul_pipelines::{CheckedRecords, last_per_key, rejects_batch, rejects_schema};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::messagelog::MessageLog;
+
+/// A dataset's small files are compacted once its table holds this many.
+const COMPACT_AT_FILES: usize = 256;
+/// Files whose average size is below this count as small.
+const SMALL_FILE_BYTES: i64 = 16 * 1024 * 1024;
 
 /// Publishes waiting for one dataset's committer at most; past this, publishers wait.
 const QUEUE: usize = 4_096;
@@ -39,11 +44,55 @@ pub struct PublishRequest {
     pub idempotency_key: String,
     /// The checked records.
     pub records: CheckedRecords,
+    /// Why each refused record was refused, as the answer lists them.
+    pub reasons: Vec<serde_json::Value>,
+}
+
+/// A publish's answer: `200` with the receipt and the reasons of any refused records, or
+/// `422` when no record was valid. Stored whole under the idempotency key.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The HTTP status.
+    pub status: u16,
+    /// The JSON body.
+    pub body: serde_json::Value,
+    /// The signed receipt (also in the body).
+    pub receipt: Receipt,
+}
+
+impl Published {
+    fn new(receipt: Receipt, reasons: &[serde_json::Value]) -> Self {
+        if receipt.accepted == 0 {
+            let body = serde_json::json!({
+                "type": "https://simpul.purwakartakab.go.id/problems/unprocessable",
+                "title": "Unprocessable",
+                "status": 422,
+                "detail": format!(
+                    "none of the {} records is valid for {}; every reason is listed, and the records are kept in the rejects",
+                    receipt.rejected, receipt.dataset
+                ),
+                "reasons": reasons,
+                "receipt": receipt,
+            });
+            Self {
+                status: 422,
+                body,
+                receipt,
+            }
+        } else {
+            let body = serde_json::json!({ "receipt": receipt, "reasons": reasons });
+            Self {
+                status: 200,
+                body,
+                receipt,
+            }
+        }
+    }
 }
 
 struct Job {
     request: PublishRequest,
-    reply: oneshot::Sender<Result<Receipt, String>>,
+    reply: oneshot::Sender<Result<Published, String>>,
 }
 
 /// The publish side of the bus: one committer per dataset.
@@ -70,12 +119,12 @@ impl Publisher {
         }
     }
 
-    /// Queues `request` for `dataset`'s next group commit and waits for its receipt.
+    /// Queues `request` for `dataset`'s next group commit and waits for its answer.
     pub async fn publish(
         &self,
         dataset: &DatasetId,
         request: PublishRequest,
-    ) -> Result<Receipt, String> {
+    ) -> Result<Published, String> {
         let (reply, receipt) = oneshot::channel();
         let queue = self.queue(dataset);
         if queue.send(Job { request, reply }).await.is_err() {
@@ -175,51 +224,103 @@ impl Committer {
                     Err(_) => break,
                 }
             }
-            self.commit_group(group).await;
+            if let Some(files) = self.commit_group(group).await
+                && files >= COMPACT_AT_FILES
+            {
+                // Publishes queue meanwhile and join the next group.
+                if let Err(e) = self
+                    .catalog
+                    .lake
+                    .compact(&LakeTable::Data(self.dataset.clone()))
+                    .await
+                {
+                    tracing::warn!(dataset = %self.dataset, error = %e, "cannot compact the dataset's files");
+                }
+            }
         }
     }
 
-    async fn commit_group(&self, group: Vec<Job>) {
+    /// Commits one group and answers its publishers; returns the data table's file count
+    /// after the commit when its files are mostly small.
+    async fn commit_group(&self, group: Vec<Job>) -> Option<usize> {
         let started = std::time::Instant::now();
         let (jobs, replies): (Vec<PublishRequest>, Vec<_>) =
             group.into_iter().map(|j| (j.request, j.reply)).unzip();
         match self.land(&jobs).await {
-            Ok(version) => {
+            Ok((version, files)) => {
+                let landed = started.elapsed();
                 let committed_at = timestamp(Utc::now());
                 let mut entries = Vec::with_capacity(jobs.len());
-                let mut receipts = Vec::with_capacity(jobs.len());
+                let mut answers = Vec::with_capacity(jobs.len());
                 for job in &jobs {
                     let receipt = self.receipt(job, version, &committed_at);
                     entries.push(publish_entry(job, &receipt));
-                    receipts.push(receipt);
+                    answers.push(Published::new(receipt, &job.reasons));
                 }
                 self.log.record_all(entries).await;
+                // The answers are stored under their keys in one transaction: a retry from
+                // now on gets the same answer. Should this fail, the keys stay claimed and a
+                // retry is told to check the dataset's versions; nothing is applied twice.
+                let completed: Vec<(String, String, u16, String)> = jobs
+                    .iter()
+                    .zip(&answers)
+                    .map(|(job, answer)| {
+                        (
+                            job.client_id.clone(),
+                            job.idempotency_key.clone(),
+                            answer.status,
+                            answer.body.to_string(),
+                        )
+                    })
+                    .collect();
+                if let Err(e) = self
+                    .catalog
+                    .state
+                    .complete_idempotency_keys(&completed)
+                    .await
+                {
+                    tracing::error!(dataset = %self.dataset, error = %e, "cannot store publish answers under their idempotency keys");
+                }
+                tracing::debug!(
+                    dataset = %self.dataset,
+                    publishes = jobs.len(),
+                    land_ms = landed.as_millis() as u64,
+                    total_ms = started.elapsed().as_millis() as u64,
+                    "group commit"
+                );
                 metrics::histogram!("simpul_bus_group_commit_seconds")
                     .record(started.elapsed().as_secs_f64());
                 metrics::histogram!("simpul_bus_group_size").record(jobs.len() as f64);
-                for (reply, receipt) in replies.into_iter().zip(receipts) {
-                    let _ = reply.send(Ok(receipt));
+                for (reply, answer) in replies.into_iter().zip(answers) {
+                    let _ = reply.send(Ok(answer));
                 }
                 self.committed.notify_waiters();
+                files
             }
             Err(e) => {
                 tracing::error!(dataset = %self.dataset, error = %e, publishes = jobs.len(), "group commit failed");
                 for reply in replies {
                     let _ = reply.send(Err(e.to_string()));
                 }
+                None
             }
         }
     }
 
     /// Commits the group's rejects, then its rows; returns the data version (`None` when no
-    /// row was valid).
-    async fn land(&self, jobs: &[PublishRequest]) -> Result<Option<i64>, CatalogError> {
+    /// row was valid) and the data table's file count when its files are mostly small.
+    async fn land(
+        &self,
+        jobs: &[PublishRequest],
+    ) -> Result<(Option<i64>, Option<usize>), CatalogError> {
         let lake = &self.catalog.lake;
         let messages: Vec<&str> = jobs.iter().map(|j| j.message_id.as_str()).collect();
         let mut metadata = serde_json::Map::new();
         metadata.insert("source".into(), "bus publish".into());
         metadata.insert("messages".into(), serde_json::json!(messages));
         let now = Utc::now();
+        let meta = self.catalog.dataset(&self.dataset).await?;
+        let mut rejected = meta.rejected_count;
 
         if jobs.iter().any(|j| !j.records.rejected.is_empty()) {
             let table = LakeTable::Rejects(self.dataset.clone());
@@ -238,26 +339,35 @@ impl Committer {
             if let Some(version) = committed.version() {
                 lake.sync_version(&table, version as i64).await?;
             }
+            rejected = Lake::stats(&committed)?.row_count;
         }
 
+        let table = LakeTable::Data(self.dataset.clone());
         let accepted: u64 = jobs.iter().map(|j| j.records.accepted()).sum();
         if accepted == 0 {
-            self.catalog.refresh_stats(&self.dataset).await.ok();
-            return Ok(None);
+            let current = lake.load_existing(&table).await?;
+            self.catalog
+                .record_stats(&self.dataset, &current, rejected)
+                .await?;
+            return Ok((None, None));
         }
-        let table = LakeTable::Data(self.dataset.clone());
-        let schema = jobs[0].records.table_schema.clone();
-        if let Some(other) = jobs.iter().find(|j| j.records.table_schema != schema) {
+        // Publishes were checked against the schema as last loaded; they land only on a
+        // table that still has it.
+        let schema = lake.cached_schema(&table).await?;
+        if let Some(stale) = jobs
+            .iter()
+            .find(|j| j.records.accepted() > 0 && Some(&j.records.table_schema) != schema.as_ref())
+        {
             return Err(CatalogError::Conflict(format!(
                 "the columns of {} changed while publish {} waited; publish again",
-                self.dataset, other.message_id
+                self.dataset, stale.message_id
             )));
         }
+        let schema = jobs[0].records.table_schema.clone();
         let batches: Vec<_> = jobs
             .iter()
             .flat_map(|j| j.records.valid.iter().cloned())
             .collect();
-        let meta = self.catalog.dataset(&self.dataset).await?;
         let options = CommitOptions {
             metadata,
             ..Default::default()
@@ -284,8 +394,13 @@ impl Committer {
         if let Some(version) = version {
             lake.sync_version(&table, version).await?;
         }
-        self.catalog.refresh_stats(&self.dataset).await?;
-        Ok(version)
+        let stats = self
+            .catalog
+            .record_stats(&self.dataset, &committed, rejected)
+            .await?;
+        // Many files, most of them small: the group commits' own files.
+        let small = stats.files > 0 && stats.size_bytes / (stats.files as i64) < SMALL_FILE_BYTES;
+        Ok((version, small.then_some(stats.files)))
     }
 
     fn receipt(&self, job: &PublishRequest, version: Option<i64>, committed_at: &str) -> Receipt {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use simpul_catalog::{Catalog, DatasetMeta, Lake, LakeTable, SchemaBinding, WriteMode};
+use simpul_catalog::{Catalog, DatasetMeta, LakeTable, SchemaBinding, WriteMode};
 use simpul_connectors::{RawBatch, RawBatchReader};
 use simpul_schemas::RejectedRow;
 
@@ -46,10 +46,16 @@ pub async fn check_records(
 ) -> Result<CheckedRecords, IngestError> {
     let header = reader.columns();
     let omits_null_columns = reader.omits_null_columns();
-    let raw: Vec<RawBatch> =
+    // A small body (a few records) is read and checked in place: a hop to the blocking pool
+    // costs more than the work.
+    let small = reader.progress().total() <= INLINE_BYTES;
+    let raw: Vec<RawBatch> = if small {
+        reader.collect::<Result<Vec<_>, _>>()?
+    } else {
         tokio::task::spawn_blocking(move || reader.collect::<Result<Vec<_>, _>>())
             .await
-            .map_err(|e| IngestError::Invalid(format!("reading the records failed: {e}")))??;
+            .map_err(|e| IngestError::Invalid(format!("reading the records failed: {e}")))??
+    };
     let options = IngestOptions {
         dataset: dataset.id.clone(),
         mode: WriteMode::Append,
@@ -70,14 +76,11 @@ pub async fn check_records(
         upsert_keys: Vec::new(),
         run: None,
     };
-    let existing = match catalog
+    // The schema as last loaded: the committer checks it against the current version.
+    let existing = catalog
         .lake
-        .load(&LakeTable::Data(dataset.id.clone()))
-        .await?
-    {
-        Some(table) => Some(Lake::arrow_schema(&table)?),
-        None => None,
-    };
+        .cached_schema(&LakeTable::Data(dataset.id.clone()))
+        .await?;
     let first = raw.first();
     let mut target =
         resolve_target(catalog, &options, existing, Some(dataset), first, &header).await?;
@@ -115,7 +118,7 @@ pub async fn check_records(
         discarded_columns: target.discarded_columns.clone(),
     };
     let table_schema = target.table_schema.clone();
-    tokio::task::spawn_blocking(move || {
+    let check = move || {
         let mut checked = CheckedRecords {
             table_schema,
             valid: Vec::new(),
@@ -136,7 +139,14 @@ pub async fn check_records(
             checked.rejected.extend(one.rejected);
         }
         Ok(checked)
-    })
-    .await
-    .map_err(|e| IngestError::Invalid(format!("validating the records failed: {e}")))?
+    };
+    if small {
+        return check();
+    }
+    tokio::task::spawn_blocking(check)
+        .await
+        .map_err(|e| IngestError::Invalid(format!("validating the records failed: {e}")))?
 }
+
+/// Bodies up to this size are checked on the request's own task.
+const INLINE_BYTES: u64 = 64 * 1024;

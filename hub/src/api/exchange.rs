@@ -131,6 +131,7 @@ pub(super) async fn publish(
     let format = publish_format(raw.as_deref(), &headers)?;
     let body = read_body(&app, body, &headers).await?;
     let sha256 = hex::encode(Sha256::digest(&body));
+    let body_len = body.len() as u64;
     match app
         .catalog
         .state
@@ -139,6 +140,27 @@ pub(super) async fn publish(
     {
         IdempotencyClaim::Proceed => {}
         IdempotencyClaim::Replay { status, body } => {
+            // A retry is an exchange too: logged, with the version it was first given.
+            let stored: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            app.messagelog
+                .record(MessageEntry {
+                    message_id: uuid::Uuid::now_v7().to_string(),
+                    at: chrono::Utc::now(),
+                    service: "publish".into(),
+                    client_id: Some(caller.id().to_string()),
+                    peer: None,
+                    dataset: Some(id.to_string()),
+                    version: stored["receipt"]["version"].as_i64(),
+                    request_bytes: body_len,
+                    response_bytes: body.len() as u64,
+                    status,
+                    payload_sha256: Some(sha256),
+                    detail: json!({
+                        "replay_of": stored["receipt"]["message_id"],
+                        "idempotency_key": key,
+                    }),
+                })
+                .await;
             return Ok(replay(status, body));
         }
         IdempotencyClaim::Mismatch => {
@@ -153,18 +175,20 @@ pub(super) async fn publish(
             .with_retry_after(1));
         }
     }
-    let outcome = publish_claimed(&app, &caller, &dataset, format, body, sha256, &key).await;
-    let state = &app.catalog.state;
-    match &outcome {
-        Ok((status, value)) => {
-            state
-                .complete_idempotency_key(caller.id(), &key, status.as_u16(), &value.to_string())
-                .await?;
+    match publish_claimed(&app, &caller, &dataset, format, body, sha256, &key).await {
+        // The committer stored the answer under the key with the commit's other answers.
+        Ok(published) => {
+            let status = StatusCode::from_u16(published.status).unwrap_or(StatusCode::OK);
+            Ok((status, Json(published.body)).into_response())
         }
-        Err(_) => state.release_idempotency_key(caller.id(), &key).await?,
+        Err(e) => {
+            app.catalog
+                .state
+                .release_idempotency_key(caller.id(), &key)
+                .await?;
+            Err(e)
+        }
     }
-    let (status, value) = outcome?;
-    Ok((status, Json(value)).into_response())
 }
 
 async fn publish_claimed(
@@ -175,7 +199,7 @@ async fn publish_claimed(
     body: Bytes,
     sha256: String,
     key: &str,
-) -> Result<(StatusCode, Value), ApiError> {
+) -> Result<crate::publish::Published, ApiError> {
     let request_bytes = body.len() as u64;
     let reader = simpul_connectors::file::open_bytes("body", body, &format)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -207,30 +231,16 @@ async fn publish_claimed(
         request_bytes,
         idempotency_key: key.to_string(),
         records,
+        reasons,
     };
-    let receipt = app
+    let published = app
         .publisher
         .publish(&dataset.id, request)
         .await
         .map_err(ApiError::internal)?;
+    let receipt = &published.receipt;
     crate::metrics::rows_ingested(&dataset.id.to_string(), receipt.accepted, receipt.rejected);
-    if receipt.accepted == 0 {
-        return Ok((
-            StatusCode::UNPROCESSABLE_ENTITY,
-            json!({
-                "type": "https://simpul.purwakartakab.go.id/problems/unprocessable",
-                "title": "Unprocessable",
-                "status": 422,
-                "detail": format!("none of the {} records is valid for {}; every reason is listed, and the records are kept in the rejects", receipt.rejected, dataset.id),
-                "reasons": reasons,
-                "receipt": receipt,
-            }),
-        ));
-    }
-    Ok((
-        StatusCode::OK,
-        json!({ "receipt": receipt, "reasons": reasons }),
-    ))
+    Ok(published)
 }
 
 fn replay(status: u16, body: String) -> Response {

@@ -21,20 +21,7 @@ const INVALID: &str = r#"{"nik":"32140","nama":"X","tanggal_lahir":"1990-01-01",
 /// and phone are personal), made by ingesting a header-only CSV.
 fn hub_with_dataset() -> Hub {
     let hub = Hub::start();
-    let file = hub.dir.path().join("warga.csv");
-    std::fs::write(
-        &file,
-        "nik,no_kk,nama,tempat_lahir,tanggal_lahir,jenis_kelamin,alamat,rt,rw,kode_wilayah,telepon,status_hidup\n",
-    )
-    .unwrap();
-    hub.cli_ok(&[
-        "ingest",
-        file.to_str().unwrap(),
-        "--dataset",
-        "dukcapil.warga",
-        "--schema",
-        "penduduk",
-    ]);
+    hub.empty_residents("dukcapil.warga");
     hub
 }
 
@@ -509,15 +496,8 @@ async fn the_change_feed_streams_inserts_and_upserts_signed_and_masked() {
     let v1 = first["receipt"]["version"].as_i64().unwrap();
 
     // Upsert by the schema's primary key (nik): a changed record shows as an update.
-    let patched = hub
-        .http
-        .patch(format!("{}/api/v1/datasets/dukcapil.warga", hub.url))
-        .bearer_auth(&hub.admin_key)
-        .json(&json!({"write_mode": "upsert"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(patched.status(), 200);
+    hub.patch_dataset("dukcapil.warga", &json!({"write_mode": "upsert"}))
+        .await;
     let moved = RESIDENT_A.replace("Budi Santoso", "Budi Santosa");
     let response = publish(
         &hub,
@@ -617,15 +597,8 @@ async fn the_change_feed_streams_inserts_and_upserts_signed_and_masked() {
         "{body}"
     );
     // A restricted dataset needs a read grant: 403 without it.
-    let restrict = hub
-        .http
-        .patch(format!("{}/api/v1/datasets/dukcapil.warga", hub.url))
-        .bearer_auth(&hub.admin_key)
-        .json(&json!({"classification": "restricted"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(restrict.status(), 200);
+    hub.patch_dataset("dukcapil.warga", &json!({"classification": "restricted"}))
+        .await;
     let (status, _) = feed(analyst.clone(), 0).await;
     assert_eq!(status, 403);
     let (status, _) = feed(analyst, -1).await;

@@ -12,29 +12,9 @@ const HUB_A: &str = "ID-JABAR/GOV/HUB-A";
 /// Hub A with a restricted `dukcapil.warga` (bound to `penduduk`) holding `n` residents.
 async fn hub_a(n: u32) -> Hub {
     let a = Hub::start();
-    let file = a.dir.path().join("warga.csv");
-    std::fs::write(
-        &file,
-        "nik,no_kk,nama,tempat_lahir,tanggal_lahir,jenis_kelamin,alamat,rt,rw,kode_wilayah,telepon,status_hidup\n",
-    )
-    .unwrap();
-    a.cli_ok(&[
-        "ingest",
-        file.to_str().unwrap(),
-        "--dataset",
-        "dukcapil.warga",
-        "--schema",
-        "penduduk",
-    ]);
-    let patched = a
-        .http
-        .patch(format!("{}/api/v1/datasets/dukcapil.warga", a.url))
-        .bearer_auth(&a.admin_key)
-        .json(&json!({"classification": "restricted"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(patched.status(), 200);
+    a.empty_residents("dukcapil.warga");
+    a.patch_dataset("dukcapil.warga", &json!({"classification": "restricted"}))
+        .await;
     publish(&a, 0, n).await;
     a
 }

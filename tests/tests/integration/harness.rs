@@ -327,6 +327,38 @@ impl Hub {
         assert!(report.contains("rows written:  3"), "{report}");
     }
 
+    /// Makes `dataset`, bound to the `penduduk` schema and empty, by ingesting a header-only
+    /// CSV (NIK, name, address and phone are personal).
+    pub fn empty_residents(&self, dataset: &str) {
+        let file = self.dir.path().join("empty_residents.csv");
+        std::fs::write(
+            &file,
+            "nik,no_kk,nama,tempat_lahir,tanggal_lahir,jenis_kelamin,alamat,rt,rw,kode_wilayah,telepon,status_hidup\n",
+        )
+        .expect("write the header");
+        self.cli_ok(&[
+            "ingest",
+            file.to_str().expect("temp path"),
+            "--dataset",
+            dataset,
+            "--schema",
+            "penduduk",
+        ]);
+    }
+
+    /// `PATCH /api/v1/datasets/{dataset}` as admin; asserts it was applied.
+    pub async fn patch_dataset(&self, dataset: &str, patch: &serde_json::Value) {
+        let response = self
+            .http
+            .patch(format!("{}/api/v1/datasets/{dataset}", self.url))
+            .bearer_auth(&self.admin_key)
+            .json(patch)
+            .send()
+            .await
+            .expect("send patch");
+        assert_eq!(response.status(), 200, "PATCH {dataset} {patch}");
+    }
+
     /// The `/metrics` text, scraped with the admin key.
     pub async fn metrics(&self) -> String {
         self.get(&self.admin_key, "/metrics")

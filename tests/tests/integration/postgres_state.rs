@@ -112,4 +112,27 @@ async fn the_hub_keeps_its_state_on_postgresql() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(monitored > 0, "no op-monitoring record in PostgreSQL");
+
+    // Bus publishes: idempotency keys, the message log's chain and seals, and the hub's
+    // public keys live in PostgreSQL too, and verify offline.
+    hub.empty_residents("dukcapil.warga");
+    for attempt in 0..2 {
+        let response = hub
+            .http
+            .post(format!("{}/api/v1/bus/datasets/dukcapil.warga/records", hub.url))
+            .bearer_auth(&hub.admin_key)
+            .header("content-type", "application/x-ndjson")
+            .header("idempotency-key", "pg-1")
+            .body(r#"{"nik":"3214011505900001","nama":"Budi Santoso","tanggal_lahir":"1990-05-15","jenis_kelamin":"L","kode_wilayah":"32.14.01.1001"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers().contains_key("idempotency-replayed"),
+            attempt == 1
+        );
+    }
+    let verified = hub.cli_ok(&["messagelog", "verify"]);
+    assert!(verified.contains("intact: 2 records"), "{verified}");
 }

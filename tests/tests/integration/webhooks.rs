@@ -109,20 +109,7 @@ fn hub() -> Hub {
         ("SIMPUL_BUS_WEBHOOK_BACKOFF_SECS", "1"),
         ("SIMPUL_BUS_WEBHOOK_TIMEOUT_SECS", "2"),
     ]);
-    let file = hub.dir.path().join("warga.csv");
-    std::fs::write(
-        &file,
-        "nik,no_kk,nama,tempat_lahir,tanggal_lahir,jenis_kelamin,alamat,rt,rw,kode_wilayah,telepon,status_hidup\n",
-    )
-    .unwrap();
-    hub.cli_ok(&[
-        "ingest",
-        file.to_str().unwrap(),
-        "--dataset",
-        "dukcapil.warga",
-        "--schema",
-        "penduduk",
-    ]);
+    hub.empty_residents("dukcapil.warga");
     hub
 }
 
@@ -326,15 +313,8 @@ async fn redirects_are_failures_and_subscriptions_follow_the_access_policy() {
     }
     // A restricted dataset needs a subscribe grant; another member's webhooks are not theirs.
     let analyst = hub.key("BAPPEDA", "ANALISIS", "analyst");
-    let patched = hub
-        .http
-        .patch(format!("{}/api/v1/datasets/dukcapil.warga", hub.url))
-        .bearer_auth(&hub.admin_key)
-        .json(&json!({"classification": "restricted"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(patched.status(), 200);
+    hub.patch_dataset("dukcapil.warga", &json!({"classification": "restricted"}))
+        .await;
     assert_eq!(
         subscribe(&hub, &analyst, &url, json!({})).await.status(),
         403
