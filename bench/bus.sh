@@ -65,7 +65,7 @@ import json, sys
 import pyarrow as pa, pyarrow.ipc as ipc
 data = sys.argv[1]
 rows = [{"nik": f"321401{1 + (i // 10000) % 28:02d}0590{i % 10000:04d}", "nama": f"Warga Curah {i}",
-         "tanggal_lahir": "1990-05-15", "jenis_kelamin": "L" if i % 2 else "P",
+         "tanggal_lahir": "1990-05-15", "jenis_kelamin": "L",
          "kode_wilayah": "32.14.01.1001", "telepon": "081234567889"} for i in range(100_000)]
 with open(f"{data}/bulk.ndjson", "w") as f:
     for r in rows:

@@ -99,7 +99,11 @@ impl Signer {
                 active: RwLock::new(Arc::new(active)),
             });
         }
+        // No usable key: a first start, or a key directory that was lost. A published key
+        // whose private half is gone can sign nothing more; it is retired, and still verifies
+        // what it signed.
         let fresh = generate(dir, state).await?;
+        state.retire_hub_keys_except(&fresh.key_id).await?;
         Ok(Self {
             dir: dir.to_path_buf(),
             active: RwLock::new(Arc::new(fresh)),
