@@ -40,7 +40,8 @@ pub struct PublishRequest {
     pub payload_sha256: String,
     /// Bytes of the request body.
     pub request_bytes: u64,
-    /// The request's idempotency key, recorded in the message log.
+    /// The request's idempotency key as stored (`bus:` + the header's value), under which the
+    /// committer stores the answer.
     pub idempotency_key: String,
     /// The checked records.
     pub records: CheckedRecords,
@@ -443,7 +444,7 @@ fn publish_entry(job: &PublishRequest, receipt: &Receipt) -> MessageEntry {
         detail: serde_json::json!({
             "accepted": receipt.accepted,
             "rejected": receipt.rejected,
-            "idempotency_key": job.idempotency_key,
+            "idempotency_key": job.idempotency_key.strip_prefix("bus:").unwrap_or(&job.idempotency_key),
             "signature_key": receipt.signature.key_id,
         }),
     }

@@ -127,7 +127,9 @@ pub(super) async fn publish(
             dataset.owner
         )));
     }
-    let key = idempotency_key(&headers)?;
+    // Publish keys live apart from upload keys (`POST …/ingest`) of the same client.
+    let sent_key = idempotency_key(&headers)?;
+    let key = format!("bus:{sent_key}");
     let format = publish_format(raw.as_deref(), &headers)?;
     let body = read_body(&app, body, &headers).await?;
     let sha256 = hex::encode(Sha256::digest(&body));
@@ -157,7 +159,7 @@ pub(super) async fn publish(
                     payload_sha256: Some(sha256),
                     detail: json!({
                         "replay_of": stored["receipt"]["message_id"],
-                        "idempotency_key": key,
+                        "idempotency_key": sent_key,
                     }),
                 })
                 .await;
@@ -165,12 +167,12 @@ pub(super) async fn publish(
         }
         IdempotencyClaim::Mismatch => {
             return Err(ApiError::conflict(format!(
-                "Idempotency-Key '{key}' was already used for a different body; use a new key for new records"
+                "Idempotency-Key '{sent_key}' was already used for a different body; use a new key for new records"
             )));
         }
         IdempotencyClaim::InProgress => {
             return Err(ApiError::conflict(format!(
-                "a publish with Idempotency-Key '{key}' is still running; retry in a moment"
+                "a publish with Idempotency-Key '{sent_key}' is still running; retry in a moment"
             ))
             .with_retry_after(1));
         }
