@@ -14,7 +14,7 @@ use sqlx::any::AnyRow;
 
 use crate::error::CatalogError;
 use crate::signing::{PublicKey, Signature, verify_with};
-use crate::state::{StateStore, timestamp};
+use crate::state::{StateStore, timestamp, values_placeholders};
 
 /// The `prev_hash` of the first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -329,17 +329,9 @@ impl StateStore {
         const ROWS_PER_STATEMENT: usize = 60;
         let mut tx = self.pool().begin().await?;
         for chunk in records.chunks(ROWS_PER_STATEMENT) {
-            let rows: Vec<String> = (0..chunk.len())
-                .map(|r| {
-                    let params: Vec<String> = (1..=COLUMNS)
-                        .map(|c| format!("${}", r * COLUMNS + c))
-                        .collect();
-                    format!("({})", params.join(", "))
-                })
-                .collect();
             let sql = format!(
                 "INSERT INTO message_log ({LOG_COLUMNS}) VALUES {}",
-                rows.join(", ")
+                values_placeholders(chunk.len(), COLUMNS)
             );
             let mut query = sqlx::query(&sql);
             for r in chunk {

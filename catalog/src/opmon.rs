@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::error::CatalogError;
-use crate::state::{StateStore, timestamp};
+use crate::state::{StateStore, timestamp, values_placeholders};
 
 /// One call, as monitored.
 #[derive(Debug, Clone)]
@@ -41,18 +41,10 @@ impl StateStore {
         const ROWS_PER_STATEMENT: usize = 200;
         let mut tx = self.pool().begin().await?;
         for chunk in records.chunks(ROWS_PER_STATEMENT) {
-            let rows: Vec<String> = (0..chunk.len())
-                .map(|r| {
-                    let params: Vec<String> = (1..=COLUMNS)
-                        .map(|c| format!("${}", r * COLUMNS + c))
-                        .collect();
-                    format!("({})", params.join(", "))
-                })
-                .collect();
             let sql = format!(
                 "INSERT INTO opmon (id, request_in_ts, response_out_ts, client_id, member, subsystem, \
                  service, method, path, request_size, response_size, succeeded, status) VALUES {}",
-                rows.join(", ")
+                values_placeholders(chunk.len(), COLUMNS)
             );
             let mut query = sqlx::query(&sql);
             for record in chunk {

@@ -99,11 +99,10 @@ impl Signer {
                 active: RwLock::new(Arc::new(active)),
             });
         }
-        // No usable key: a first start, or a key directory that was lost. A published key
-        // whose private half is gone can sign nothing more; it is retired, and still verifies
-        // what it signed.
+        // No usable key here: a first start, or a process with its own key directory on a
+        // shared state store (a CLI on another machine). Other processes' keys stay active:
+        // this process cannot tell a lost key from one another process still signs with.
         let fresh = generate(dir, state).await?;
-        state.retire_hub_keys_except(&fresh.key_id).await?;
         Ok(Self {
             dir: dir.to_path_buf(),
             active: RwLock::new(Arc::new(fresh)),

@@ -121,6 +121,20 @@ impl StateStore {
     }
 }
 
+/// The `VALUES` list of a multi-row insert: `rows` groups of `columns` numbered placeholders,
+/// `($1, $2), ($3, $4)`.
+pub(crate) fn values_placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let params: Vec<String> = (1..=columns)
+                .map(|c| format!("${}", r * columns + c))
+                .collect();
+            format!("({})", params.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Formats a time the way the state store keeps it: fixed-width RFC 3339 in UTC, so that text
 /// order is time order on every backend.
 pub fn timestamp(at: DateTime<Utc>) -> String {

@@ -453,3 +453,45 @@ pub async fn decide(
         .ok_or_else(|| CatalogError::State(format!("request {} vanished", request.id)))?;
     Ok((ListedRequest::new(decided, identity), grants))
 }
+
+/// Registers a federation peer (or replaces its URL and keys) and audits it; one
+/// implementation for HTTP and the CLI.
+pub async fn register_peer(
+    state: &StateStore,
+    member_id: &str,
+    base_url: &str,
+    public_keys: &[String],
+    actor: &str,
+) -> Result<simpul_catalog::Peer, CatalogError> {
+    let peer = state
+        .put_peer(member_id, base_url, public_keys, actor)
+        .await?;
+    state
+        .audit(
+            actor,
+            "peer.register",
+            &peer.member_id,
+            serde_json::json!({"base_url": peer.base_url, "public_keys": peer.public_keys}),
+        )
+        .await?;
+    Ok(peer)
+}
+
+/// Rotates the hub's signing key and audits it; one implementation for HTTP and the CLI.
+pub async fn rotate_signing_key(
+    signer: &simpul_catalog::Signer,
+    state: &StateStore,
+    actor: &str,
+) -> Result<simpul_catalog::PublicKey, CatalogError> {
+    let previous = signer.key_id();
+    let key = signer.rotate(state).await?;
+    state
+        .audit(
+            actor,
+            "hub_key.rotate",
+            &key.key_id,
+            serde_json::json!({"previous": previous}),
+        )
+        .await?;
+    Ok(key)
+}

@@ -17,7 +17,7 @@ const QUEUE: usize = 20_000;
 
 struct Pending {
     entry: MessageEntry,
-    stored: Option<oneshot::Sender<()>>,
+    stored: oneshot::Sender<()>,
 }
 
 /// A handle to the message log's writer.
@@ -59,9 +59,7 @@ impl MessageLog {
                     }
                 }
                 for pending in batch.drain(..) {
-                    if let Some(stored) = pending.stored {
-                        let _ = stored.send(());
-                    }
+                    let _ = pending.stored.send(());
                 }
             }
         });
@@ -73,15 +71,7 @@ impl MessageLog {
         let mut waits = Vec::with_capacity(entries.len());
         for entry in entries {
             let (stored, wait) = oneshot::channel();
-            if self
-                .0
-                .send(Pending {
-                    entry,
-                    stored: Some(stored),
-                })
-                .await
-                .is_err()
-            {
+            if self.0.send(Pending { entry, stored }).await.is_err() {
                 return;
             }
             waits.push(wait);

@@ -64,20 +64,16 @@ pub struct Published {
 impl Published {
     fn new(receipt: Receipt, reasons: &[serde_json::Value]) -> Self {
         if receipt.accepted == 0 {
-            let body = serde_json::json!({
-                "type": "https://simpul.purwakartakab.go.id/problems/unprocessable",
-                "title": "Unprocessable",
-                "status": 422,
-                "detail": format!(
-                    "none of the {} records is valid for {}; every reason is listed, and the records are kept in the rejects",
-                    receipt.rejected, receipt.dataset
-                ),
-                "reasons": reasons,
-                "receipt": receipt,
-            });
+            let mut body = crate::api::ApiError::unprocessable(format!(
+                "none of the {} records is valid for {}; every reason is listed, and the records are kept in the rejects",
+                receipt.rejected, receipt.dataset
+            ))
+            .problem();
+            body.insert("reasons".into(), serde_json::json!(reasons));
+            body.insert("receipt".into(), serde_json::json!(receipt));
             Self {
                 status: 422,
-                body,
+                body: serde_json::Value::Object(body),
                 receipt,
             }
         } else {

@@ -162,15 +162,27 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let problem = *self.0;
+impl ApiError {
+    /// The problem+json body, for answers that add their own members to it.
+    pub fn problem(&self) -> serde_json::Map<String, serde_json::Value> {
+        let problem = &self.0;
         let body = json!({
             "type": format!("https://simpul.purwakartakab.go.id/problems/{}", problem.kind),
             "title": problem.title,
             "status": problem.status.as_u16(),
             "detail": problem.detail,
         });
+        match body {
+            serde_json::Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::Value::Object(self.problem());
+        let problem = *self.0;
         let mut response = (problem.status, body.to_string()).into_response();
         let headers = response.headers_mut();
         headers.insert(

@@ -179,10 +179,7 @@ pub(super) async fn publish(
     }
     match publish_claimed(&app, &caller, &dataset, format, body, sha256, &key).await {
         // The committer stored the answer under the key with the commit's other answers.
-        Ok(published) => {
-            let status = StatusCode::from_u16(published.status).unwrap_or(StatusCode::OK);
-            Ok((status, Json(published.body)).into_response())
-        }
+        Ok(published) => Ok(answer(published.status, published.body.to_string())),
         Err(e) => {
             app.catalog
                 .state
@@ -245,15 +242,27 @@ async fn publish_claimed(
     Ok(published)
 }
 
-fn replay(status: u16, body: String) -> Response {
+/// A publish's answer: JSON, or problem+json when no record was valid.
+fn answer(status: u16, body: String) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    let media = if status.is_success() {
+        "application/json"
+    } else {
+        "application/problem+json"
+    };
     let mut response = (status, body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert("idempotency-replayed", HeaderValue::from_static("true"));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(media));
+    response
+}
+
+/// The stored answer of an applied publish, marked as a replay.
+fn replay(status: u16, body: String) -> Response {
+    let mut response = answer(status, body);
+    response
+        .headers_mut()
+        .insert("idempotency-replayed", HeaderValue::from_static("true"));
     response
 }
 
@@ -377,17 +386,7 @@ pub(super) async fn rotate_key(
     caller: Caller,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(&[Role::Admin], "rotating the hub's signing key")?;
-    let previous = app.signer.key_id();
-    let key = app.signer.rotate(&app.catalog.state).await?;
-    app.catalog
-        .state
-        .audit(
-            caller.id(),
-            "hub_key.rotate",
-            &key.key_id,
-            json!({"previous": previous}),
-        )
-        .await?;
+    let key = crate::bus::rotate_signing_key(&app.signer, &app.catalog.state, caller.id()).await?;
     Ok((StatusCode::CREATED, Json(json!(key))))
 }
 
@@ -418,24 +417,13 @@ pub(super) async fn put_peer(
     super::ApiJson(request): super::ApiJson<NewPeer>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(&[Role::Admin], "registering federation peers")?;
-    let peer = app
-        .catalog
-        .state
-        .put_peer(
-            &request.member_id,
-            &request.base_url,
-            &request.public_keys,
-            caller.id(),
-        )
-        .await?;
-    app.catalog
-        .state
-        .audit(
-            caller.id(),
-            "peer.register",
-            &peer.member_id,
-            json!({"base_url": peer.base_url, "public_keys": peer.public_keys}),
-        )
-        .await?;
+    let peer = crate::bus::register_peer(
+        &app.catalog.state,
+        &request.member_id,
+        &request.base_url,
+        &request.public_keys,
+        caller.id(),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(json!(peer))))
 }

@@ -369,17 +369,7 @@ pub(super) async fn run(config: Config, command: BusCommand) -> Result<(), Strin
                 public_keys,
             } = command
             {
-                let peer = state
-                    .put_peer(&member_id, &url, &public_keys, &actor)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                state
-                    .audit(
-                        &actor,
-                        "peer.register",
-                        &peer.member_id,
-                        serde_json::json!({"base_url": peer.base_url, "public_keys": peer.public_keys}),
-                    )
+                let peer = crate::bus::register_peer(state, &member_id, &url, &public_keys, &actor)
                     .await
                     .map_err(|e| e.to_string())?;
                 println!("peer {} registered at {}", peer.member_id, peer.base_url);
@@ -405,14 +395,7 @@ pub(super) async fn run(config: Config, command: BusCommand) -> Result<(), Strin
                     .await
                     .map_err(|e| e.to_string())?;
                 let previous = signer.key_id();
-                let key = signer.rotate(state).await.map_err(|e| e.to_string())?;
-                state
-                    .audit(
-                        &actor,
-                        "hub_key.rotate",
-                        &key.key_id,
-                        serde_json::json!({"previous": previous}),
-                    )
+                let key = crate::bus::rotate_signing_key(&signer, state, &actor)
                     .await
                     .map_err(|e| e.to_string())?;
                 println!(
