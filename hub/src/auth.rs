@@ -11,7 +11,7 @@ use chrono::Utc;
 use rand::distr::{Alphanumeric, SampleString};
 use sha2::{Digest, Sha256};
 use simpul_catalog::{
-    ApiClient, CatalogError, DatasetMeta, Principal, Role, SqlAccess, StateStore, check_part,
+    ApiClient, CatalogError, DatasetMeta, Principal, Right, Role, SqlAccess, StateStore, check_part,
 };
 
 use crate::api::ApiError;
@@ -155,6 +155,49 @@ pub fn sql_access(client: &ApiClient) -> SqlAccess {
     }
 }
 
+/// Whether `caller`'s member owns `dataset` or its subsystem holds `right` on it.
+async fn owns_or_holds(
+    app: &AppState,
+    caller: &Caller,
+    dataset: &DatasetMeta,
+    right: Right,
+) -> Result<bool, ApiError> {
+    Ok(dataset.owner == caller.0.member
+        || app
+            .catalog
+            .state
+            .rights_of(&caller.principal())
+            .await?
+            .has(&dataset.id, right))
+}
+
+/// Whether `caller` may publish to `dataset`: admins always; analysts never (their keys are
+/// read-only); producers for their own member's datasets or with a `publish` grant.
+pub async fn may_publish(
+    app: &AppState,
+    caller: &Caller,
+    dataset: &DatasetMeta,
+) -> Result<bool, ApiError> {
+    match caller.0.role {
+        Role::Admin => Ok(true),
+        Role::Analyst => Ok(false),
+        Role::Producer => owns_or_holds(app, caller, dataset, Right::Publish).await,
+    }
+}
+
+/// Whether `caller` sees `dataset`'s personal data unmasked: admins, the owner's
+/// subsystems, and holders of a `pii` grant.
+pub async fn may_see_pii(
+    app: &AppState,
+    caller: &Caller,
+    dataset: &DatasetMeta,
+) -> Result<bool, ApiError> {
+    match caller.0.role {
+        Role::Admin => Ok(true),
+        Role::Analyst | Role::Producer => owns_or_holds(app, caller, dataset, Right::Pii).await,
+    }
+}
+
 /// The authenticated client behind a request.
 #[derive(Debug, Clone)]
 pub struct Caller(pub ApiClient);
@@ -163,6 +206,14 @@ impl Caller {
     /// The client id, as recorded in audit entries.
     pub fn id(&self) -> &str {
         &self.0.id
+    }
+
+    /// The caller's subsystem.
+    pub fn principal(&self) -> Principal {
+        Principal {
+            member: self.0.member.clone(),
+            subsystem: self.0.subsystem.clone(),
+        }
     }
 
     /// Refuses callers whose role is not one of `roles`.

@@ -46,6 +46,65 @@ pub struct Config {
     pub lake: LakeConfig,
     /// Where this hub sits in the interoperability bus.
     pub bus: BusConfig,
+    /// SEMAR, the emergency ambulance module.
+    pub semar: SemarConfig,
+}
+
+/// SEMAR settings: travel estimates, where its reference data comes from, SMS and export.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SemarConfig {
+    /// Serve `/api/v1/semar` and run the dispatcher.
+    pub enabled: bool,
+    /// Road distance ÷ straight-line distance, for the default travel estimate.
+    pub road_factor: f64,
+    /// Average ambulance speed for the default travel estimate, km/h.
+    pub speed_kmh: f64,
+    /// An OSRM server (`http://osrm:5000`); when set, its `table` service ranks the nearest
+    /// units by road. Empty: straight-line distance × road factor ÷ speed.
+    pub osrm_url: String,
+    /// How many units, nearest in a straight line, are sent to OSRM.
+    pub osrm_candidates: usize,
+    /// How long one OSRM request may take before the straight-line estimate is used.
+    pub osrm_timeout_ms: u64,
+    /// The response-time target, seconds (10 minutes in Purwakarta).
+    pub response_target_secs: u64,
+    /// The dataset of health facilities (schema `fasilitas_kesehatan`).
+    pub facilities_dataset: String,
+    /// The population dataset (schema `penduduk`) that registrations are checked against,
+    /// when it exists.
+    pub population_dataset: String,
+    /// The member that owns the `semar.*` datasets.
+    pub owner: String,
+    /// How often changed records are written to the `semar.*` datasets.
+    pub export_interval_secs: u64,
+    /// The shared secret that signs SMS gateway webhooks; empty turns `/sms/inbound` off.
+    pub sms_secret: String,
+    /// An SMS gateway that takes `POST {"to", "text"}`; empty: replies are only logged.
+    pub sms_gateway_url: String,
+    /// A bearer token for the SMS gateway.
+    pub sms_gateway_token: String,
+}
+
+impl Default for SemarConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            road_factor: 1.4,
+            speed_kmh: 40.0,
+            osrm_url: String::new(),
+            osrm_candidates: 8,
+            osrm_timeout_ms: 1500,
+            response_target_secs: 600,
+            facilities_dataset: "kesehatan.fasilitas_kesehatan".into(),
+            population_dataset: "kependudukan.penduduk".into(),
+            owner: "DINKES".into(),
+            export_interval_secs: 15,
+            sms_secret: String::new(),
+            sms_gateway_url: String::new(),
+            sms_gateway_token: String::new(),
+        }
+    }
 }
 
 /// The hub's bus identity: members are `INSTANCE/MEMBER_CLASS/MEMBER`.
@@ -228,6 +287,7 @@ impl Default for Config {
             flight: FlightConfig::default(),
             lake: LakeConfig::default(),
             bus: BusConfig::default(),
+            semar: SemarConfig::default(),
         }
     }
 }
@@ -308,6 +368,30 @@ impl Config {
             return Err("scheduler.tick_secs must be at least 1".into());
         }
         self.bus_identity()?;
+        let semar = &self.semar;
+        if !(semar.road_factor >= 1.0 && semar.road_factor <= 5.0) {
+            return Err("semar.road_factor must be between 1 and 5".into());
+        }
+        if !(semar.speed_kmh > 0.0 && semar.speed_kmh <= 200.0) {
+            return Err("semar.speed_kmh must be above 0 and at most 200".into());
+        }
+        if semar.export_interval_secs == 0 || semar.export_interval_secs > 60 {
+            return Err(
+                "semar.export_interval_secs must be 1 to 60: analysts see SEMAR's records within a minute"
+                    .into(),
+            );
+        }
+        if semar.osrm_candidates == 0 {
+            return Err("semar.osrm_candidates must be at least 1".into());
+        }
+        for (key, value) in [
+            ("semar.facilities_dataset", &semar.facilities_dataset),
+            ("semar.population_dataset", &semar.population_dataset),
+        ] {
+            value
+                .parse::<simpul_catalog::DatasetId>()
+                .map_err(|e| format!("{key}: {e}"))?;
+        }
         Ok(())
     }
 

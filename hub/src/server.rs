@@ -41,6 +41,8 @@ pub struct AppInner {
     pub messagelog: crate::messagelog::MessageLog,
     /// Lands bus publishes in group commits.
     pub publisher: crate::publish::Publisher,
+    /// SEMAR, the ambulance module; `None` when `semar.enabled = false`.
+    pub semar: Option<Arc<crate::modules::semar::Semar>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -79,7 +81,20 @@ impl AppState {
             messagelog.clone(),
             config.bus.group_commit_max_rows,
         );
+        let semar = if config.semar.enabled {
+            Some(
+                crate::modules::semar::Semar::open(
+                    catalog.clone(),
+                    config.semar.clone(),
+                    config.query.session_settings(),
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
         Ok(Self(Arc::new(AppInner {
+            semar,
             opmon,
             signer,
             messagelog,

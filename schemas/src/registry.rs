@@ -24,7 +24,7 @@ macro_rules! shipped {
 }
 
 /// The canonical schemas, embedded in the binary: `(name, document text)`.
-pub const SHIPPED_SCHEMAS: [(&str, &str); 14] = shipped![
+pub const SHIPPED_SCHEMAS: [(&str, &str); 16] = shipped![
     "wilayah",
     "opd",
     "penduduk",
@@ -32,6 +32,8 @@ pub const SHIPPED_SCHEMAS: [(&str, &str); 14] = shipped![
     "ambulans",
     "panggilan_darurat",
     "dispatch",
+    "kejadian_dispatch",
+    "pendaftaran_semar",
     "pengaduan",
     "permohonan_informasi",
     "jenis_izin",
@@ -132,7 +134,9 @@ mod tests {
     fn every_shipped_schema_loads_and_compiles() {
         for (name, text) in SHIPPED_SCHEMAS {
             let file = parse_schema_document(name, name, text).unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(file.version, "1.0.0");
+            // 1.1.0 added the `assigned` step and the estimate to dispatches.
+            let expected = if name == "dispatch" { "1.1.0" } else { "1.0.0" };
+            assert_eq!(file.version, expected, "{name}");
         }
     }
 

@@ -17,6 +17,7 @@ struct Problem {
     title: &'static str,
     detail: String,
     retry_after: Option<u64>,
+    members: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -32,6 +33,7 @@ impl ApiError {
             title,
             detail: detail.into(),
             retry_after: None,
+            members: serde_json::Map::new(),
         }))
     }
 
@@ -151,6 +153,13 @@ impl ApiError {
         self
     }
 
+    /// Adds an extension member to the problem body (RFC 9457 §3.2), such as the states
+    /// that may follow.
+    pub fn with_member(mut self, name: &str, value: serde_json::Value) -> Self {
+        self.0.members.insert(name.to_string(), value);
+        self
+    }
+
     /// What went wrong, in plain words.
     pub fn detail(&self) -> &str {
         &self.0.detail
@@ -173,7 +182,12 @@ impl ApiError {
             "detail": problem.detail,
         });
         match body {
-            serde_json::Value::Object(map) => map,
+            serde_json::Value::Object(mut map) => {
+                for (name, value) in &problem.members {
+                    map.entry(name.clone()).or_insert_with(|| value.clone());
+                }
+                map
+            }
             _ => serde_json::Map::new(),
         }
     }

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use simpul_catalog::{DatasetMeta, IdempotencyClaim, MessageEntry, Principal, Right, Role};
+use simpul_catalog::{DatasetMeta, IdempotencyClaim, MessageEntry, Role};
 use simpul_connectors::file::FileFormat;
 use simpul_pipelines::IngestError;
 
@@ -23,32 +23,6 @@ use crate::server::AppState;
 
 /// Longest accepted `Idempotency-Key`.
 const MAX_KEY_LEN: usize = 200;
-
-/// Whether `caller` may publish to `dataset`: admins always; analysts never (their keys are
-/// read-only); producers for their own member's datasets or with a `publish` grant.
-async fn may_publish(
-    app: &AppState,
-    caller: &Caller,
-    dataset: &DatasetMeta,
-) -> Result<bool, ApiError> {
-    Ok(match caller.0.role {
-        Role::Admin => true,
-        Role::Analyst => false,
-        Role::Producer => {
-            dataset.owner == caller.0.member || {
-                let principal = Principal {
-                    member: caller.0.member.clone(),
-                    subsystem: caller.0.subsystem.clone(),
-                };
-                app.catalog
-                    .state
-                    .rights_of(&principal)
-                    .await?
-                    .has(&dataset.id, Right::Publish)
-            }
-        }
-    })
-}
 
 fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
     let value = headers.get("idempotency-key").ok_or_else(|| {
@@ -120,7 +94,7 @@ pub(super) async fn publish(
 ) -> Result<Response, ApiError> {
     let id = dataset_id(&id)?;
     let dataset = app.catalog.dataset(&id).await?;
-    if !may_publish(&app, &caller, &dataset).await? {
+    if !crate::auth::may_publish(&app, &caller, &dataset).await? {
         return Err(ApiError::forbidden(format!(
             "{} may not publish to {id}: publishing needs a producer key of {}, an admin key, or a publish grant",
             caller.id(),

@@ -22,6 +22,7 @@ use axum::Router;
 pub use error::{ApiError, datafusion_error};
 pub use extract::{ApiJson, media_type};
 
+use crate::modules::semar::api as semar;
 use crate::server::AppState;
 
 /// Declares every `/api/v1` route once: `"/path" => { method handler: "summary", … }`.
@@ -108,5 +109,24 @@ api_routes! {
         put queries::save: "Save a query",
         delete queries::delete: "Delete a saved query",
     }
+    "/semar/residents" => { post semar::register: "SEMAR: register a resident by NIK (checked against the population dataset when present)" }
+    "/semar/calls" => {
+        get semar::list_calls: "SEMAR: open calls, newest first (status= for others); operators",
+        post semar::create_call: "SEMAR: a new call (app, phone or sms) pending confirmation; needs an Idempotency-Key",
+    }
+    "/semar/calls/{id}" => { get semar::show_call: "SEMAR: one call with its dispatches" }
+    "/semar/calls/{id}/confirm" => { post semar::confirm_call: "SEMAR: confirm a call; the nearest free unit is assigned, or the call is queued" }
+    "/semar/calls/{id}/cancel" => { post semar::cancel_call: "SEMAR: cancel a call; its unit is freed" }
+    "/semar/dispatches/{id}" => { get semar::show_dispatch: "SEMAR: one dispatch with every step's time and the allowed next steps" }
+    "/semar/dispatches/{id}/events" => { post semar::dispatch_event: "SEMAR: record a crew step (notified … handed_over, back_in_service, cancelled); 409 with the allowed next steps" }
+    "/semar/ambulances" => { get semar::list_units: "SEMAR: the fleet with live positions, and the queue" }
+    "/semar/ambulances/{kode}" => { put semar::put_unit: "SEMAR: register or update a unit" }
+    "/semar/ambulances/{kode}/location" => { post semar::location: "SEMAR: one GPS ping from a unit" }
+    "/semar/facilities/nearest" => { get semar::nearest_facilities: "SEMAR: nearest facilities (lat, lng, jenis, limit) with distance and estimated time" }
+    "/semar/drupadi" => { get semar::drupadi: "SEMAR Drupadi: on-call doctors and midwives of a desa, then its kecamatan" }
+    "/semar/drupadi/{id}" => { put semar::put_oncall: "SEMAR Drupadi: add or change a doctor or midwife on the roster" }
+    "/semar/sms/inbound" => { post semar::sms_inbound: "SEMAR SMS fallback: a gateway webhook signed with the shared secret (HMAC-SHA256)" }
+    "/semar/stream" => { get semar::stream: "SEMAR operator console: Server-Sent Events of calls, dispatches and units" }
+    "/semar/kpi" => { get semar::kpi: "SEMAR KPIs: 90th-percentile response, % within 10 minutes, intervals, units, calls by area and channel" }
     "/openapi.json" => { get openapi::document: "This document (getOpenAPI)" }
 }

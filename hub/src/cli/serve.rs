@@ -57,6 +57,14 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
         Some((listener, address))
     };
 
+    let lake_root = catalog.lake.root().to_string();
+    let app = AppState::new(catalog, config, metrics)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(semar) = &app.semar {
+        semar.prepare(app.config.demo_data).await?;
+    }
+
     // These lines are an interface: scripts, systemd units and tests read them.
     let mut out = std::io::stdout().lock();
     if let Some(key) = &first_start.admin_key {
@@ -86,12 +94,10 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
     let _ = out.flush();
     drop(out);
 
-    tracing::info!(%address, lake = %catalog.lake.root(), "simpul is ready");
+    tracing::info!(%address, lake = %lake_root, "simpul is ready");
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let app = AppState::new(catalog, config, metrics)
-        .await
-        .map_err(|e| e.to_string())?;
     let webhooks = tokio::spawn(crate::webhooks::run(app.clone()));
+    let semar = app.semar.as_ref().map(|s| tokio::spawn(s.clone().run()));
     let scheduler = app.config.scheduler.enabled.then(|| {
         let settings = ScheduleSettings {
             dir: app.config.effective_pipelines_dir(),
@@ -140,6 +146,15 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
     // Webhook attempts in flight are leased: a delivery cut short is attempted again after
     // the next start.
     webhooks.abort();
+    if let Some(semar_task) = semar {
+        semar_task.abort();
+        // Positions of the last second and changes not yet exported go out now.
+        if let Some(semar) = &app.semar
+            && let Err(e) = semar.export().await
+        {
+            tracing::warn!(error = %e, "the final SEMAR export failed; it runs at the next start");
+        }
+    }
     let grace = Duration::from_secs(app.config.scheduler.shutdown_grace_secs);
     let unfinished = app.runner.drain(grace).await;
     if unfinished > 0 {

@@ -66,7 +66,14 @@ async fn psql_lists_describes_and_queries_tables() {
     let key = hub.admin_key.clone();
 
     let tables = psql(&hub, &key, &["-c", r"\dt"]);
-    assert!(tables.contains(" ref    | wilayah "), "{tables}");
+    let listed = |schema: &str, table: &str| {
+        tables.lines().any(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            cells.len() >= 2 && cells[0] == schema && cells[1] == table
+        })
+    };
+    assert!(listed("ref", "wilayah"), "{tables}");
+    assert!(listed("semar", "dispatches"), "{tables}");
     assert!(tables.contains("wilayah__rejects"), "{tables}");
 
     let schemas = psql(&hub, &key, &["-c", r"\dn"]);
