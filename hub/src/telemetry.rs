@@ -6,8 +6,7 @@ use tracing_subscriber::EnvFilter;
 use crate::config::LogFormat;
 
 /// Libraries whose own logs are only interesting when something is wrong.
-const QUIET_LIBRARIES: &str =
-    "buoyant_kernel=warn,deltalake_core=warn,deltalake=warn,datafusion=warn,sqlx=warn";
+const QUIET_LIBRARIES: &str = "buoyant_kernel=warn,deltalake_core=warn,deltalake_core::operations::merge=error,deltalake=warn,datafusion=warn,sqlx=warn";
 
 /// Installs the global subscriber. `SIMPUL_LOG` (a tracing filter) overrides `level`.
 pub fn init(format: LogFormat, level: &str) {

@@ -7,6 +7,7 @@ mod keys;
 mod messagelog;
 mod pipelines;
 mod schemas;
+mod semar;
 mod serve;
 mod sql;
 
@@ -72,6 +73,11 @@ enum Command {
         #[command(subcommand)]
         command: messagelog::MessagelogCommand,
     },
+    /// SEMAR, the ambulance module: simulate call traffic through a running hub's API.
+    Semar {
+        #[command(subcommand)]
+        command: semar::SemarCommand,
+    },
     /// Print the effective configuration (defaults, file and SIMPUL_* variables combined).
     Config,
 }
@@ -113,6 +119,7 @@ fn run(cli: Cli) -> Result<(), String> {
             Command::Messagelog { command } => messagelog::run(config, command).await,
             Command::Pipelines { command } => pipelines::run(config, command).await,
             Command::Schemas { command } => schemas::run(config, command).await,
+            Command::Semar { command } => semar::run(config, command).await,
             Command::Config => {
                 print!("{}", config.to_display_toml()?);
                 Ok(())

@@ -19,6 +19,7 @@ mod read_only;
 mod records;
 mod saved_queries;
 mod schemas;
+mod semar;
 mod sql_governance;
 mod time_travel;
 mod webhooks;

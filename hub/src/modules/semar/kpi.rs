@@ -167,7 +167,7 @@ fn assemble(
     let utilisation = units
         .get("utilisation")
         .and_then(Value::as_f64)
-        .map_or(Value::Null, |u| json!((u * 1000.0).round() / 10.0));
+        .map_or(Value::Null, |u| json!((u * 10_000.0).round() / 100.0));
     json!({
         "from": period.from,
         "to": period.to,
