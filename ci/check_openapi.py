@@ -15,7 +15,10 @@ from openapi_spec_validator import validate
 def call(url: str, key: str, method: str = "GET") -> tuple[int, bytes]:
     request = urllib.request.Request(url, method=method, headers={"Authorization": f"Bearer {key}"})
     try:
-        with urllib.request.urlopen(request) as response:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            # A Server-Sent Events stream never ends: its status and type are the answer.
+            if response.headers.get("Content-Type", "").startswith("text/event-stream"):
+                return response.status, b""
             return response.status, response.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()

@@ -989,20 +989,31 @@ async fn with_osrm_the_fastest_by_road_wins_and_a_failing_osrm_falls_back() {
                 let seen = seen.clone();
                 let failing = failing.clone();
                 async move {
-                    seen.lock().unwrap().push(format!("{coordinates}?{}", query.unwrap_or_default()));
+                    let query = query.unwrap_or_default();
+                    seen.lock().unwrap().push(format!("{coordinates}?{query}"));
                     if failing.load(std::sync::atomic::Ordering::SeqCst) {
                         return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({"code": "InvalidQuery", "message": "down"})));
                     }
                     let points: Vec<Vec<f64>> = coordinates.split(';').map(|p| p.split(',').map(|x| x.parse().unwrap()).collect()).collect();
-                    let sources = points.len() - 1;
-                    // The source farthest east is fastest (a new toll road, say).
-                    let durations: Vec<Vec<f64>> = points[..sources].iter().map(|p| vec![(108.0 - p[0]) * 1000.0]).collect();
-                    let waypoint = |p: &Vec<f64>| json!({"hint": "", "distance": 3.2, "name": "Jalan Raya", "location": [p[0], p[1]]});
+                    let indexes = |name: &str| -> Vec<usize> {
+                        let list = query.split('&').find_map(|kv| kv.strip_prefix(&format!("{name}="))).unwrap_or_default();
+                        list.split(';').map(|i| i.parse().unwrap()).collect()
+                    };
+                    let (sources, destinations) = (indexes("sources"), indexes("destinations"));
+                    // The point farthest east is fastest to reach or leave (a new toll road,
+                    // say); the anchor is the one source or destination given alone.
+                    let anchor = if sources.len() == 1 { sources[0] } else { destinations[0] };
+                    let time = |s: usize, d: usize| {
+                        let other = if s == anchor { d } else { s };
+                        (108.0 - points[other][0]) * 1000.0
+                    };
+                    let durations: Vec<Vec<f64>> = sources.iter().map(|s| destinations.iter().map(|d| time(*s, *d)).collect()).collect();
+                    let waypoint = |i: &usize| json!({"hint": "", "distance": 3.2, "name": "Jalan Raya", "location": [points[*i][0], points[*i][1]]});
                     (axum::http::StatusCode::OK, axum::Json(json!({
                         "code": "Ok",
                         "durations": durations,
-                        "sources": points[..sources].iter().map(waypoint).collect::<Vec<_>>(),
-                        "destinations": [waypoint(&points[sources])],
+                        "sources": sources.iter().map(waypoint).collect::<Vec<_>>(),
+                        "destinations": destinations.iter().map(waypoint).collect::<Vec<_>>(),
                     })))
                 }
             }),
@@ -1051,6 +1062,36 @@ async fn with_osrm_the_fastest_by_road_wins_and_a_failing_osrm_falls_back() {
         near.1, near.0, far_east.1, far_east.0, scene.1, scene.0
     );
     assert_eq!(request, expected);
+
+    // The nearest hospitals, from the patient to each: asked the other way round.
+    let (status, hospitals) = api
+        .get(&format!(
+            "/semar/facilities/nearest?lat={}&lng={}&jenis=rumah_sakit&limit=2",
+            scene.0, scene.1
+        ))
+        .await;
+    assert_eq!(status, 200, "{hospitals}");
+    let listed = hospitals["facilities"].as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(
+        listed.iter().all(|f| f["estimate_source"] == "osrm"),
+        "{hospitals}"
+    );
+    assert!(
+        listed[0]["lng"].as_f64() > listed[1]["lng"].as_f64(),
+        "the one farther east is faster by the mock: {hospitals}"
+    );
+    approx(
+        &listed[0]["estimate_secs"],
+        ((108.0 - listed[0]["lng"].as_f64().unwrap()) * 1000.0).round(),
+        1.0,
+        "road time",
+    );
+    let request = seen.lock().unwrap().last().cloned().unwrap();
+    assert!(
+        request.ends_with("?sources=2&destinations=0;1&annotations=duration"),
+        "{request}"
+    );
 
     // OSRM down: the straight line decides.
     failing.store(true, std::sync::atomic::Ordering::SeqCst);

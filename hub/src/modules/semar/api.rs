@@ -1036,8 +1036,7 @@ pub(crate) async fn nearest_facilities(
     }
     let facilities = semar.facilities.of_kind(query.jenis.as_deref());
     let origins: Vec<Point> = facilities.iter().map(|f| f.point).collect();
-    // From the patient to each facility: the same estimate, the other way round.
-    let ranked = semar.travel.rank(&origins, point).await;
+    let ranked = semar.travel.rank_from(point, &origins).await;
     let answer: Vec<Value> = ranked
         .into_iter()
         .take(limit)

@@ -87,10 +87,28 @@ impl Travel {
     /// asked by road; origins OSRM cannot route, or all of them when OSRM fails, keep their
     /// straight-line estimate.
     pub async fn rank(&self, origins: &[Point], destination: Point) -> Vec<(usize, Estimate)> {
-        let mut ranked: Vec<(usize, Estimate)> = origins
+        self.rank_between(origins, destination, Direction::ToAnchor)
+            .await
+    }
+
+    /// Ranks `destinations` by estimated travel time from `origin` (the patient to each
+    /// facility), fastest first, the same way as [`Travel::rank`].
+    pub async fn rank_from(&self, origin: Point, destinations: &[Point]) -> Vec<(usize, Estimate)> {
+        self.rank_between(destinations, origin, Direction::FromAnchor)
+            .await
+    }
+
+    async fn rank_between(
+        &self,
+        points: &[Point],
+        anchor: Point,
+        direction: Direction,
+    ) -> Vec<(usize, Estimate)> {
+        // The straight line is the same both ways.
+        let mut ranked: Vec<(usize, Estimate)> = points
             .iter()
             .enumerate()
-            .map(|(i, p)| (i, self.straight(*p, destination)))
+            .map(|(i, p)| (i, self.straight(*p, anchor)))
             .collect();
         ranked.sort_by(|a, b| a.1.seconds.total_cmp(&b.1.seconds).then(a.0.cmp(&b.0)));
         let Some(osrm) = &self.osrm else {
@@ -100,8 +118,8 @@ impl Travel {
         if count == 0 {
             return ranked;
         }
-        let candidates: Vec<Point> = ranked[..count].iter().map(|(i, _)| origins[*i]).collect();
-        match osrm.durations(&candidates, destination).await {
+        let candidates: Vec<Point> = ranked[..count].iter().map(|(i, _)| points[*i]).collect();
+        match osrm.durations(&candidates, anchor, direction).await {
             Ok(durations) => {
                 for ((_, estimate), duration) in ranked[..count].iter_mut().zip(durations) {
                     if let Some(seconds) = duration {
@@ -127,26 +145,39 @@ impl Travel {
     }
 }
 
+/// Which way the road durations go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// From each point to the anchor (units to the scene).
+    ToAnchor,
+    /// From the anchor to each point (the scene to facilities).
+    FromAnchor,
+}
+
 impl Osrm {
-    /// `GET /table/v1/driving/{sources};{destination}?sources=0;…&destinations=N`: the road
-    /// duration from each source to the destination, `None` where OSRM has no route.
+    /// `GET /table/v1/driving/{points};{anchor}`, with the points as sources and the anchor
+    /// (the last coordinate) as destination, or the other way round: the road duration
+    /// between each point and the anchor, `None` where OSRM has no route.
     async fn durations(
         &self,
-        sources: &[Point],
-        destination: Point,
+        points: &[Point],
+        anchor: Point,
+        direction: Direction,
     ) -> Result<Vec<Option<f64>>, String> {
-        let coordinates: Vec<String> = sources
+        let coordinates: Vec<String> = points
             .iter()
-            .chain(std::iter::once(&destination))
+            .chain(std::iter::once(&anchor))
             .map(|p| format!("{:.6},{:.6}", p.lng, p.lat))
             .collect();
-        let source_indexes: Vec<String> = (0..sources.len()).map(|i| i.to_string()).collect();
+        let indexes: Vec<String> = (0..points.len()).map(|i| i.to_string()).collect();
+        let (sources, destinations) = match direction {
+            Direction::ToAnchor => (indexes.join(";"), points.len().to_string()),
+            Direction::FromAnchor => (points.len().to_string(), indexes.join(";")),
+        };
         let url = format!(
-            "{}/table/v1/driving/{}?sources={}&destinations={}&annotations=duration",
+            "{}/table/v1/driving/{}?sources={sources}&destinations={destinations}&annotations=duration",
             self.base,
             coordinates.join(";"),
-            source_indexes.join(";"),
-            sources.len()
         );
         let response = self
             .client
@@ -167,12 +198,26 @@ impl Osrm {
         }
         let rows = body["durations"]
             .as_array()
-            .filter(|rows| rows.len() == sources.len())
-            .ok_or_else(|| format!("OSRM's durations do not have {} rows", sources.len()))?;
-        Ok(rows
-            .iter()
-            .map(|row| row.get(0).and_then(serde_json::Value::as_f64))
-            .collect())
+            .ok_or("OSRM's answer has no durations")?;
+        let durations: Vec<Option<f64>> = match direction {
+            Direction::ToAnchor => rows
+                .iter()
+                .map(|row| row.get(0).and_then(serde_json::Value::as_f64))
+                .collect(),
+            Direction::FromAnchor => rows
+                .first()
+                .and_then(serde_json::Value::as_array)
+                .map(|row| row.iter().map(serde_json::Value::as_f64).collect())
+                .unwrap_or_default(),
+        };
+        if durations.len() != points.len() {
+            return Err(format!(
+                "OSRM gave {} durations for {} points",
+                durations.len(),
+                points.len()
+            ));
+        }
+        Ok(durations)
     }
 }
 
