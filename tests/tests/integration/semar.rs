@@ -641,7 +641,36 @@ async fn two_hundred_calls_on_forty_units_are_each_assigned_once_in_order_across
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_niks_places_steps_and_sms_signatures_are_refused_with_the_reason() {
     let secret = "rahasia-sms";
-    let hub = Hub::start_with_env(&[("SIMPUL_SEMAR_SMS_SECRET", secret)]);
+    // An SMS gateway that keeps what it is asked to send.
+    let sent: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let gateway = {
+        let sent = sent.clone();
+        axum::Router::new().route(
+            "/kirim",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, axum::Json(body): axum::Json<Value>| {
+                    let sent = sent.clone();
+                    async move {
+                        let auth = headers
+                            .get("authorization")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_string();
+                        sent.lock().unwrap().push((auth, body));
+                        axum::Json(json!({"status": "queued"}))
+                    }
+                },
+            ),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway_url = format!("http://{}/kirim", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, gateway).await.unwrap() });
+    let hub = Hub::start_with_env(&[
+        ("SIMPUL_SEMAR_SMS_SECRET", secret),
+        ("SIMPUL_SEMAR_SMS_GATEWAY_URL", &gateway_url),
+        ("SIMPUL_SEMAR_SMS_GATEWAY_TOKEN", "token-gateway"),
+    ]);
     let api = Api::of(&hub, &hub.admin_key);
     let resident = |nik: &str| json!({"nik": nik, "nama": "Dadang", "telepon": "081234567010", "alamat": "Jl. Kopi", "kode_wilayah": "32.14.01.1001"});
     for (nik, reason) in [
@@ -875,6 +904,29 @@ async fn bad_niks_places_steps_and_sms_signatures_are_refused_with_the_reason() 
             Some("32.14.02.2002"),
             Some("menunggu_konfirmasi")
         )
+    );
+    // The reply went out through the HTTP gateway adapter, once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sent.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "no SMS reached the gateway");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let replies: Vec<(String, Value)> = sent
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, body)| body["to"] == "+6281234567012")
+        .cloned()
+        .collect();
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert_eq!(replies[0].0, "Bearer token-gateway");
+    assert!(
+        replies[0].1["text"]
+            .as_str()
+            .unwrap()
+            .contains("pesan darurat Anda diterima"),
+        "{replies:?}"
     );
 }
 
@@ -1268,4 +1320,69 @@ async fn the_simulator_drives_calls_through_the_api_to_the_end() {
         .rows("select count(*) as n from simpul.audit where action = 'semar.dispatch.event'")
         .await;
     assert_eq!(done[0]["n"], 48, "8 steps for each of 6 calls");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crew_that_gives_up_sends_the_call_back_to_the_head_of_the_queue_for_another_unit() {
+    let hub = Hub::start();
+    let api = Api::of(&hub, &hub.admin_key);
+    for n in 3..=40 {
+        api.set_unit_status(&format!("SEMAR-{n:02}"), "perawatan")
+            .await;
+    }
+    let scene = centroid("32.14.01.1001");
+    api.ping("SEMAR-01", (scene.0 + 0.01, scene.1)).await;
+    api.ping("SEMAR-02", (scene.0 + 0.05, scene.1)).await;
+    let mut calls = Vec::new();
+    for n in 0..3 {
+        let call = api
+            .call(&json!({"channel": "phone", "caller_phone": format!("08123456706{n}"), "complaint": "sesak",
+                          "kode_wilayah": "32.14.01.1001"}))
+            .await;
+        calls.push((
+            call["id"].as_str().unwrap().to_string(),
+            api.confirm(call["id"].as_str().unwrap()).await,
+        ));
+    }
+    let (x, y, z) = (&calls[0], &calls[1], &calls[2]);
+    assert_eq!(x.1["dispatch"]["unit"], "SEMAR-01");
+    assert_eq!(y.1["dispatch"]["unit"], "SEMAR-02");
+    assert_eq!(z.1["queue_position"], 1);
+    // SEMAR-01's crew gives up on the way: X goes back to the head of the queue, and
+    // SEMAR-01, free again, takes Z rather than the call it just gave up.
+    let first = x.1["dispatch"]["id"].as_str().unwrap();
+    assert_eq!(api.event(first, "en_route", None, None).await.0, 201);
+    let (status, gave_up) = api.event(first, "cancelled", None, None).await;
+    assert_eq!(
+        (status, gave_up["call_status"].as_str()),
+        (201, Some("dalam_antrean")),
+        "{gave_up}"
+    );
+    let (_, z_now) = api.get(&format!("/semar/calls/{}", z.0)).await;
+    assert_eq!(z_now["status"], "ditugaskan", "{z_now}");
+    assert_eq!(z_now["dispatches"][0]["unit"], "SEMAR-01");
+    let (_, fleet) = api.get("/semar/ambulances").await;
+    assert_eq!(
+        fleet["queue"],
+        json!([{"call_id": x.0, "confirmed_at": x.1["confirmed_at"]}])
+    );
+    // SEMAR-02 finishes Y and takes X.
+    finish(
+        api.clone(),
+        y.1["dispatch"]["id"].as_str().unwrap().to_string(),
+    )
+    .await
+    .unwrap();
+    let (_, x_now) = api.get(&format!("/semar/calls/{}", x.0)).await;
+    assert_eq!(x_now["status"], "ditugaskan", "{x_now}");
+    let units: Vec<(&str, &str)> = x_now["dispatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["unit"].as_str().unwrap(), d["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        units,
+        vec![("SEMAR-01", "cancelled"), ("SEMAR-02", "assigned")]
+    );
 }

@@ -900,13 +900,19 @@ pub(crate) async fn location(
     }
     let point = Point::new(ping.lat, ping.lng)
         .ok_or_else(|| ApiError::unprocessable("lat and lng must be numbers"))?;
-    let _ = (ping.speed_kmh, ping.heading);
     let at = ping
         .at
         .as_deref()
         .map(|t| parse_time("at", t))
         .transpose()?;
-    let accepted = semar.ping(&kode, point, at)?;
+    // Speed and heading are for the operators' live map; only the position is kept.
+    let mut motion = serde_json::Map::new();
+    for (name, value) in [("speed_kmh", ping.speed_kmh), ("heading", ping.heading)] {
+        if let Some(v) = value.filter(|v| v.is_finite()) {
+            motion.insert(name.into(), json!(v));
+        }
+    }
+    let accepted = semar.ping(&kode, point, at, Value::Object(motion))?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"unit": kode, "accepted": accepted})),

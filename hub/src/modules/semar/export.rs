@@ -85,7 +85,8 @@ const EXPORTS: [Export; 5] = [
         table: "semar_calls",
         table_key: "id",
         mutable: true,
-        select: "id, received_at, channel, nik, caller_name, caller_phone, complaint, kode_wilayah, lat, lng, status, updated_at",
+        select: "id, received_at, channel, nik, caller_name, caller_phone, complaint, kode_wilayah, lat, lng, \
+                 location_source, status, updated_at",
         record: call_record,
     },
     Export {
@@ -147,6 +148,9 @@ fn unit_record(row: &AnyRow) -> Result<Value, sqlx::Error> {
 }
 
 fn call_record(row: &AnyRow) -> Result<Value, sqlx::Error> {
+    // An SMS that named no place has none until the operator gives it.
+    let placed = row.try_get::<String, _>("location_source")? != "unknown";
+    let place = |value: Value| if placed { value } else { Value::Null };
     Ok(json!({
         "id": row.try_get::<String, _>("id")?,
         "waktu_panggilan": row.try_get::<String, _>("received_at")?,
@@ -155,9 +159,9 @@ fn call_record(row: &AnyRow) -> Result<Value, sqlx::Error> {
         "nama_pemanggil": row.try_get::<Option<String>, _>("caller_name")?,
         "telepon_pemanggil": row.try_get::<Option<String>, _>("caller_phone")?,
         "keluhan": row.try_get::<String, _>("complaint")?,
-        "kode_wilayah": row.try_get::<String, _>("kode_wilayah")?,
-        "lat": row.try_get::<f64, _>("lat")?,
-        "lng": row.try_get::<f64, _>("lng")?,
+        "kode_wilayah": place(json!(row.try_get::<String, _>("kode_wilayah")?)),
+        "lat": place(json!(row.try_get::<f64, _>("lat")?)),
+        "lng": place(json!(row.try_get::<f64, _>("lng")?)),
         "status": row.try_get::<String, _>("status")?,
     }))
 }

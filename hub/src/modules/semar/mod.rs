@@ -260,9 +260,18 @@ impl Semar {
         }));
     }
 
-    /// The free units ranked by estimated travel time to `point`.
-    async fn rank_free(&self, fleet: &Fleet, point: Point) -> Vec<(String, Estimate)> {
-        let free: Vec<String> = fleet.free_units().cloned().collect();
+    /// The free units (but `excluded`) ranked by estimated travel time to `point`.
+    async fn rank_free(
+        &self,
+        fleet: &Fleet,
+        point: Point,
+        excluded: &[String],
+    ) -> Vec<(String, Estimate)> {
+        let free: Vec<String> = fleet
+            .free_units()
+            .filter(|k| !excluded.contains(k))
+            .cloned()
+            .collect();
         let origins: Vec<Point> = {
             let positions = self.positions.lock().unwrap_or_else(|e| e.into_inner());
             free.iter()
@@ -286,8 +295,18 @@ impl Semar {
         confirm: Option<(&str, DateTime<Utc>)>,
     ) -> Result<Placement, ApiError> {
         let started = Instant::now();
-        let ranked = self.rank_free(fleet, call.point()).await;
         let state = &self.catalog.state;
+        let gave_up: Vec<String> = if confirm.is_none() {
+            store::dispatches_of_call(state, &call.id)
+                .await?
+                .into_iter()
+                .filter(|d| d.step() == Step::Cancelled)
+                .map(|d| d.unit_kode)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let ranked = self.rank_free(fleet, call.point(), &gave_up).await;
         let confirmed_at = match confirm {
             Some((_, at)) => timestamp(at),
             None => call.confirmed_at.clone().unwrap_or_default(),
@@ -413,27 +432,31 @@ impl Semar {
         Ok(())
     }
 
-    /// Gives waiting calls, oldest confirmation first, the free units.
+    /// Gives waiting calls, oldest confirmation first, the free units. A call skips units
+    /// that already gave it up (a crew's `cancelled`), so a later call may take them.
     async fn drain(&self, fleet: &mut Fleet) -> Result<(), ApiError> {
-        while fleet.free_units().next().is_some() {
-            let Some(head) = fleet.queue.first().cloned() else {
+        let waiting: Vec<String> = fleet.queue.iter().map(|q| q.call_id.clone()).collect();
+        for call_id in waiting {
+            if fleet.free_units().next().is_none() {
                 break;
-            };
-            let Some(call) = store::call(&self.catalog.state, &head.call_id).await? else {
-                fleet.queue.remove(0);
-                continue;
-            };
-            if !matches!(
-                call.status(),
-                CallStatus::Dikonfirmasi | CallStatus::DalamAntrean
-            ) {
-                fleet.queue.retain(|q| q.call_id != call.id);
-                continue;
             }
+            let call = match store::call(&self.catalog.state, &call_id).await? {
+                Some(call)
+                    if matches!(
+                        call.status(),
+                        CallStatus::Dikonfirmasi | CallStatus::DalamAntrean
+                    ) =>
+                {
+                    call
+                }
+                _ => {
+                    fleet.queue.retain(|q| q.call_id != call_id);
+                    continue;
+                }
+            };
             match self.place(fleet, &call, None).await? {
                 Placement::Assigned(dispatch) => self.announce_assignment(&call, &dispatch).await,
-                Placement::Queued(_) => break,
-                Placement::Changed => {}
+                Placement::Queued(_) | Placement::Changed => {}
             }
         }
         Ok(())
@@ -812,6 +835,7 @@ impl Semar {
         kode: &str,
         point: Point,
         at: Option<DateTime<Utc>>,
+        motion: Value,
     ) -> Result<bool, ApiError> {
         let accepted = {
             let mut positions = self.positions.lock().unwrap_or_else(|e| e.into_inner());
@@ -835,11 +859,11 @@ impl Semar {
         };
         metrics::counter!("simpul_semar_pings_total").increment(1);
         if accepted && self.live.receiver_count() > 0 {
-            self.announce(
-                "location",
-                kode,
-                json!({"lat": point.lat, "lng": point.lng}),
-            );
+            let mut data = json!({"lat": point.lat, "lng": point.lng});
+            if let (Value::Object(data), Value::Object(motion)) = (&mut data, motion) {
+                data.extend(motion);
+            }
+            self.announce("location", kode, data);
         }
         Ok(accepted)
     }
