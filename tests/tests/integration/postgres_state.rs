@@ -8,7 +8,7 @@ use std::process::Command;
 use crate::harness::{Hub, fixture};
 
 /// Creates a fresh database on the test server and returns its URL.
-fn fresh_database(admin_url: &str) -> String {
+pub(crate) fn fresh_database(admin_url: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

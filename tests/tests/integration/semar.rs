@@ -1386,3 +1386,74 @@ async fn a_crew_that_gives_up_sends_the_call_back_to_the_head_of_the_queue_for_a
         vec![("SEMAR-01", "cancelled"), ("SEMAR-02", "assigned")]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_postgresql_state_store_assignments_stay_single_and_the_queue_survives_a_restart() {
+    let Ok(admin_url) = std::env::var("SIMPUL_TEST_POSTGRES_URL") else {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"\n*** SKIPPED semar on PostgreSQL: SIMPUL_TEST_POSTGRES_URL is not set. \
+              Start PostgreSQL and set it (see README, Development) to run this test. ***\n",
+        );
+        return;
+    };
+    let state_url = crate::postgres_state::fresh_database(&admin_url);
+    let mut hub = Hub::start_with_env(&[("SIMPUL_STATE_URL", state_url.as_str())]);
+    let api = Api::of(&hub, &hub.admin_key);
+    let mut ids = Vec::new();
+    for n in 0..45 {
+        let call = api
+            .call(&json!({"channel": "phone", "caller_phone": format!("+62812111{n:05}"), "complaint": "uji",
+                          "kode_wilayah": "32.14.03.2005"}))
+            .await;
+        ids.push(call["id"].as_str().unwrap().to_string());
+    }
+    let confirmed = futures::future::join_all(ids.iter().map(|id| {
+        let api = api.clone();
+        let id = id.clone();
+        async move { api.confirm(&id).await }
+    }))
+    .await;
+    let units: BTreeSet<&str> = confirmed
+        .iter()
+        .filter_map(|c| c["dispatch"]["unit"].as_str())
+        .collect();
+    assert_eq!(units.len(), 40, "40 units, each once");
+    let waiting: Vec<&str> = confirmed
+        .iter()
+        .filter(|c| c["dispatch"].is_null())
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(waiting.len(), 5);
+    assert!(hub.restart().is_none());
+    let api = Api::of(&hub, &hub.admin_key);
+    let (_, fleet) = api.get("/semar/ambulances").await;
+    let queue: Vec<&str> = fleet["queue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["call_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        queue.len(),
+        5,
+        "the queue was rebuilt from PostgreSQL: {fleet}"
+    );
+    let first = confirmed.iter().find(|c| !c["dispatch"].is_null()).unwrap();
+    finish(
+        api.clone(),
+        first["dispatch"]["id"].as_str().unwrap().to_string(),
+    )
+    .await
+    .unwrap();
+    let (_, head) = api.get(&format!("/semar/calls/{}", queue[0])).await;
+    assert_eq!(
+        head["status"], "ditugaskan",
+        "the queue's head took the freed unit: {head}"
+    );
+    assert_eq!(head["dispatches"][0]["unit"], first["dispatch"]["unit"]);
+    let (status, kpi) = api.get("/semar/kpi").await;
+    assert_eq!(status, 200, "{kpi}");
+    assert_eq!(kpi["calls"]["total"], 45);
+    assert_eq!(kpi["response"]["responded"], 1);
+}
