@@ -48,6 +48,49 @@ pub struct Config {
     pub bus: BusConfig,
     /// SEMAR, the emergency ambulance module.
     pub semar: SemarConfig,
+    /// The working-day calendar of every deadline.
+    pub calendar: CalendarConfig,
+    /// PLIPMAS and La Pewarta, the complaints module.
+    pub complaints: ComplaintsConfig,
+}
+
+/// Complaints and information requests.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ComplaintsConfig {
+    /// Serve `/api/v1/complaints` and `/open311/v2`.
+    pub enabled: bool,
+    /// La Pewarta's routing rules (TOML); empty: the shipped demo rules.
+    pub routing_file: String,
+    /// The member of the Regent's office, which sees every case unmasked.
+    pub regent_member: String,
+    /// The shared secret of the SMS gateway's webhook; empty turns it off.
+    pub sms_secret: String,
+    /// An SMS gateway that takes `POST {"to", "text"}`; empty: messages are only logged.
+    pub sms_gateway_url: String,
+    /// A bearer token for the SMS gateway.
+    pub sms_gateway_token: String,
+}
+
+impl Default for ComplaintsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            routing_file: String::new(),
+            regent_member: "BUPATI".into(),
+            sms_secret: String::new(),
+            sms_gateway_url: String::new(),
+            sms_gateway_token: String::new(),
+        }
+    }
+}
+
+/// Working days: weekends and the shipped national holidays, plus these.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CalendarConfig {
+    /// Regional holidays and other days off: `"2026-10-20 Hari Jadi Purwakarta"`.
+    pub extra_holidays: Vec<String>,
 }
 
 /// SEMAR settings: travel estimates, where its reference data comes from, SMS and export.
@@ -288,6 +331,8 @@ impl Default for Config {
             lake: LakeConfig::default(),
             bus: BusConfig::default(),
             semar: SemarConfig::default(),
+            calendar: CalendarConfig::default(),
+            complaints: ComplaintsConfig::default(),
         }
     }
 }
@@ -384,6 +429,7 @@ impl Config {
         if semar.osrm_candidates == 0 {
             return Err("semar.osrm_candidates must be at least 1".into());
         }
+        crate::calendar::Calendar::new(&self.calendar.extra_holidays)?;
         for (key, value) in [
             ("semar.facilities_dataset", &semar.facilities_dataset),
             ("semar.population_dataset", &semar.population_dataset),

@@ -43,6 +43,8 @@ pub struct AppInner {
     pub publisher: crate::publish::Publisher,
     /// SEMAR, the ambulance module; `None` when `semar.enabled = false`.
     pub semar: Option<Arc<crate::modules::semar::Semar>>,
+    /// PLIPMAS and La Pewarta; `None` when `complaints.enabled = false`.
+    pub complaints: Option<Arc<crate::modules::complaints::Complaints>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -93,8 +95,23 @@ impl AppState {
         } else {
             None
         };
+        let complaints = if config.complaints.enabled {
+            let calendar = crate::calendar::Calendar::new(&config.calendar.extra_holidays)
+                .map_err(simpul_catalog::CatalogError::Config)?;
+            Some(
+                crate::modules::complaints::Complaints::open(
+                    catalog.clone(),
+                    config.complaints.clone(),
+                    calendar,
+                )
+                .map_err(simpul_catalog::CatalogError::Config)?,
+            )
+        } else {
+            None
+        };
         Ok(Self(Arc::new(AppInner {
             semar,
+            complaints,
             opmon,
             signer,
             messagelog,
@@ -119,6 +136,7 @@ pub fn router(state: AppState) -> Router {
     let body_limit = usize::try_from(state.config.http.body_limit_bytes).unwrap_or(usize::MAX);
     Router::new()
         .nest("/api/v1", crate::api::routes())
+        .merge(crate::modules::complaints::open311::routes())
         .merge(crate::health::routes())
         .route("/metrics", axum::routing::get(crate::metrics::render))
         .layer(axum::middleware::from_fn(crate::metrics::track_requests))

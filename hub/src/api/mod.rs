@@ -22,6 +22,7 @@ use axum::Router;
 pub use error::{ApiError, datafusion_error};
 pub use extract::{ApiJson, media_type};
 
+use crate::modules::complaints::api as complaints;
 use crate::modules::semar::api as semar;
 use crate::server::AppState;
 
@@ -128,5 +129,15 @@ api_routes! {
     "/semar/sms/inbound" => { post semar::sms_inbound: "SEMAR SMS fallback: a gateway webhook signed with the shared secret (HMAC-SHA256)" }
     "/semar/stream" => { get semar::stream: "SEMAR operator console: Server-Sent Events of calls, dispatches and units" }
     "/semar/kpi" => { get semar::kpi: "SEMAR KPIs: 90th-percentile response, % within 10 minutes, intervals, units, calls by area and channel" }
+    "/complaints" => {
+        get complaints::list: "PLIPMAS: cases, newest first (opd=, opd=none for triage, status=)",
+        post complaints::create: "PLIPMAS: file a complaint or an information request; deadlines in working days",
+    }
+    "/complaints/overdue" => { get complaints::overdue: "PLIPMAS: open cases past an agency deadline, by OPD" }
+    "/complaints/sms/inbound" => { post complaints::sms_inbound: "La Pewarta: an SMS gateway webhook (HMAC-SHA256), routed by keyword to the OPD" }
+    "/complaints/{id}" => { get complaints::show: "PLIPMAS: one case with its deadline, history and messages" }
+    "/complaints/{id}/transitions" => { post complaints::transition: "PLIPMAS: one workflow step; 409 with the allowed next states" }
+    "/complaints/{id}/answer" => { post complaints::answer: "PLIPMAS / La Pewarta: the OPD's answer, sent to the resident by SMS, the Regent told" }
+    "/complaints/{id}/route" => { post complaints::route: "La Pewarta: route a triage case to a category's OPD" }
     "/openapi.json" => { get openapi::document: "This document (getOpenAPI)" }
 }

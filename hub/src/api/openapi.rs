@@ -16,6 +16,36 @@ const OTHER_OPERATIONS: &[(&str, &str, &str, bool)] = &[
         false,
     ),
     ("/metrics", "get", "Prometheus metrics", true),
+    (
+        "/open311/v2/services.json",
+        "get",
+        "Open311 GeoReport v2: the services (complaint categories)",
+        false,
+    ),
+    (
+        "/open311/v2/services/{code}",
+        "get",
+        "Open311: one service's definition ({code}.json)",
+        false,
+    ),
+    (
+        "/open311/v2/requests.json",
+        "get",
+        "Open311: requests (service_request_id, service_code, status, start_date/end_date within 90 days; at most 1000); never identity",
+        false,
+    ),
+    (
+        "/open311/v2/requests.json",
+        "post",
+        "Open311: post a request with api_key (form-encoded or JSON)",
+        false,
+    ),
+    (
+        "/open311/v2/requests/{id}",
+        "get",
+        "Open311: one request ({id}.json)",
+        false,
+    ),
 ];
 
 pub(super) async fn document(_caller: Caller) -> Json<Value> {

@@ -98,6 +98,10 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let webhooks = tokio::spawn(crate::webhooks::run(app.clone()));
     let semar = app.semar.as_ref().map(|s| tokio::spawn(s.clone().run()));
+    let complaints = app
+        .complaints
+        .as_ref()
+        .map(|c| tokio::spawn(c.clone().run()));
     let scheduler = app.config.scheduler.enabled.then(|| {
         let settings = ScheduleSettings {
             dir: app.config.effective_pipelines_dir(),
@@ -146,6 +150,9 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
     // Webhook attempts in flight are leased: a delivery cut short is attempted again after
     // the next start.
     webhooks.abort();
+    if let Some(complaints) = complaints {
+        complaints.abort();
+    }
     if let Some(semar_task) = semar {
         semar_task.abort();
         // Positions of the last second and changes not yet exported go out now.

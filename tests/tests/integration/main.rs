@@ -5,6 +5,7 @@ mod harness;
 mod auth;
 mod bad_input;
 mod bus;
+mod complaints;
 mod concurrency;
 mod exchange;
 mod federation;

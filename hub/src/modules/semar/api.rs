@@ -26,7 +26,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use simpul_catalog::{DatasetId, IdempotencyClaim, MaskKind, timestamp};
-use simpul_connectors::file::{FileFormat, open_bytes};
 use simpul_schemas::formats::{normalize_kode_desa, normalize_nik, normalize_telepon};
 
 use super::lifecycle::Step;
@@ -79,38 +78,8 @@ async fn sees_pii(app: &AppState, caller: &Caller, dataset: &str) -> Result<bool
     may_see_pii(app, caller, &meta).await
 }
 
-/// Validates one record against the newest version of a canonical schema's major 1; every
-/// error is in the answer.
 async fn check_record(semar: &Semar, schema: &str, record: &Value) -> Result<(), ApiError> {
-    let compiled = semar.schema(schema, 1).await?;
-    let mut line = serde_json::to_vec(record).map_err(ApiError::internal)?;
-    line.push(b'\n');
-    let reader = open_bytes("record", Bytes::from(line), &FileFormat::Ndjson)
-        .map_err(|e| ApiError::unprocessable(e.to_string()))?;
-    let mut errors = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| ApiError::unprocessable(e.to_string()))?;
-        let validation = compiled
-            .validate(&batch.batch, &batch.positions)
-            .map_err(ApiError::internal)?;
-        for reject in batch.malformed.iter().chain(&validation.rejected) {
-            for error in &reject.errors {
-                errors.push(json!({"pointer": error.pointer, "keyword": error.keyword, "message": error.message}));
-            }
-        }
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        let first = errors[0]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        Err(ApiError::unprocessable(format!(
-            "the record does not match the {schema} schema: {first}"
-        ))
-        .with_member("errors", Value::Array(errors)))
-    }
+    crate::modules::check_record(&semar.catalog, schema, record).await
 }
 
 /// A place from `lat`/`lng` (which must lie in the regency) or a desa code (its centroid).
@@ -1195,14 +1164,6 @@ pub(crate) async fn put_oncall(
 // ---------------------------------------------------------------------------------------
 // SMS
 
-/// The gateway's inbound message.
-#[derive(Debug, Deserialize)]
-struct InboundSms {
-    from: String,
-    text: String,
-    received_at: String,
-}
-
 /// `POST /api/v1/semar/sms/inbound`: an SMS gateway's webhook, signed with the shared
 /// secret. Makes a phone-channel call pending confirmation and replies by SMS.
 pub(crate) async fn sms_inbound(
@@ -1216,33 +1177,13 @@ pub(crate) async fn sms_inbound(
             "the SMS fallback is off on this hub: set semar.sms_secret (SIMPUL_SEMAR_SMS_SECRET) to the gateway's shared secret",
         ));
     }
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    super::sms::verify(
-        &semar.config.sms_secret,
-        header("simpul-timestamp"),
-        header("simpul-signature"),
-        &body,
-        Utc::now(),
-    )
-    .map_err(|e| {
-        metrics::counter!("simpul_semar_sms_refused_total").increment(1);
-        ApiError::unauthorized(e)
-    })?;
-    let sms: InboundSms = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "the body must be {{\"from\", \"text\", \"received_at\"}}: {e}"
-        ))
-    })?;
-    let phone =
-        normalize_telepon(&sms.from).map_err(|e| ApiError::unprocessable(format!("from: {e}")))?;
-    let received = parse_time("received_at", &sms.received_at)?;
-    let text = sms.text.trim();
-    if text.is_empty() {
-        return Err(ApiError::unprocessable("the SMS is empty"));
-    }
-    let dedup = hex::encode(Sha256::digest(
-        format!("{phone}\n{}\n{text}", timestamp(received)).as_bytes(),
-    ));
+    let sms = crate::sms::Inbound::parse(&semar.config.sms_secret, &headers, &body)?;
+    let (phone, text, received, dedup) = (
+        sms.phone.clone(),
+        sms.text.as_str(),
+        sms.received_at,
+        sms.dedup_key.clone(),
+    );
     let state = &semar.catalog.state;
     let existing: Option<(Option<String>,)> =
         sqlx::query_as("SELECT call_id FROM semar_sms WHERE dedup_key = $1")
@@ -1275,7 +1216,7 @@ pub(crate) async fn sms_inbound(
     };
     let call = CallRow {
         id: uuid::Uuid::now_v7().to_string(),
-        received_at: timestamp(received.min(Utc::now())),
+        received_at: timestamp(received),
         channel: "phone".into(),
         nik: registered.as_ref().map(|r| r.0.clone()),
         caller_name: registered.as_ref().map(|r| r.1.clone()),

@@ -1,0 +1,695 @@
+//! PLIPMAS, La Pewarta and Open311 end to end: deadlines against a hand computation over the
+//! real 2026 holidays, every workflow path, two officials at once, SMS routing and answers
+//! through an HTTP gateway, and GeoReport v2 from a client's side.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{Datelike, NaiveDate, Utc, Weekday};
+use ring::hmac;
+use serde_json::{Value, json};
+
+use crate::harness::Hub;
+
+const HOLIDAYS: &str = include_str!("../../../hub/reference/holidays_id_2025_2026.csv");
+
+/// The nth working day after `start`, computed here from the holiday list on its own.
+fn working_day_after(start: NaiveDate, n: u32) -> NaiveDate {
+    let holidays: Vec<NaiveDate> = HOLIDAYS
+        .lines()
+        .skip(1)
+        .map(|l| NaiveDate::parse_from_str(&l[..10], "%Y-%m-%d").unwrap())
+        .collect();
+    let mut day = start;
+    let mut left = n;
+    while left > 0 {
+        day = day.succ_opt().unwrap();
+        if !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) && !holidays.contains(&day) {
+            left -= 1;
+        }
+    }
+    day
+}
+
+fn today_wib() -> NaiveDate {
+    (Utc::now() + chrono::Duration::hours(7)).date_naive()
+}
+
+async fn send(hub: &Hub, key: &str, path: &str, body: &Value) -> (u16, Value) {
+    let response = hub.post_json(key, path, body).await;
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(hub: &Hub, key: &str, path: &str) -> (u16, Value) {
+    let response = hub.get(key, path).await;
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn step(hub: &Hub, key: &str, id: &str, to: &str, extra: Value) -> (u16, Value) {
+    let mut body = json!({"to": to});
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().cloned().unwrap_or_default());
+    send(
+        hub,
+        key,
+        &format!("/api/v1/complaints/{id}/transitions"),
+        &body,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_information_request_filed_before_idul_fitri_is_due_on_the_hand_computed_day() {
+    let hub = Hub::start();
+    let key = hub.admin_key.clone();
+    let (status, case) = send(
+        &hub,
+        &key,
+        "/api/v1/complaints",
+        &json!({"kind": "information", "channel": "surat", "nama": "Euis Kurniasih", "telepon": "081234567100",
+                "description": "Salinan APBD 2026 beserta lampirannya", "received_at": "2026-03-17T09:00:00+07:00"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{case}");
+    let id = case["id"].as_str().unwrap().to_string();
+    // By hand: 18–24 March are Nyepi, Idul Fitri, cuti bersama and a weekend; 3 April is Good
+    // Friday. The tenth working day after 17 March is 8 April.
+    assert_eq!(case["deadline"]["date"], "2026-04-08", "{case}");
+    assert_eq!(
+        working_day_after(NaiveDate::from_ymd_opt(2026, 3, 17).unwrap(), 10).to_string(),
+        "2026-04-08"
+    );
+    assert_eq!(case["deadline"]["duty"], "agency");
+    assert_eq!(
+        case["deadline"]["overdue"],
+        today_wib() > NaiveDate::from_ymd_opt(2026, 4, 8).unwrap()
+    );
+    let (_, overdue) = get(&hub, &key, "/api/v1/complaints/overdue").await;
+    let listed = overdue["opds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|o| o["cases"].as_array().unwrap().clone())
+        .any(|c| c["id"] == id.as_str());
+    assert!(listed, "{overdue}");
+
+    let (status, refused) = step(&hub, &key, &id, "extended", json!({})).await;
+    assert_eq!(
+        status, 422,
+        "an extension needs its written reason: {refused}"
+    );
+    let (status, extended) = step(
+        &hub,
+        &key,
+        &id,
+        "extended",
+        json!({"note": "dokumen di arsip BPKAD"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{extended}");
+    assert_eq!(
+        extended["deadline"]["date"], "2026-04-17",
+        "seven more working days: {extended}"
+    );
+    let (status, twice) = step(&hub, &key, &id, "extended", json!({"note": "lagi"})).await;
+    assert_eq!(status, 409, "{twice}");
+    assert_eq!(twice["allowed_next"], json!(["decided"]));
+    let (status, bare) = step(&hub, &key, &id, "decided", json!({"decision": "rejected"})).await;
+    assert_eq!(status, 422, "a rejection names its exemption: {bare}");
+    let (status, decided) = step(
+        &hub,
+        &key,
+        &id,
+        "decided",
+        json!({"decision": "partially_granted", "exemption_reason": "Pasal 17 huruf a"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{decided}");
+    assert_eq!(
+        decided["deadline"]["date"],
+        working_day_after(today_wib(), 30).to_string()
+    );
+    assert_eq!(
+        decided["deadline"]["duty"], "requester",
+        "the objection window is the requester's"
+    );
+    let (_, objected) = step(&hub, &key, &id, "objected", json!({})).await;
+    assert_eq!(
+        objected["deadline"]["date"],
+        working_day_after(today_wib(), 30).to_string()
+    );
+    let (_, answered) = step(&hub, &key, &id, "objection_answered", json!({})).await;
+    assert_eq!(
+        answered["deadline"]["date"],
+        working_day_after(today_wib(), 14).to_string()
+    );
+    let (_, commission) = step(&hub, &key, &id, "commission", json!({})).await;
+    assert_eq!(
+        (commission["status"].as_str(), &commission["deadline"]),
+        (Some("commission"), &Value::Null)
+    );
+    let (_, shown) = get(&hub, &key, &format!("/api/v1/complaints/{id}")).await;
+    let path: Vec<&str> = shown["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        path,
+        [
+            "registered",
+            "extended",
+            "decided",
+            "objected",
+            "objection_answered",
+            "commission"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_complaint_walks_every_path_with_its_category_deadlines_and_rights() {
+    let hub = Hub::start();
+    let admin = hub.admin_key.clone();
+    let pupr = hub.key("PUPR", "SIPEDAL", "producer");
+    let dlh = hub.key("DLH", "SIKELOR", "producer");
+    let regent = hub.key("BUPATI", "PIMPINAN", "producer");
+    let analyst = hub.key("BAPPEDA", "ANALIS", "analyst");
+    let (status, case) = send(
+        &hub,
+        &admin,
+        "/api/v1/complaints",
+        &json!({"kind": "complaint", "channel": "web", "description": "Jalan rusak berlubang di Jl. Kapten Halim",
+                "nama": "Dadang Suherman", "telepon": "081234567101", "kode_wilayah": "32.14.01.1001"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{case}");
+    let id = case["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        (case["category"].as_str(), case["opd"].as_str()),
+        (Some("jalan"), Some("PUPR")),
+        "classified by keyword"
+    );
+    assert_eq!(
+        case["deadline"]["date"],
+        working_day_after(today_wib(), 3).to_string(),
+        "verification: 3 working days"
+    );
+    let (status, illegal) = step(&hub, &pupr, &id, "answered", json!({})).await;
+    assert_eq!(status, 409, "{illegal}");
+    assert_eq!(
+        illegal["allowed_next"],
+        json!(["responded", "withdrawn", "duplicate", "not_competent"])
+    );
+    let (status, _) = step(&hub, &dlh, &id, "responded", json!({})).await;
+    assert_eq!(status, 403, "another OPD may not act on it");
+    let (status, masked) = get(&hub, &analyst, &format!("/api/v1/complaints/{id}")).await;
+    assert_eq!(status, 200);
+    assert_ne!(
+        masked["nama"], "Dadang Suherman",
+        "identity is masked for an analyst: {masked}"
+    );
+    let (_, seen) = get(&hub, &pupr, &format!("/api/v1/complaints/{id}")).await;
+    assert_eq!(seen["nama"], "Dadang Suherman", "the handling OPD sees it");
+
+    let (status, responded) = step(
+        &hub,
+        &pupr,
+        &id,
+        "responded",
+        json!({"note": "diverifikasi"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{responded}");
+    let follow_up = working_day_after(today_wib(), 10).to_string();
+    assert_eq!(
+        responded["deadline"]["date"], follow_up,
+        "jalan's follow-up is 10 working days (routing.toml)"
+    );
+    let (_, tested) = step(
+        &hub,
+        &pupr,
+        &id,
+        "evidence_tested",
+        json!({"note": "survei lapangan"}),
+    )
+    .await;
+    assert_eq!(
+        tested["deadline"]["date"], follow_up,
+        "the follow-up deadline holds"
+    );
+    let (_, clarified) = step(&hub, &pupr, &id, "clarification", json!({})).await;
+    assert_eq!(clarified["status"], "clarification");
+    let (status, answered) = send(
+        &hub,
+        &pupr,
+        &format!("/api/v1/complaints/{id}/answer"),
+        &json!({"text": "Perbaikan dijadwalkan pekan depan."}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answered}");
+    assert_eq!(
+        answered["deadline"]["date"],
+        working_day_after(today_wib(), 10).to_string()
+    );
+    assert_eq!(answered["deadline"]["duty"], "requester");
+    let (status, _) = step(&hub, &pupr, &id, "mediation", json!({})).await;
+    assert_eq!(status, 422, "mediation needs the objection as a note");
+    let (_, mediation) = step(
+        &hub,
+        &pupr,
+        &id,
+        "mediation",
+        json!({"note": "pelapor keberatan"}),
+    )
+    .await;
+    assert_eq!(
+        mediation["deadline"]["date"],
+        working_day_after(today_wib(), 10).to_string()
+    );
+    let (_, escalated) = step(
+        &hub,
+        &pupr,
+        &id,
+        "escalated_to_regent",
+        json!({"note": "mediasi gagal"}),
+    )
+    .await;
+    assert_eq!(escalated["status"], "escalated_to_regent");
+    let (status, closed) = step(
+        &hub,
+        &regent,
+        &id,
+        "closed_by_regent",
+        json!({"note": "Bupati memutuskan"}),
+    )
+    .await;
+    assert_eq!(
+        (status, closed["status"].as_str()),
+        (200, Some("closed_by_regent")),
+        "{closed}"
+    );
+    assert!(closed["closed_at"].is_string());
+    let (status, after) = step(&hub, &regent, &id, "closed_satisfied", json!({})).await;
+    assert_eq!(status, 409, "{after}");
+
+    // Early closes need their reason; an unclassified complaint waits in triage.
+    let (_, other) = send(&hub, &admin, "/api/v1/complaints", &json!({"kind": "complaint", "channel": "langsung", "description": "Pelayanan kurang ramah"})).await;
+    assert_eq!(other["opd"], Value::Null, "{other}");
+    assert_eq!(other["anonymous"], true);
+    let other_id = other["id"].as_str().unwrap();
+    let (_, triage) = get(&hub, &admin, "/api/v1/complaints?opd=none").await;
+    assert!(
+        triage["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == other_id)
+    );
+    assert_eq!(
+        step(&hub, &admin, other_id, "duplicate", json!({})).await.0,
+        422
+    );
+    let (status, duplicate) = step(
+        &hub,
+        &admin,
+        other_id,
+        "duplicate",
+        json!({"note": "sama dengan aduan sebelumnya"}),
+    )
+    .await;
+    assert_eq!(
+        (status, duplicate["status"].as_str()),
+        (200, Some("duplicate"))
+    );
+    let (status, bad) = send(
+        &hub,
+        &admin,
+        "/api/v1/complaints",
+        &json!({"kind": "complaint", "channel": "merpati", "description": "x"}),
+    )
+    .await;
+    assert_eq!(status, 422, "{bad}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_officials_acting_on_one_case_at_once_one_wins_and_the_other_gets_409() {
+    let hub = Hub::start();
+    let first = hub.key("PUPR", "SIPEDAL", "producer");
+    let second = hub.key("PUPR", "LAPANGAN", "producer");
+    for round in 0..8 {
+        let (_, case) = send(
+            &hub,
+            &hub.admin_key,
+            "/api/v1/complaints",
+            &json!({"kind": "complaint", "channel": "web", "description": format!("jalan rusak {round}")}),
+        )
+        .await;
+        let id = case["id"].as_str().unwrap().to_string();
+        let (a, b) = tokio::join!(
+            step(&hub, &first, &id, "responded", json!({"note": "pertama"})),
+            step(&hub, &second, &id, "withdrawn", json!({"note": "kedua"})),
+        );
+        let mut codes = [a.0, b.0];
+        codes.sort();
+        assert_eq!(codes, [200, 409], "round {round}: {a:?} {b:?}");
+        let (_, shown) = get(&hub, &hub.admin_key, &format!("/api/v1/complaints/{id}")).await;
+        assert_eq!(
+            shown["events"].as_array().unwrap().len(),
+            2,
+            "one transition recorded: {shown}"
+        );
+        assert_eq!(shown["version"], 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn la_pewarta_routes_sms_by_keyword_copies_the_regent_and_relays_the_answer() {
+    let sent: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let gateway = {
+        let sent = sent.clone();
+        axum::Router::new().route(
+            "/sms",
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                let sent = sent.clone();
+                async move {
+                    sent.lock().unwrap().push(body);
+                    axum::Json(json!({"ok": true}))
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/sms", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, gateway).await.unwrap() });
+    let secret = "rahasia-pewarta";
+    let hub = Hub::start_with_env(&[
+        ("SIMPUL_COMPLAINTS_SMS_SECRET", secret),
+        ("SIMPUL_COMPLAINTS_SMS_GATEWAY_URL", &url),
+    ]);
+    let post_sms = |text: &str, key: &str| {
+        let body =
+            json!({"from": "0812-3456-7200", "text": text, "received_at": Utc::now().to_rfc3339()})
+                .to_string();
+        let ts = Utc::now().timestamp();
+        let mac = hmac::Key::new(hmac::HMAC_SHA256, key.as_bytes());
+        let signature = format!(
+            "sha256={}",
+            hex::encode(hmac::sign(&mac, format!("{ts}.{body}").as_bytes()).as_ref())
+        );
+        let http = hub.http.clone();
+        let target = format!("{}/api/v1/complaints/sms/inbound", hub.url);
+        async move {
+            let response = http
+                .post(target)
+                .header("Simpul-Timestamp", ts.to_string())
+                .header("Simpul-Signature", signature)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let wait_for = |to: &'static str, contains: &'static str| {
+        let sent = sent.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if sent.lock().unwrap().iter().any(|m| {
+                    m["to"] == to && m["text"].as_str().unwrap_or_default().contains(contains)
+                }) {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "no SMS to {to} with '{contains}': {:?}",
+                    sent.lock().unwrap()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(
+        post_sms("jalan butut di Kampung Cibogo", "bukan-rahasia")
+            .await
+            .0,
+        401
+    );
+    let (status, routed) = post_sms("jalan butut di Kampung Cibogo, tos lami", secret).await;
+    assert_eq!(status, 201, "{routed}");
+    assert_eq!(
+        (routed["opd"].as_str(), routed["status"].as_str()),
+        (Some("PUPR"), Some("responded")),
+        "{routed}"
+    );
+    wait_for("+6281100000001", "jalan butut").await; // the PUPR official
+    wait_for("+6281100000000", "Tembusan").await; // the Regent
+    wait_for("+6281234567200", "diteruskan ke PUPR").await; // the resident's reply
+    let id = routed["case_id"].as_str().unwrap().to_string();
+    let pupr = hub.key("PUPR", "SIPEDAL", "producer");
+    let (status, answered) = send(
+        &hub,
+        &pupr,
+        &format!("/api/v1/complaints/{id}/answer"),
+        &json!({"text": "Sudah ditambal hari ini."}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answered}");
+    wait_for("+6281234567200", "Sudah ditambal hari ini.").await;
+    wait_for("+6281100000000", "dijawab oleh PUPR").await;
+    let (_, shown) = get(&hub, &hub.admin_key, &format!("/api/v1/complaints/{id}")).await;
+    let recipients: Vec<&str> = shown["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["recipient"].as_str().unwrap())
+        .collect();
+    for who in ["hub", "official", "regent", "resident"] {
+        assert!(
+            recipients.contains(&who),
+            "{who} missing from {recipients:?}"
+        );
+    }
+
+    // Unmatched: triage, then routed by the Regent's office.
+    let (status, unmatched) =
+        post_sms("Terima kasih, tapi tolong perhatikan kampung kami", secret).await;
+    assert_eq!(
+        (status, &unmatched["opd"]),
+        (201, &Value::Null),
+        "{unmatched}"
+    );
+    let triage_id = unmatched["case_id"].as_str().unwrap();
+    let regent = hub.key("BUPATI", "PIMPINAN", "producer");
+    let (status, refused) = send(
+        &hub,
+        &pupr,
+        &format!("/api/v1/complaints/{triage_id}/route"),
+        &json!({"category": "sampah"}),
+    )
+    .await;
+    assert_eq!(status, 403, "{refused}");
+    let (status, routed) = send(
+        &hub,
+        &regent,
+        &format!("/api/v1/complaints/{triage_id}/route"),
+        &json!({"category": "sampah"}),
+    )
+    .await;
+    assert_eq!(
+        (status, routed["opd"].as_str(), routed["status"].as_str()),
+        (200, Some("DLH"), Some("responded")),
+        "{routed}"
+    );
+    wait_for("+6281100000002", "Terima kasih").await; // the DLH official
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn open311_georeport_v2_from_a_clients_side() {
+    let hub = Hub::start();
+    let http = reqwest::Client::new();
+    let public = |path: &str| {
+        let request = http.get(format!("{}{path}", hub.url));
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, services) = public("/open311/v2/services.json").await;
+    assert_eq!(status, 200, "services are public");
+    let jalan = services
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["service_code"] == "jalan")
+        .expect("the jalan service");
+    for field in [
+        "service_code",
+        "service_name",
+        "description",
+        "metadata",
+        "type",
+        "keywords",
+        "group",
+    ] {
+        assert!(jalan.get(field).is_some(), "{field} missing: {jalan}");
+    }
+    assert_eq!(
+        (jalan["metadata"].as_bool(), jalan["type"].as_str()),
+        (Some(false), Some("realtime"))
+    );
+    let (status, definition) = public("/open311/v2/services/jalan.json").await;
+    assert_eq!(
+        (status, &definition["service_code"]),
+        (200, &json!("jalan"))
+    );
+    assert_eq!(public("/open311/v2/services/kuburan.json").await.0, 404);
+
+    let form = |extra: &[(&str, &str)]| {
+        let mut fields = vec![
+            ("service_code", "jalan"),
+            ("lat", "-6.5569"),
+            ("long", "107.4433"),
+            ("address_string", "Jl. Ipik Gandamanah"),
+            ("description", "Jalan berlubang dalam"),
+            ("first_name", "Asep"),
+            ("phone", "081234567300"),
+        ];
+        fields.extend_from_slice(extra);
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish()
+    };
+    let post = |body: String| {
+        let request = http
+            .post(format!("{}/open311/v2/requests.json", hub.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    assert_eq!(post(form(&[])).await.0, 401, "posting needs api_key");
+    let key = hub.admin_key.clone();
+    let (status, bad) = post(form(&[("api_key", &key), ("service_code", "kuburan")])).await;
+    assert_eq!(status, 400, "{bad}");
+    let (status, created) = post(form(&[("api_key", &key)])).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created[0]["service_request_id"]
+        .as_str()
+        .expect("service_request_id")
+        .to_string();
+    assert!(
+        created[0]["service_notice"]
+            .as_str()
+            .unwrap()
+            .contains("PUPR")
+    );
+
+    let (status, listed) = public("/open311/v2/requests.json").await;
+    assert_eq!(status, 200);
+    let mine = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["service_request_id"] == id.as_str())
+        .expect("listed")
+        .clone();
+    assert_eq!(
+        (
+            mine["status"].as_str(),
+            mine["agency_responsible"].as_str(),
+            mine["service_code"].as_str()
+        ),
+        (Some("open"), Some("PUPR"), Some("jalan"))
+    );
+    assert!(
+        mine["requested_datetime"]
+            .as_str()
+            .unwrap()
+            .ends_with("+07:00"),
+        "{mine}"
+    );
+    let expected = NaiveDate::parse_from_str(
+        &mine["expected_datetime"].as_str().unwrap()[..10],
+        "%Y-%m-%d",
+    )
+    .unwrap();
+    assert_eq!(
+        expected,
+        working_day_after(today_wib(), 3),
+        "expected_datetime is the SLA deadline"
+    );
+    assert_eq!(
+        (mine["lat"].as_f64(), mine["long"].as_f64()),
+        (Some(-6.5569), Some(107.4433))
+    );
+    assert_eq!(mine["simpul_status"], "received");
+    let text = mine.to_string();
+    assert!(
+        !text.contains("Asep") && !text.contains("567300"),
+        "no identity in the public listing: {text}"
+    );
+    let (_, one) = public(&format!("/open311/v2/requests/{id}.json")).await;
+    assert_eq!(one.as_array().unwrap().len(), 1);
+    let (_, by_id) = public(&format!(
+        "/open311/v2/requests.json?service_request_id={id}"
+    ))
+    .await;
+    assert_eq!(by_id.as_array().unwrap().len(), 1);
+    let (_, other_code) = public("/open311/v2/requests.json?service_code=sampah").await;
+    assert!(
+        other_code
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["service_code"] == "sampah")
+    );
+    let (_, closed) = public("/open311/v2/requests.json?status=closed").await;
+    assert!(
+        closed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["service_request_id"] != id.as_str())
+    );
+    let (status, wide) = public("/open311/v2/requests.json?start_date=2026-01-01T00:00:00%2B07:00&end_date=2026-06-01T00:00:00%2B07:00").await;
+    assert_eq!(status, 400, "a window over 90 days: {wide}");
+    assert_eq!(public("/open311/v2/requests/tidak-ada.json").await.0, 404);
+    // Closed in PLIPMAS, closed in Open311.
+    let (status, _) = step(
+        &hub,
+        &key,
+        &id,
+        "withdrawn",
+        json!({"note": "pelapor membatalkan"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, after) = public(&format!("/open311/v2/requests/{id}.json")).await;
+    assert_eq!(
+        (
+            after[0]["status"].as_str(),
+            after[0]["simpul_status"].as_str()
+        ),
+        (Some("closed"), Some("withdrawn"))
+    );
+    assert!(after[0].get("expected_datetime").is_none());
+}
