@@ -350,9 +350,23 @@ async fn two_officials_acting_on_one_case_at_once_one_wins_and_the_other_gets_40
         )
         .await;
         let id = case["id"].as_str().unwrap().to_string();
+        // Both read version 1 and act on it at once.
+        let seen = case["version"].as_i64().unwrap();
         let (a, b) = tokio::join!(
-            step(&hub, &first, &id, "responded", json!({"note": "pertama"})),
-            step(&hub, &second, &id, "withdrawn", json!({"note": "kedua"})),
+            step(
+                &hub,
+                &first,
+                &id,
+                "responded",
+                json!({"note": "pertama", "expected_version": seen})
+            ),
+            step(
+                &hub,
+                &second,
+                &id,
+                "withdrawn",
+                json!({"note": "kedua", "expected_version": seen})
+            ),
         );
         let mut codes = [a.0, b.0];
         codes.sort();
