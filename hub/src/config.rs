@@ -495,6 +495,16 @@ impl Config {
                 *value = "***".into();
             }
         }
+        for secret in [
+            &mut shown.semar.sms_secret,
+            &mut shown.semar.sms_gateway_token,
+            &mut shown.complaints.sms_secret,
+            &mut shown.complaints.sms_gateway_token,
+        ] {
+            if !secret.is_empty() {
+                *secret = "***".into();
+            }
+        }
         toml::to_string_pretty(&shown).map_err(|e| e.to_string())
     }
 }
@@ -683,10 +693,17 @@ mod tests {
             .lake
             .storage_options
             .insert("aws_secret_access_key".into(), "s3cr3t".into());
+        config.semar.sms_secret = "semar-hmac".into();
+        config.semar.sms_gateway_token = "semar-token".into();
+        config.complaints.sms_secret = "pewarta-hmac".into();
+        config.complaints.sms_gateway_token = "pewarta-token".into();
         let shown = config.to_display_toml().unwrap();
         assert!(
             !shown.contains("s3cr3t") && !shown.contains(":pw@"),
             "{shown}"
         );
+        for secret in ["semar-hmac", "semar-token", "pewarta-hmac", "pewarta-token"] {
+            assert!(!shown.contains(secret), "{secret} shown:\n{shown}");
+        }
     }
 }
