@@ -601,6 +601,12 @@ async fn open311_georeport_v2_from_a_clients_side() {
         }
     };
     assert_eq!(post(form(&[])).await.0, 401, "posting needs api_key");
+    let analyst = hub.key("BAPPEDA", "ANALIS", "analyst");
+    assert_eq!(
+        post(form(&[("api_key", &analyst)])).await.0,
+        403,
+        "an analyst key is read-only"
+    );
     let key = hub.admin_key.clone();
     let (status, bad) = post(form(&[("api_key", &key), ("service_code", "kuburan")])).await;
     assert_eq!(status, 400, "{bad}");

@@ -219,6 +219,11 @@ async fn create(
         .active_client_by_key_hash(&crate::auth::key_hash(key.trim()))
         .await?
         .ok_or_else(|| ApiError::unauthorized("this api_key is unknown or has been revoked"))?;
+    if client.role == simpul_catalog::Role::Analyst {
+        return Err(ApiError::forbidden(
+            "an analyst key is read-only; post requests with a producer or admin key",
+        ));
+    }
     let code = fields
         .get("service_code")
         .ok_or_else(|| ApiError::bad_request("service_code is required"))?;
