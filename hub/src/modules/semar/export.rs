@@ -349,7 +349,9 @@ async fn export_table(semar: &Semar, export: &Export) -> Result<u64, String> {
             };
             marks.push((key, updated));
         }
-        landed += ingest(semar, export, ndjson, None, export.mutable).await?;
+        // Always by key, events too: rows landed by a round whose marks were lost (a crash
+        // between the commit and the mark) land again as the same rows, not as copies.
+        landed += ingest(semar, export, ndjson, None, true).await?;
         let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
         for (key, updated) in &marks {
             let query = match updated {
