@@ -34,6 +34,7 @@ use super::{Placement, Semar, names};
 use crate::api::{ApiError, ApiJson};
 use crate::auth::{Caller, may_publish, may_see_pii};
 use crate::geo::{Boundaries, Point, kecamatan_of};
+use crate::modules::check_record;
 use crate::server::AppState;
 
 const RESIDENTS: &str = "semar.residents";
@@ -76,10 +77,6 @@ async fn sees_pii(app: &AppState, caller: &Caller, dataset: &str) -> Result<bool
         .map_err(|e: simpul_catalog::InvalidDatasetId| ApiError::internal(e))?;
     let meta = app.catalog.dataset(&id).await?;
     may_see_pii(app, caller, &meta).await
-}
-
-async fn check_record(semar: &Semar, schema: &str, record: &Value) -> Result<(), ApiError> {
-    crate::modules::check_record(&semar.catalog, schema, record).await
 }
 
 /// A place from `lat`/`lng` (which must lie in the regency) or a desa code (its centroid).
@@ -207,7 +204,7 @@ pub(crate) async fn register(
         "nik": nik, "nama": input.nama.trim(), "telepon": telepon, "alamat": input.alamat.trim(),
         "kode_wilayah": kode_wilayah, "terverifikasi": false, "didaftarkan_pada": timestamp(now),
     });
-    check_record(semar, "pendaftaran_semar", &record).await?;
+    check_record(&semar.catalog, "pendaftaran_semar", &record).await?;
     let verified = population_check(semar, &nik, input.nama.trim()).await?;
     let inserted = sqlx::query(
         "INSERT INTO semar_residents (nik, nama, telepon, alamat, kode_wilayah, verified, registered_at, registered_by, updated_at, exported) \
@@ -535,7 +532,7 @@ async fn insert_call(
         "keluhan": call.complaint, "kode_wilayah": call.kode_wilayah, "lat": call.lat, "lng": call.lng,
         "status": call.status,
     });
-    check_record(semar, "panggilan_darurat", &record).await?;
+    check_record(&semar.catalog, "panggilan_darurat", &record).await?;
     let state = &semar.catalog.state;
     let mut tx = state.pool().begin().await.map_err(super::db)?;
     if let Some((phone, text, dedup)) = sms {
@@ -613,8 +610,10 @@ pub(crate) async fn list_calls(
     let rows = match filter.status.as_deref() {
         Some(status) => {
             if super::CallStatus::parse(status).is_none() {
+                let names: Vec<&str> = super::CallStatus::ALL.iter().map(|s| s.name()).collect();
                 return Err(ApiError::bad_request(format!(
-                    "status must be one of menunggu_konfirmasi, dikonfirmasi, dalam_antrean, ditugaskan, selesai, dibatalkan; got '{status}'"
+                    "status must be one of {}; got '{status}'",
+                    names.join(", ")
                 )));
             }
             sqlx::query(&format!(
@@ -941,7 +940,7 @@ pub(crate) async fn put_unit(
         "pangkalan_faskes": unit.pangkalan_faskes, "status": unit.status, "di_aplikasi": unit.di_aplikasi,
         "lat": unit.lat, "lng": unit.lng,
     });
-    check_record(semar, "ambulans", &record).await?;
+    check_record(&semar.catalog, "ambulans", &record).await?;
     semar.put_unit(&unit, caller.id()).await?;
     Ok(Json(record))
 }

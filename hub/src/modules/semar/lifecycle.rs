@@ -145,18 +145,19 @@ impl CallStatus {
         }
     }
 
+    /// Every status, in the order a call goes through them.
+    pub const ALL: [CallStatus; 6] = [
+        Self::MenungguKonfirmasi,
+        Self::Dikonfirmasi,
+        Self::DalamAntrean,
+        Self::Ditugaskan,
+        Self::Selesai,
+        Self::Dibatalkan,
+    ];
+
     /// The status named `name`.
     pub fn parse(name: &str) -> Option<Self> {
-        [
-            Self::MenungguKonfirmasi,
-            Self::Dikonfirmasi,
-            Self::DalamAntrean,
-            Self::Ditugaskan,
-            Self::Selesai,
-            Self::Dibatalkan,
-        ]
-        .into_iter()
-        .find(|s| s.name() == name)
+        Self::ALL.into_iter().find(|s| s.name() == name)
     }
 
     /// Whether nothing more happens to the call.
