@@ -20,7 +20,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use futures::Stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -1382,32 +1382,10 @@ pub(crate) async fn stream(
 /// `GET /semar/kpi?from=&to=&kecamatan=`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct KpiQuery {
-    #[serde(default)]
-    from: Option<String>,
-    #[serde(default)]
-    to: Option<String>,
+    #[serde(flatten)]
+    period: crate::modules::PeriodQuery,
     #[serde(default)]
     kecamatan: Option<String>,
-}
-
-/// A `from`/`to` value: RFC 3339, or a date meaning its midnight in WIB.
-fn period_bound(field: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
-    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        let wib = chrono::FixedOffset::east_opt(7 * 3600)
-            .ok_or_else(|| ApiError::internal("WIB offset"))?;
-        return wib
-            .from_local_datetime(&date.and_time(NaiveTime::MIN))
-            .single()
-            .map(|t| t.with_timezone(&Utc))
-            .ok_or_else(|| ApiError::bad_request(format!("{field}: {text} is not a date")));
-    }
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            ApiError::bad_request(format!(
-                "{field} must be a date (2026-12-01, midnight WIB) or RFC 3339; got '{text}'"
-            ))
-        })
 }
 
 /// `GET /api/v1/semar/kpi`: response times (90th percentile, % within 10 minutes), the
@@ -1419,22 +1397,7 @@ pub(crate) async fn kpi(
     Query(query): Query<KpiQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let semar = semar(&app)?;
-    let now = Utc::now();
-    let to = query
-        .to
-        .as_deref()
-        .map(|t| period_bound("to", t))
-        .transpose()?
-        .unwrap_or(now);
-    let from = query
-        .from
-        .as_deref()
-        .map(|t| period_bound("from", t))
-        .transpose()?
-        .unwrap_or(to - chrono::Duration::days(30));
-    if from >= to {
-        return Err(ApiError::bad_request("from must be before to"));
-    }
+    let (from, to) = query.period.period()?;
     let kecamatan = match query
         .kecamatan
         .as_deref()

@@ -1,46 +1,17 @@
-//! Lands SEMAR's changed records in its datasets: `semar.residents`, `semar.units`,
-//! `semar.calls`, `semar.dispatches` and `semar.events`, each bound to its canonical schema
-//! and upserted by its key, through the same validate → commit path as every ingest.
-//!
-//! A row is marked exported only if it did not change after it was read, so a change made
-//! during an export goes out in the next one. A record the schema refuses lands in the
-//! dataset's rejects with its reason.
+//! SEMAR's datasets: `semar.residents`, `semar.units`, `semar.calls`, `semar.dispatches` and
+//! `semar.events`, each bound to its canonical schema and landed by the shared exporter
+//! (`modules::export`).
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use serde_json::{Map, Value, json};
-use simpul_catalog::{Classification, Contract, DatasetId, LakeTable, SchemaBinding, WriteMode};
-use simpul_connectors::file::{FileFormat, open_bytes};
-use simpul_pipelines::{DatasetDefaults, IngestOptions, SchemaChoice};
+use simpul_catalog::Classification;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::Semar;
 use super::store::crew_steps;
-
-/// Most rows of one table in one export round; the rest go in the next round.
-const ROUND_ROWS: i64 = 5_000;
-/// A dataset's small files are compacted once its table holds this many.
-const COMPACT_AT_FILES: usize = 256;
-
-/// One exported table.
-struct Export {
-    dataset: &'static str,
-    schema: &'static str,
-    major: u64,
-    key: &'static str,
-    title: &'static str,
-    description: &'static str,
-    classification: Classification,
-    /// The state-store table and its key column.
-    table: &'static str,
-    table_key: &'static str,
-    /// Whether rows change after they are written (then `updated_at` guards the mark).
-    mutable: bool,
-    select: &'static str,
-    record: fn(&AnyRow) -> Result<Value, sqlx::Error>,
-}
+use crate::modules::export::{Export, Exporter};
 
 const EXPORTS: [Export; 5] = [
     Export {
@@ -54,6 +25,7 @@ const EXPORTS: [Export; 5] = [
         classification: Classification::Restricted,
         table: "semar_residents",
         table_key: "nik",
+        filter: "",
         mutable: true,
         select: "nik, nama, telepon, alamat, kode_wilayah, verified, registered_at, updated_at",
         record: resident_record,
@@ -69,6 +41,7 @@ const EXPORTS: [Export; 5] = [
         classification: Classification::Internal,
         table: "semar_units",
         table_key: "kode",
+        filter: "",
         mutable: true,
         select: "kode, nomor_polisi, jenis, pangkalan_faskes, di_aplikasi, status, lat, lng, updated_at",
         record: unit_record,
@@ -84,6 +57,7 @@ const EXPORTS: [Export; 5] = [
         classification: Classification::Internal,
         table: "semar_calls",
         table_key: "id",
+        filter: "",
         mutable: true,
         select: "id, received_at, channel, nik, caller_name, caller_phone, complaint, kode_wilayah, lat, lng, \
                  location_source, status, updated_at",
@@ -100,6 +74,7 @@ const EXPORTS: [Export; 5] = [
         classification: Classification::Internal,
         table: "semar_dispatches",
         table_key: "id",
+        filter: "",
         mutable: true,
         select: "id, call_id, unit_kode, assigned_at, estimate_secs, distance_m, status, facility, notified, en_route, \
                  on_scene, at_patient, left_scene, at_facility, handed_over, back_in_service, cancelled, updated_at",
@@ -116,6 +91,7 @@ const EXPORTS: [Export; 5] = [
         classification: Classification::Internal,
         table: "semar_events",
         table_key: "id",
+        filter: "",
         mutable: false,
         select: "id, dispatch_id, call_id, unit_kode, event, at, received_at, facility, lat, lng, actor",
         record: event_record,
@@ -220,181 +196,23 @@ fn event_record(row: &AnyRow) -> Result<Value, sqlx::Error> {
     }))
 }
 
-fn options(semar: &Semar, export: &Export, upsert: bool) -> Result<IngestOptions, String> {
-    let dataset: DatasetId = export
-        .dataset
-        .parse()
-        .map_err(|e: simpul_catalog::InvalidDatasetId| e.to_string())?;
-    Ok(IngestOptions {
-        dataset,
-        mode: WriteMode::Append,
-        defaults: DatasetDefaults {
-            title: export.title.into(),
-            description: export.description.into(),
-            owner: semar.config.owner.clone(),
-            classification: export.classification,
-            tags: vec!["semar".into(), "kesehatan".into(), "ambulans".into()],
-            contract: Contract::Freeze,
-        },
-        schema: SchemaChoice::Canonical(SchemaBinding {
-            name: export.schema.into(),
-            major: export.major,
-        }),
-        actor: "semar".into(),
-        source: "semar export".into(),
-        upsert_keys: if upsert {
-            vec![export.key.into()]
-        } else {
-            Vec::new()
-        },
-        run: None,
-    })
-}
-
-async fn ingest(
-    semar: &Semar,
-    export: &Export,
-    data: Vec<u8>,
-    format: Option<FileFormat>,
-    upsert: bool,
-) -> Result<u64, String> {
-    let format = format.unwrap_or(FileFormat::Ndjson);
-    let reader =
-        open_bytes("semar export", Bytes::from(data), &format).map_err(|e| e.to_string())?;
-    let report = simpul_pipelines::ingest(&semar.catalog, reader, options(semar, export, upsert)?)
-        .await
-        .map_err(|e| format!("{}: {e}", export.dataset))?;
-    if report.rows_rejected > 0 {
-        tracing::warn!(
-            dataset = export.dataset,
-            rejected = report.rows_rejected,
-            "SEMAR records refused by their schema; they are in the rejects table"
-        );
+fn exporter(semar: &Semar) -> Exporter<'_> {
+    Exporter {
+        catalog: &semar.catalog,
+        owner: &semar.config.owner,
+        tags: &["semar", "kesehatan", "ambulans"],
+        actor: "semar",
+        exports: &EXPORTS,
     }
-    Ok(report.rows_written + report.rows_rejected)
 }
 
 /// Makes the five datasets, empty, if they do not exist, so that grants and SQL can name
 /// them before the first record.
 pub async fn ensure_datasets(semar: &Arc<Semar>) -> Result<(), simpul_catalog::CatalogError> {
-    for export in &EXPORTS {
-        let id: DatasetId =
-            export
-                .dataset
-                .parse()
-                .map_err(|e: simpul_catalog::InvalidDatasetId| {
-                    simpul_catalog::CatalogError::Invalid(e.to_string())
-                })?;
-        if semar.catalog.state.dataset(&id).await?.is_none() {
-            // A header-only CSV: the schema's columns, no rows.
-            let compiled = semar.schema(export.schema, export.major).await?;
-            let header: Vec<&str> = compiled
-                .arrow
-                .fields()
-                .iter()
-                .map(|f| f.name().as_str())
-                .collect();
-            let csv = format!("{}\n", header.join(","));
-            ingest(
-                semar,
-                export,
-                csv.into_bytes(),
-                FileFormat::from_name("csv"),
-                false,
-            )
-            .await
-            .map_err(simpul_catalog::CatalogError::Invalid)?;
-        }
-    }
-    Ok(())
+    exporter(semar).ensure_datasets().await
 }
 
 /// One export round over every table; returns the records landed.
 pub async fn run(semar: &Semar) -> Result<u64, String> {
-    let mut landed = 0;
-    for export in &EXPORTS {
-        landed += export_table(semar, export).await?;
-    }
-    Ok(landed)
-}
-
-async fn export_table(semar: &Semar, export: &Export) -> Result<u64, String> {
-    let pool = semar.catalog.state.pool();
-    let mut landed = 0;
-    loop {
-        let rows = sqlx::query(&format!(
-            "SELECT {} FROM {} WHERE exported = 0 ORDER BY {} LIMIT {ROUND_ROWS}",
-            export.select, export.table, export.table_key
-        ))
-        .fetch_all(pool)
-        .await
-        .map_err(|e| e.to_string())?;
-        if rows.is_empty() {
-            break;
-        }
-        let mut ndjson = Vec::new();
-        let mut marks: Vec<(String, Option<String>)> = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let record = (export.record)(row).map_err(|e| e.to_string())?;
-            serde_json::to_writer(&mut ndjson, &record).map_err(|e| e.to_string())?;
-            ndjson.push(b'\n');
-            let key: String = row.try_get(export.table_key).map_err(|e| e.to_string())?;
-            let updated = if export.mutable {
-                Some(
-                    row.try_get::<String, _>("updated_at")
-                        .map_err(|e| e.to_string())?,
-                )
-            } else {
-                None
-            };
-            marks.push((key, updated));
-        }
-        // Always by key, events too: rows landed by a round whose marks were lost (a crash
-        // between the commit and the mark) land again as the same rows, not as copies.
-        landed += ingest(semar, export, ndjson, None, true).await?;
-        let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
-        for (key, updated) in &marks {
-            let query = match updated {
-                Some(_) => format!(
-                    "UPDATE {} SET exported = 1 WHERE {} = $1 AND updated_at = $2",
-                    export.table, export.table_key
-                ),
-                None => format!(
-                    "UPDATE {} SET exported = 1 WHERE {} = $1",
-                    export.table, export.table_key
-                ),
-            };
-            let mut statement = sqlx::query(&query).bind(key);
-            if let Some(updated) = updated {
-                statement = statement.bind(updated);
-            }
-            statement
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        tx.commit().await.map_err(|e| e.to_string())?;
-        compact_if_needed(semar, export).await;
-        if (rows.len() as i64) < ROUND_ROWS {
-            break;
-        }
-    }
-    Ok(landed)
-}
-
-async fn compact_if_needed(semar: &Semar, export: &Export) {
-    let Ok(id) = export.dataset.parse::<DatasetId>() else {
-        return;
-    };
-    match semar.catalog.refresh_stats(&id).await {
-        Ok(stats) if stats.files >= COMPACT_AT_FILES => {
-            if let Err(e) = semar.catalog.lake.compact(&LakeTable::Data(id)).await {
-                tracing::warn!(dataset = export.dataset, error = %e, "cannot compact a SEMAR dataset");
-            }
-        }
-        Ok(_) => {}
-        Err(e) => {
-            tracing::debug!(dataset = export.dataset, error = %e, "no stats for a SEMAR dataset")
-        }
-    }
+    exporter(semar).run().await
 }

@@ -119,41 +119,12 @@ pub async fn query_json(
     params: Vec<ScalarValue>,
 ) -> Result<Vec<Map<String, Value>>, String> {
     // The module's own small reads are not an analyst's query: no memory limit.
-    run_query(
-        semar,
+    crate::modules::run_query(
+        &semar.catalog,
         sql,
         ParamValues::from(params),
         &SqlAccess::full("semar"),
         &SessionSettings::default(),
     )
     .await
-}
-
-/// Runs one read-only query as `access`, within `settings`' limits.
-pub async fn run_query(
-    semar: &Semar,
-    sql: &str,
-    params: ParamValues,
-    access: &SqlAccess,
-    settings: &SessionSettings,
-) -> Result<Vec<Map<String, Value>>, String> {
-    let planned = semar
-        .catalog
-        .plan_read_query(sql, settings, access)
-        .await
-        .map_err(|e| e.to_string())?;
-    let frame = planned
-        .frame
-        .with_param_values(params)
-        .map_err(|e| e.to_string())?;
-    let batches = frame.collect().await.map_err(|e| e.to_string())?;
-    let mut writer = arrow::json::ArrayWriter::new(Vec::new());
-    let refs: Vec<&arrow::array::RecordBatch> = batches.iter().collect();
-    writer.write_batches(&refs).map_err(|e| e.to_string())?;
-    writer.finish().map_err(|e| e.to_string())?;
-    let bytes = writer.into_inner();
-    if bytes.is_empty() {
-        return Ok(Vec::new());
-    }
-    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
 }

@@ -16,7 +16,6 @@ use serde_json::{Map, Value, json};
 use simpul_catalog::{QueryDefinition, SqlAccess};
 
 use super::Semar;
-use super::facilities::run_query;
 
 const RESPONSE_TOML: &str = include_str!("queries/semar_kpi_respons.toml");
 const CALLS_TOML: &str = include_str!("queries/semar_kpi_panggilan.toml");
@@ -24,34 +23,12 @@ const UNITS_TOML: &str = include_str!("queries/semar_kpi_unit.toml");
 
 /// The shipped KPI queries.
 pub fn definitions() -> Result<Vec<QueryDefinition>, String> {
-    [RESPONSE_TOML, CALLS_TOML, UNITS_TOML]
-        .into_iter()
-        .map(|text| {
-            toml::from_str::<QueryDefinition>(text)
-                .map_err(|e| format!("a shipped SEMAR KPI query: {}", e.message()))
-        })
-        .collect()
+    crate::modules::query_definitions("SEMAR KPI", &[RESPONSE_TOML, CALLS_TOML, UNITS_TOML])
 }
 
 /// Saves the KPI queries that are not saved yet (an edited one is kept).
 pub async fn register(semar: &Semar) -> Result<(), String> {
-    for definition in definitions()? {
-        let existing = semar
-            .catalog
-            .state
-            .saved_query(&definition.name)
-            .await
-            .map_err(|e| e.to_string())?;
-        if existing.is_none() {
-            semar
-                .catalog
-                .state
-                .save_query(&definition, "semar, shipped with simpul", "semar")
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-    }
-    Ok(())
+    crate::modules::register_queries(&semar.catalog, "semar", &definitions()?).await
 }
 
 /// The period and area of a KPI request.
@@ -76,16 +53,14 @@ pub async fn compute(semar: &Semar, period: &Period, access: &SqlAccess) -> Resu
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let mut answers = Vec::new();
-    for definition in definitions()? {
-        let wanted: HashMap<String, String> = given
-            .iter()
-            .filter(|(k, _)| definition.params.contains_key(*k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let params = definition.bind(&wanted).map_err(|e| e.to_string())?;
-        answers.push(run_query(semar, &definition.sql, params, access, &semar.session).await?);
-    }
+    let answers = crate::modules::run_definitions(
+        &semar.catalog,
+        &definitions()?,
+        &given,
+        access,
+        &semar.session,
+    )
+    .await?;
     let [spans, calls, units]: [Vec<Map<String, Value>>; 3] = answers
         .try_into()
         .map_err(|_| "the KPI queries did not all answer".to_string())?;

@@ -163,22 +163,6 @@ impl Semar {
         Ok(semar)
     }
 
-    /// The newest version of a canonical schema in `major`.
-    async fn schema(
-        &self,
-        name: &str,
-        major: u64,
-    ) -> Result<Arc<simpul_schemas::CompiledSchema>, CatalogError> {
-        let binding = simpul_catalog::SchemaBinding {
-            name: name.into(),
-            major,
-        };
-        self.catalog
-            .schemas
-            .resolve(&self.catalog.state, &binding)
-            .await
-    }
-
     /// Saves the KPI queries and, with `demo`, seeds the demo fleet (once).
     pub async fn prepare(self: &Arc<Self>, demo: bool) -> Result<(), String> {
         kpi::register(self).await?;
