@@ -35,6 +35,9 @@ pub enum CatalogError {
     /// A table version or time that the table does not have.
     #[error("{0}")]
     NoSuchVersion(String),
+    /// Object storage beside the tables (attachments) failed.
+    #[error("object storage: {0}")]
+    Objects(String),
     /// A Delta operation failed.
     #[error("lake error on {table}: {source}")]
     Lake {

@@ -127,6 +127,8 @@ pub struct Lake {
     root: Url,
     storage_options: HashMap<String, String>,
     latest: Mutex<HashMap<LakeTable, DeltaTable>>,
+    /// The store under the root, for objects that are not table rows (made at first use).
+    objects: std::sync::OnceLock<Arc<dyn object_store::ObjectStore>>,
 }
 
 impl Lake {
@@ -151,6 +153,7 @@ impl Lake {
             root,
             storage_options,
             latest: Mutex::new(HashMap::new()),
+            objects: std::sync::OnceLock::new(),
         })
     }
 
@@ -718,6 +721,47 @@ impl Lake {
         bucket.set_path("/");
         runtime.register_object_store(&bucket, store);
         Ok(())
+    }
+
+    fn object_store(&self) -> Result<Arc<dyn object_store::ObjectStore>, CatalogError> {
+        if let Some(store) = self.objects.get() {
+            return Ok(store.clone());
+        }
+        let store = deltalake::logstore::store_for(&self.root, self.storage_options.clone())
+            .map_err(|e| {
+                CatalogError::Objects(format!("the lake at {} is unusable: {e}", self.root))
+            })?;
+        Ok(self.objects.get_or_init(|| store).clone())
+    }
+
+    /// Where object `key` lives: `_objects/<key>` under the root (the store is rooted there),
+    /// a prefix no dataset can take (namespaces start with a letter).
+    fn object_path(key: &str) -> Path {
+        Path::from(format!("_objects/{}", key.trim_matches('/')))
+    }
+
+    /// Stores `bytes` as object `key` beside the tables (evidence attachments and other
+    /// files that are not table rows), replacing what was there. The write is atomic: a
+    /// reader sees the old object or the new one.
+    pub async fn put_object(&self, key: &str, bytes: bytes::Bytes) -> Result<(), CatalogError> {
+        self.object_store()?
+            .put(&Self::object_path(key), bytes.into())
+            .await
+            .map_err(|e| CatalogError::Objects(format!("cannot store {key}: {e}")))?;
+        Ok(())
+    }
+
+    /// Reads object `key`; `None` when there is none.
+    pub async fn get_object(&self, key: &str) -> Result<Option<bytes::Bytes>, CatalogError> {
+        let got = match self.object_store()?.get(&Self::object_path(key)).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(CatalogError::Objects(format!("cannot read {key}: {e}"))),
+        };
+        got.bytes()
+            .await
+            .map(Some)
+            .map_err(|e| CatalogError::Objects(format!("cannot read {key}: {e}")))
     }
 
     /// Checks that the lake's storage answers, for readiness probes.

@@ -70,6 +70,22 @@ pub struct ComplaintsConfig {
     pub sms_gateway_url: String,
     /// A bearer token for the SMS gateway.
     pub sms_gateway_token: String,
+    /// The member that owns the `complaints.*` datasets.
+    pub owner: String,
+    /// How often changed cases, events and messages are written to the `complaints.*`
+    /// datasets.
+    pub export_interval_secs: u64,
+    /// The largest evidence attachment accepted, bytes.
+    pub attachment_max_bytes: u64,
+    /// The attachment types accepted, comma-separated; each is also checked against the
+    /// file's first bytes.
+    pub attachment_types: String,
+    /// A virus scanner run on every attachment with the file on standard input, such as
+    /// `clamdscan --no-summary -`: exit 0 is clean, 1 is infected, anything else a failure.
+    /// Empty: attachments are kept as `not_scanned`.
+    pub attachment_scan_command: String,
+    /// How long one scan may take before the upload is refused as a scanner failure.
+    pub attachment_scan_timeout_secs: u64,
 }
 
 impl Default for ComplaintsConfig {
@@ -81,6 +97,12 @@ impl Default for ComplaintsConfig {
             sms_secret: String::new(),
             sms_gateway_url: String::new(),
             sms_gateway_token: String::new(),
+            owner: "DISKOMINFO".into(),
+            export_interval_secs: 30,
+            attachment_max_bytes: 10 * 1024 * 1024,
+            attachment_types: "image/jpeg,image/png,image/webp,application/pdf".into(),
+            attachment_scan_command: String::new(),
+            attachment_scan_timeout_secs: 60,
         }
     }
 }

@@ -24,7 +24,7 @@ macro_rules! shipped {
 }
 
 /// The canonical schemas, embedded in the binary: `(name, document text)`.
-pub const SHIPPED_SCHEMAS: [(&str, &str); 16] = shipped![
+pub const SHIPPED_SCHEMAS: [(&str, &str); 18] = shipped![
     "wilayah",
     "opd",
     "penduduk",
@@ -36,6 +36,8 @@ pub const SHIPPED_SCHEMAS: [(&str, &str); 16] = shipped![
     "pendaftaran_semar",
     "pengaduan",
     "permohonan_informasi",
+    "kejadian_pengaduan",
+    "pesan_pengaduan",
     "jenis_izin",
     "permohonan_izin",
     "layanan_publik",
@@ -134,8 +136,12 @@ mod tests {
     fn every_shipped_schema_loads_and_compiles() {
         for (name, text) in SHIPPED_SCHEMAS {
             let file = parse_schema_document(name, name, text).unwrap_or_else(|e| panic!("{e}"));
-            // 1.1.0 added the `assigned` step and the estimate to dispatches.
-            let expected = if name == "dispatch" { "1.1.0" } else { "1.0.0" };
+            // 1.1.0 added the `assigned` step and the estimate to dispatches, and the deadline
+            // step, the location and the close time to complaints and information requests.
+            let expected = match name {
+                "dispatch" | "pengaduan" | "permohonan_informasi" => "1.1.0",
+                _ => "1.0.0",
+            };
             assert_eq!(file.version, expected, "{name}");
         }
     }

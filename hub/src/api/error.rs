@@ -94,6 +94,16 @@ impl ApiError {
         )
     }
 
+    /// 413 with its own reason (a limit other than the request body's).
+    pub fn payload_too_large(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "Payload too large",
+            detail,
+        )
+    }
+
     /// 415: a body in a format we cannot read.
     pub fn unsupported_media_type(detail: impl Into<String>) -> Self {
         Self::new(
@@ -230,6 +240,7 @@ impl From<CatalogError> for ApiError {
             CatalogError::Conflict(m) => ApiError::conflict(m),
             CatalogError::Forbidden(m) => ApiError::forbidden(m),
             CatalogError::DataFusion(e) => datafusion_error(*e),
+            CatalogError::Objects(m) => ApiError::unavailable(m),
             other => ApiError::internal(other),
         }
     }

@@ -23,6 +23,7 @@ pub use error::{ApiError, datafusion_error};
 pub use extract::{ApiJson, media_type};
 
 use crate::modules::complaints::api as complaints;
+use crate::modules::complaints::attachments as complaints_attachments;
 use crate::modules::semar::api as semar;
 use crate::server::AppState;
 
@@ -139,5 +140,11 @@ api_routes! {
     "/complaints/{id}/transitions" => { post complaints::transition: "PLIPMAS: one workflow step; 409 with the allowed next states" }
     "/complaints/{id}/answer" => { post complaints::answer: "PLIPMAS / La Pewarta: the OPD's answer, sent to the resident by SMS, the Regent told" }
     "/complaints/{id}/route" => { post complaints::route: "La Pewarta: route a triage case to a category's OPD" }
+    "/complaints/{id}/attachments" => {
+        get complaints_attachments::list: "PLIPMAS: a case's evidence attachments with their SHA-256",
+        post complaints_attachments::upload: "PLIPMAS: add evidence (the body is the file; type and size limits, virus scan)",
+    }
+    "/complaints/{id}/attachments/{attachment}" => { get complaints_attachments::download: "PLIPMAS: one attachment, checked against its SHA-256" }
+    "/complaints/kpi" => { get complaints::kpi: "PLIPMAS / La Pewarta KPIs: % within SLA per step, response and close times, backlog, escalations, trend, channels" }
     "/openapi.json" => { get openapi::document: "This document (getOpenAPI)" }
 }

@@ -64,6 +64,9 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
     if let Some(semar) = &app.semar {
         semar.prepare(app.config.demo_data).await?;
     }
+    if let Some(complaints) = &app.complaints {
+        complaints.prepare().await?;
+    }
 
     // These lines are an interface: scripts, systemd units and tests read them.
     let mut out = std::io::stdout().lock();
@@ -150,8 +153,13 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
     // Webhook attempts in flight are leased: a delivery cut short is attempted again after
     // the next start.
     webhooks.abort();
-    if let Some(complaints) = complaints {
-        complaints.abort();
+    if let Some(complaints_task) = complaints {
+        complaints_task.abort();
+        if let Some(complaints) = &app.complaints
+            && let Err(e) = complaints.export().await
+        {
+            tracing::warn!(error = %e, "the final complaints export failed; it runs at the next start");
+        }
     }
     if let Some(semar_task) = semar {
         semar_task.abort();

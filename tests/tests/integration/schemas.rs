@@ -22,7 +22,7 @@ async fn the_registry_lists_versions_and_serves_raw_schemas() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names.len(), 16, "{names:?}");
+    assert_eq!(names.len(), 18, "{names:?}");
     for expected in [
         "penduduk",
         "fasilitas_kesehatan",

@@ -22,7 +22,7 @@ use crate::api::{ApiError, ApiJson};
 use crate::auth::Caller;
 use crate::server::AppState;
 
-fn module(app: &AppState) -> Result<&Complaints, ApiError> {
+pub(super) fn module(app: &AppState) -> Result<&Complaints, ApiError> {
     app.complaints.as_deref().ok_or_else(|| {
         ApiError::not_found("complaints are turned off on this hub (complaints.enabled = false)")
     })
@@ -44,6 +44,12 @@ fn sees_identity(module: &Complaints, caller: &Caller, case: &CaseRow) -> bool {
     caller.0.role == Role::Admin
         || case.opd.as_deref() == Some(caller.0.member.as_str())
         || caller.0.member == module.config.regent_member
+}
+
+/// Evidence may show who complained: those who see the identity, and the key that filed the
+/// case (a portal or app filing for a resident).
+pub(super) fn may_see_attachments(module: &Complaints, caller: &Caller, case: &CaseRow) -> bool {
+    sees_identity(module, caller, case) || case.created_by == caller.id()
 }
 
 const CHANNELS: [&str; 6] = ["web", "surat", "faks", "sms", "open311", "langsung"];
@@ -152,9 +158,22 @@ pub(crate) fn check_new_case(module: &Complaints, body: NewCaseBody) -> Result<N
             "an information request needs the requester's nama (Law 14/2008 asks for the requester's identity)",
         ));
     }
-    if body.lat.is_some() != body.lng.is_some() {
-        return Err(ApiError::unprocessable("send lat and lng together"));
-    }
+    let point = match (body.lat, body.lng) {
+        (None, None) => None,
+        (Some(lat), Some(lng)) => Some(crate::geo::Point::new(lat, lng).ok_or_else(|| {
+            ApiError::unprocessable(format!(
+                "lat {lat}, lng {lng} is not a place on Earth (WGS84 degrees)"
+            ))
+        })?),
+        _ => return Err(ApiError::unprocessable("send lat and lng together")),
+    };
+    // A point in the regency names its desa, for the trends by kecamatan; a place outside it
+    // keeps no region code (the case may still be not_competent).
+    let kode_wilayah = kode_wilayah.or_else(|| {
+        point
+            .and_then(|p| crate::geo::Boundaries::purwakarta().locate(p))
+            .map(|desa| desa.kode.clone())
+    });
     let now = Utc::now();
     let received_at = match &body.received_at {
         None => now,
@@ -328,6 +347,11 @@ pub(crate) async fn show(
     .fetch_all(module.catalog.state.pool())
     .await
     .map_err(db)?;
+    body["attachments"] = if may_see_attachments(module, &caller, &case) {
+        Value::Array(super::attachments::list_json(module, &id).await?)
+    } else {
+        Value::Null
+    };
     body["messages"] = messages
         .into_iter()
         .map(|(direction, recipient, phone, text, at, status)| {
@@ -502,7 +526,8 @@ pub(crate) async fn route(
         )));
     }
     let updated = sqlx::query(
-        "UPDATE complaint_cases SET category = $2, opd = $3, version = version + 1, updated_at = $4 WHERE id = $1 AND opd IS NULL AND version = $5",
+        "UPDATE complaint_cases SET category = $2, opd = $3, version = version + 1, updated_at = $4, exported = 0 \
+         WHERE id = $1 AND opd IS NULL AND version = $5",
     )
     .bind(&id)
     .bind(&category.code)
@@ -672,4 +697,32 @@ pub(crate) async fn sms_inbound(
         Json(json!({"case_id": case.id, "category": case.category, "opd": case.opd, "status": case.status, "reply": reply})),
     )
         .into_response())
+}
+
+/// `GET /api/v1/complaints/kpi`: % within SLA per step, median and p90 time to the first
+/// response and to the close, the backlog by OPD, escalations, the "zero complaint" trend
+/// and the channel mix, from the `complaints.*` datasets (brought up to date first), run
+/// with the caller's own SQL rights.
+pub(crate) async fn kpi(
+    State(app): State<AppState>,
+    caller: Caller,
+    Query(query): Query<crate::modules::PeriodQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let module = module(&app)?;
+    let (from, to) = query.period()?;
+    module.export().await.map_err(|e| {
+        ApiError::unavailable(format!(
+            "bringing the complaints datasets up to date failed: {e}"
+        ))
+    })?;
+    let answer = super::kpi::compute(
+        module,
+        &timestamp(from),
+        &timestamp(to),
+        &caller.sql_access(),
+        &app.session_settings(),
+    )
+    .await
+    .map_err(|e| ApiError::unavailable(format!("the complaints KPI queries failed: {e}")))?;
+    Ok(Json(answer))
 }

@@ -9,6 +9,9 @@
 //! wins and the other gets 409.
 
 pub(crate) mod api;
+pub(crate) mod attachments;
+mod export;
+pub(crate) mod kpi;
 pub(crate) mod open311;
 mod routing;
 mod workflow;
@@ -37,6 +40,8 @@ pub struct Complaints {
     pub(crate) calendar: Calendar,
     pub(crate) routing: Routing,
     pub(crate) gateway: crate::sms::Gateway,
+    /// One export round at a time (the background loop, a KPI request, shutdown).
+    export_lock: tokio::sync::Mutex<()>,
 }
 
 /// One case as stored.
@@ -167,6 +172,7 @@ impl Complaints {
             calendar,
             routing,
             gateway,
+            export_lock: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -274,8 +280,8 @@ impl Complaints {
         let mut tx = state.pool().begin().await.map_err(db)?;
         if let Some((text, dedup)) = sms {
             let kept = sqlx::query(
-                "INSERT INTO complaint_messages (id, case_id, direction, recipient, phone, text, at, dedup_key, status) \
-                 VALUES ($1, $2, 'in', 'hub', $3, $4, $5, $6, 'received') ON CONFLICT (dedup_key) DO NOTHING",
+                "INSERT INTO complaint_messages (id, case_id, direction, recipient, phone, text, at, dedup_key, status, exported) \
+                 VALUES ($1, $2, 'in', 'hub', $3, $4, $5, $6, 'received', 0) ON CONFLICT (dedup_key) DO NOTHING",
             )
             .bind(uuid::Uuid::now_v7().to_string())
             .bind(&id)
@@ -319,14 +325,21 @@ impl Complaints {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
+        let working_days = self
+            .calendar
+            .working_days_between(received, wib_date(Utc::now()));
         insert_event(
             &mut tx,
-            &id,
-            None,
-            status,
-            actor,
-            None,
-            deadline.map(|d| d.0),
+            Event {
+                case_id: &id,
+                from: None,
+                to: status,
+                actor,
+                note: None,
+                deadline: deadline.map(|d| d.0),
+                settled: None,
+                working_days,
+            },
         )
         .await?;
         tx.commit().await.map_err(db)?;
@@ -437,8 +450,8 @@ impl Complaints {
         let mut tx = self.catalog.state.pool().begin().await.map_err(db)?;
         let updated = sqlx::query(
             "UPDATE complaint_cases SET status = $3, deadline = $4, deadline_step = $5, deadline_duty = $6, \
-             decision = $7, exemption_reason = $8, closed_at = $9, version = version + 1, updated_at = $10 \
-             WHERE id = $1 AND version = $2",
+             decision = $7, exemption_reason = $8, closed_at = $9, version = version + 1, updated_at = $10, \
+             exported = 0 WHERE id = $1 AND version = $2",
         )
         .bind(id)
         .bind(case.version)
@@ -460,14 +473,19 @@ impl Complaints {
                 request.to
             )));
         }
+        let today = wib_date(Utc::now());
         insert_event(
             &mut tx,
-            id,
-            Some(&case.status),
-            &request.to,
-            actor,
-            note,
-            deadline.map(|d| d.0),
+            Event {
+                case_id: id,
+                from: Some(&case.status),
+                to: &request.to,
+                actor,
+                note,
+                deadline: deadline.map(|d| d.0),
+                settled: Settled::of(&case, today),
+                working_days: self.calendar.working_days_between(received, today),
+            },
         )
         .await?;
         tx.commit().await.map_err(db)?;
@@ -546,13 +564,48 @@ impl Complaints {
         Ok(closed)
     }
 
-    /// Background work: the auto-close sweep every minute.
+    /// Makes the `complaints.*` datasets, saves the KPI queries, and lands what changed.
+    pub async fn prepare(&self) -> Result<(), String> {
+        export::exporter(self)
+            .ensure_datasets()
+            .await
+            .map_err(|e| e.to_string())?;
+        kpi::register(self).await?;
+        self.export().await?;
+        Ok(())
+    }
+
+    /// Lands every changed case, event and message in the `complaints.*` datasets now.
+    pub async fn export(&self) -> Result<u64, String> {
+        let _one_at_a_time = self.export_lock.lock().await;
+        export::exporter(self).run().await
+    }
+
+    /// Background work: the auto-close sweep every minute, the export every
+    /// `export_interval_secs`.
     pub async fn run(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        let export_every = std::time::Duration::from_secs(self.config.export_interval_secs.max(1));
+        let sweep_every = std::time::Duration::from_secs(60);
+        let mut last_sweep: Option<std::time::Instant> = None;
+        let mut tick = tokio::time::interval(export_every.min(sweep_every));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(e) = self.sweep().await {
-                tracing::warn!(error = %e.detail(), "the complaints auto-close sweep failed");
+            if last_sweep.is_none_or(|at| at.elapsed() >= sweep_every) {
+                last_sweep = Some(std::time::Instant::now());
+                match self.sweep().await {
+                    Ok(0) => {}
+                    Ok(closed) => tracing::info!(
+                        closed,
+                        "answered complaints closed after the objection window"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e.detail(), "the complaints auto-close sweep failed")
+                    }
+                }
+            }
+            if let Err(e) = self.export().await {
+                tracing::warn!(error = %e, "exporting complaint records failed; retried next round");
             }
         }
     }
@@ -565,27 +618,65 @@ fn duty_name(duty: Duty) -> &'static str {
     }
 }
 
+/// One event row: the transition, the deadline it starts, and the deadline it settles.
+struct Event<'a> {
+    case_id: &'a str,
+    from: Option<&'a str>,
+    to: &'a str,
+    actor: &'a str,
+    note: Option<&'a str>,
+    deadline: Option<NaiveDate>,
+    settled: Option<Settled>,
+    working_days: i64,
+}
+
+/// The deadline that was running when an event happened, and whether the agency met it.
+struct Settled {
+    step: String,
+    deadline: NaiveDate,
+    duty: String,
+    /// `None` when it was the complainant's or requester's turn.
+    within: Option<bool>,
+}
+
+impl Settled {
+    /// What `case`'s running deadline says of an event on `today`.
+    fn of(case: &CaseRow, today: NaiveDate) -> Option<Self> {
+        let deadline = NaiveDate::parse_from_str(case.deadline.as_deref()?, "%Y-%m-%d").ok()?;
+        let duty = case.deadline_duty.clone()?;
+        let within = (duty == "agency").then_some(today <= deadline);
+        Some(Self {
+            step: case.deadline_step.clone()?,
+            deadline,
+            duty,
+            within,
+        })
+    }
+}
+
 async fn insert_event(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    case_id: &str,
-    from: Option<&str>,
-    to: &str,
-    actor: &str,
-    note: Option<&str>,
-    deadline: Option<NaiveDate>,
+    event: Event<'_>,
 ) -> Result<(), ApiError> {
+    let settled = event.settled.as_ref();
     sqlx::query(
-        "INSERT INTO complaint_events (id, case_id, from_status, to_status, actor, note, at, deadline) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO complaint_events (id, case_id, from_status, to_status, actor, note, at, deadline, \
+         step, step_deadline, step_duty, within_sla, working_days, exported) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0)",
     )
     .bind(uuid::Uuid::now_v7().to_string())
-    .bind(case_id)
-    .bind(from)
-    .bind(to)
-    .bind(actor)
-    .bind(note)
+    .bind(event.case_id)
+    .bind(event.from)
+    .bind(event.to)
+    .bind(event.actor)
+    .bind(event.note)
     .bind(timestamp(Utc::now()))
-    .bind(deadline.map(|d| d.to_string()))
+    .bind(event.deadline.map(|d| d.to_string()))
+    .bind(settled.map(|s| s.step.clone()))
+    .bind(settled.map(|s| s.deadline.to_string()))
+    .bind(settled.map(|s| s.duty.clone()))
+    .bind(settled.and_then(|s| s.within).map(i64::from))
+    .bind(event.working_days.max(0))
     .execute(&mut **tx)
     .await
     .map_err(db)?;
