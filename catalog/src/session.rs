@@ -113,6 +113,9 @@ pub struct SqlAccess {
     /// which datasets exist for it and which show personal columns. `None` sees every
     /// dataset.
     pub principal: Option<Principal>,
+    /// Only datasets classified `public` exist for it (the public portal and public
+    /// dashboards, read without a key).
+    pub public_only: bool,
 }
 
 impl SqlAccess {
@@ -123,6 +126,18 @@ impl SqlAccess {
             pii: true,
             operational: true,
             principal: None,
+            public_only: false,
+        }
+    }
+
+    /// Anyone, without a key: public datasets only, personal columns masked.
+    pub fn public(client_id: &str) -> Self {
+        Self {
+            client_id: client_id.to_string(),
+            pii: false,
+            operational: false,
+            principal: None,
+            public_only: true,
         }
     }
 
@@ -134,6 +149,7 @@ impl SqlAccess {
             pii: false,
             operational: false,
             principal: Some(principal),
+            public_only: false,
         }
     }
 }
@@ -246,6 +262,9 @@ impl Catalog {
         let mut datasets = Vec::new();
         let mut unmasked = HashSet::new();
         for dataset in all {
+            if access.public_only && dataset.classification != crate::Classification::Public {
+                continue;
+            }
             if let Some((principal, rights)) = &rights {
                 if !may_read(
                     principal,

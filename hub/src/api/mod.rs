@@ -11,7 +11,7 @@ mod ingest;
 mod keys;
 mod openapi;
 mod pipelines;
-mod queries;
+pub(crate) mod queries;
 mod records;
 mod schemas;
 mod sql;

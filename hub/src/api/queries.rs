@@ -103,18 +103,58 @@ pub(super) async fn run(
     caller.require(&READERS, "running saved queries")?;
     let format = given.remove("format");
     let format = ResultFormat::negotiate(format.as_deref(), headers.get(header::ACCEPT))?;
+    let limits = &app.config.query;
+    let started = start_saved(&app, caller.id(), caller.sql_access(), &name, &given).await?;
+    let first = results::start(started.stream, started.deadline, limits.timeout_secs).await?;
+    let mut response =
+        results::respond(first, format, limits.row_limit, started.deadline, "queries")?;
+    let headers = response.headers_mut();
+    headers.insert(
+        HeaderName::from_static(CACHE_HEADER),
+        HeaderValue::from_static(if started.hit { "hit" } else { "miss" }),
+    );
+    if let Some(value) = started
+        .versions
+        .and_then(|v| HeaderValue::from_str(&v.join(", ")).ok())
+    {
+        headers.insert(HeaderName::from_static(VERSIONS_HEADER), value);
+    }
+    Ok(response)
+}
+
+/// A saved query running for a caller.
+pub(crate) struct StartedSaved {
+    /// Its rows, within the gate's limits and recorded in the query log.
+    pub stream: datafusion::execution::SendableRecordBatchStream,
+    /// Whether they come from the result cache.
+    pub hit: bool,
+    /// The table versions read, when every table is a lake table.
+    pub versions: Option<Vec<String>>,
+    /// When the query must be done.
+    pub deadline: tokio::time::Instant,
+}
+
+/// Starts saved query `name` with `given` parameters for `client_id` with `access`: through
+/// the query gate, the query log and the result cache, as `GET /queries/{name}` does.
+/// Dashboards use it too.
+pub(crate) async fn start_saved(
+    app: &AppState,
+    client_id: &str,
+    access: simpul_catalog::SqlAccess,
+    name: &str,
+    given: &HashMap<String, String>,
+) -> Result<StartedSaved, ApiError> {
     let saved = app
         .catalog
         .state
-        .saved_query(&name)
+        .saved_query(name)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("there is no saved query '{name}'")))?;
     let definition = saved.definition;
-    let params = definition.bind(&given)?;
-    let access = caller.sql_access();
+    let params = definition.bind(given)?;
     let ticket = QueryTicket::new(
         &app.catalog.state,
-        caller.id(),
+        client_id,
         "saved",
         &format!("{name}: {}", definition.sql),
     );
@@ -163,19 +203,14 @@ pub(super) async fn run(
     };
     let mut stream = ticket.stream(stream, StreamLimits::configured(limits, deadline, permit));
     if !hit && let Some(key) = key {
-        stream = remember(&app, key, stream, limits.row_limit).await;
+        stream = remember(app, key, stream, limits.row_limit).await;
     }
-    let started = results::start(stream, deadline, limits.timeout_secs).await?;
-    let mut response = results::respond(started, format, limits.row_limit, deadline, "queries")?;
-    let headers = response.headers_mut();
-    headers.insert(
-        HeaderName::from_static(CACHE_HEADER),
-        HeaderValue::from_static(if hit { "hit" } else { "miss" }),
-    );
-    if let Some(value) = versions.and_then(|v| HeaderValue::from_str(&v.join(", ")).ok()) {
-        headers.insert(HeaderName::from_static(VERSIONS_HEADER), value);
-    }
-    Ok(response)
+    Ok(StartedSaved {
+        stream,
+        hit,
+        versions,
+        deadline,
+    })
 }
 
 /// Reads a fresh result into the cache when it is small enough and whole, and hands the
