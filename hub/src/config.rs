@@ -32,6 +32,9 @@ pub struct Config {
     /// The folder of saved query files (`*.toml`, one query each), loaded at start;
     /// `<data_dir>/queries` when empty.
     pub queries_dir: String,
+    /// The folder of the deployment's own dashboards (`*.toml`), read at each page;
+    /// `<data_dir>/dashboards` when empty. A file named like a built-in replaces it.
+    pub dashboards_dir: String,
     /// The pipeline scheduler inside `serve`.
     pub scheduler: SchedulerConfig,
     /// The HTTP server.
@@ -345,6 +348,7 @@ impl Default for Config {
             schemas_dir: String::new(),
             pipelines_dir: String::new(),
             queries_dir: String::new(),
+            dashboards_dir: String::new(),
             scheduler: SchedulerConfig::default(),
             http: HttpConfig::default(),
             query: QueryConfig::default(),
@@ -495,6 +499,15 @@ impl Config {
             self.data_dir.join("queries")
         } else {
             PathBuf::from(&self.queries_dir)
+        }
+    }
+
+    /// The dashboards folder: `dashboards_dir`, or `<data_dir>/dashboards`.
+    pub fn effective_dashboards_dir(&self) -> PathBuf {
+        if self.dashboards_dir.is_empty() {
+            self.data_dir.join("dashboards")
+        } else {
+            PathBuf::from(&self.dashboards_dir)
         }
     }
 

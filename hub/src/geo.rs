@@ -1,4 +1,4 @@
-//! Points, distances and Purwakarta's desa boundaries, shipped in the binary.
+//! Points, distances and Purwakarta's desa and kecamatan boundaries, shipped in the binary.
 //!
 //! Distances are great-circle (haversine) on a sphere of the Earth's mean radius, which is
 //! within 0.5% of the ellipsoid at this latitude: enough to rank units and facilities.
@@ -6,6 +6,7 @@
 use std::sync::OnceLock;
 
 const DESA_GEOJSON: &str = include_str!("../reference/desa_3214.geojson");
+const KECAMATAN_GEOJSON: &str = include_str!("../reference/kecamatan_3214.geojson");
 
 /// Mean Earth radius, in metres.
 const EARTH_RADIUS_M: f64 = 6_371_008.8;
@@ -60,6 +61,16 @@ impl Desa {
     /// The kecamatan code, `32.14.01`.
     pub fn kecamatan(&self) -> &str {
         kecamatan_of(&self.kode)
+    }
+
+    /// The boundary's rings of `(lng, lat)`.
+    pub fn rings(&self) -> &[Vec<(f64, f64)>] {
+        &self.rings
+    }
+
+    /// `(min_lng, min_lat, max_lng, max_lat)`.
+    pub fn bbox(&self) -> (f64, f64, f64, f64) {
+        self.bbox
     }
 
     fn contains(&self, p: Point) -> bool {
@@ -129,6 +140,17 @@ impl Boundaries {
             Boundaries::parse(DESA_GEOJSON).unwrap_or_else(|e| {
                 // The file is part of the binary and checked by a unit test.
                 tracing::error!(error = %e, "the shipped desa boundaries do not parse");
+                Boundaries { desa: Vec::new() }
+            })
+        })
+    }
+
+    /// The 17 kecamatan, parsed once (the same shape: a [`Desa`] per kecamatan).
+    pub fn kecamatan() -> &'static Boundaries {
+        static PARSED: OnceLock<Boundaries> = OnceLock::new();
+        PARSED.get_or_init(|| {
+            Boundaries::parse(KECAMATAN_GEOJSON).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "the shipped kecamatan boundaries do not parse");
                 Boundaries { desa: Vec::new() }
             })
         })

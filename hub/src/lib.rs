@@ -16,6 +16,7 @@ pub mod calendar;
 pub mod changes;
 pub mod cli;
 pub mod config;
+pub mod dashboards;
 pub mod federation;
 pub mod flight;
 pub mod geo;

@@ -45,6 +45,8 @@ pub struct AppInner {
     pub semar: Option<Arc<crate::modules::semar::Semar>>,
     /// PLIPMAS and La Pewarta; `None` when `complaints.enabled = false`.
     pub complaints: Option<Arc<crate::modules::complaints::Complaints>>,
+    /// The web pages' login sessions.
+    pub sessions: crate::dashboards::session::Sessions,
 }
 
 impl std::ops::Deref for AppState {
@@ -112,6 +114,7 @@ impl AppState {
         Ok(Self(Arc::new(AppInner {
             semar,
             complaints,
+            sessions: crate::dashboards::session::Sessions::default(),
             opmon,
             signer,
             messagelog,
@@ -137,6 +140,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", crate::api::routes())
         .merge(crate::modules::complaints::open311::routes())
+        .merge(crate::dashboards::routes())
         .merge(crate::health::routes())
         .route("/metrics", axum::routing::get(crate::metrics::render))
         .layer(axum::middleware::from_fn(crate::metrics::track_requests))

@@ -67,6 +67,7 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
     if let Some(complaints) = &app.complaints {
         complaints.prepare().await?;
     }
+    crate::dashboards::register_queries(&app.catalog).await?;
 
     // These lines are an interface: scripts, systemd units and tests read them.
     let mut out = std::io::stdout().lock();
@@ -80,6 +81,7 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
         let _ = writeln!(out, "flight: grpc://{flight_address}");
     }
     let _ = writeln!(out, "http: http://{address}");
+    let _ = writeln!(out, "dashboards: http://{address}/dashboards");
     let key_hint = first_start.admin_key.as_deref().unwrap_or("<your key>");
     let _ = writeln!(
         out,

@@ -76,6 +76,13 @@ pub(crate) async fn run_query(
         .with_param_values(params)
         .map_err(|e| e.to_string())?;
     let batches = frame.collect().await.map_err(|e| e.to_string())?;
+    json_rows(&batches)
+}
+
+/// Query results as JSON objects, one per row.
+pub(crate) fn json_rows(
+    batches: &[arrow::array::RecordBatch],
+) -> Result<Vec<Map<String, Value>>, String> {
     let mut writer = arrow::json::ArrayWriter::new(Vec::new());
     let refs: Vec<&arrow::array::RecordBatch> = batches.iter().collect();
     writer.write_batches(&refs).map_err(|e| e.to_string())?;

@@ -7,6 +7,7 @@ mod bad_input;
 mod bus;
 mod complaints;
 mod concurrency;
+mod dashboards;
 mod exchange;
 mod federation;
 mod flight_sql;

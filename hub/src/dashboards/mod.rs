@@ -1,0 +1,44 @@
+//! Dashboards for decision makers, under `/dashboards`: server-rendered HTML with SVG charts
+//! and maps (no JavaScript), Indonesian labels, filters as plain query strings so every view
+//! is a link, and a CSV behind every panel.
+//!
+//! Each panel runs its saved query as the viewer, through the same gate, log and cache as
+//! `GET /api/v1/queries/{name}`: a viewer sees only what its key may read, and a panel over
+//! data it cannot read says so. A public dashboard is shown without logging in, and then
+//! reads public datasets only.
+
+pub mod definition;
+mod map;
+mod pages;
+pub mod render;
+pub mod session;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::server::AppState;
+
+/// The dashboards' built-in saved queries (the modules ship their own KPI queries).
+const QUERIES: [&str; 4] = [
+    include_str!("queries/dasbor_wilayah_kecamatan.toml"),
+    include_str!("queries/dasbor_wilayah_jumlah.toml"),
+    include_str!("queries/dasbor_penduduk_wilayah.toml"),
+    include_str!("queries/dasbor_semar_respons_wilayah.toml"),
+];
+
+/// Saves the built-in dashboards' queries that are not saved yet (an edited one is kept).
+pub async fn register_queries(catalog: &simpul_catalog::Catalog) -> Result<(), String> {
+    let definitions = crate::modules::query_definitions("dashboard", &QUERIES)?;
+    crate::modules::register_queries(catalog, "dashboards", &definitions).await
+}
+
+/// The pages: `/dashboards…`, `/login`, `/logout`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/dashboards", get(pages::index))
+        .route("/dashboards/{name}", get(pages::show))
+        .route("/dashboards/{name}/panels/{file}", get(pages::panel_csv))
+        .route("/assets/dashboards.css", get(pages::style))
+        .route("/login", get(pages::login_form).post(pages::login))
+        .route("/logout", post(pages::logout))
+}

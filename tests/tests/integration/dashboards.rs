@@ -1,0 +1,355 @@
+//! Dashboards over HTTP: a public dashboard for anyone, the numbers against the shipped
+//! region list counted here, the map's drill-down links, the CSV behind a panel, and the
+//! login session (CSRF, cookie flags, logout) guarding the others.
+
+use reqwest::redirect::Policy;
+use serde_json::json;
+
+use crate::harness::Hub;
+
+const WILAYAH: &str = include_str!("../../../hub/reference/wilayah_3214.csv");
+
+/// Desa and kelurahan rows of the shipped region list, as `(parent kecamatan, level)`.
+fn regions() -> Vec<(String, String)> {
+    WILAYAH
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split(',').collect();
+            let level = cells.get(3)?.to_string();
+            (level == "desa" || level == "kelurahan").then(|| (cells[4].to_string(), level))
+        })
+        .collect()
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn stat(page: &str) -> String {
+    let start = page.find("<p class=\"stat\">").expect("a stat panel") + 16;
+    page[start..].split('<').next().unwrap().to_string()
+}
+
+/// The `name=value` of a `Set-Cookie` header named `name`, with its attributes.
+fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(str::to_string)
+}
+
+/// A form body, as a browser sends it.
+fn encode(fields: &[(&str, String)]) -> String {
+    let mut body = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in fields {
+        body.append_pair(k, v);
+    }
+    body.finish()
+}
+
+fn hidden(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page.find(&marker).expect("the hidden field") + marker.len();
+    page[start..].split('"').next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_public_dashboard_counts_what_the_region_list_holds_and_drills_down_on_the_map() {
+    let hub = Hub::start();
+    let http = client();
+    let regions = regions();
+    let get = |path: String| {
+        let http = http.clone();
+        let url = format!("{}{path}", hub.url);
+        async move { http.get(url).send().await.unwrap() }
+    };
+
+    let response = get("/dashboards/ringkasan".into()).await;
+    assert_eq!(response.status(), 200, "public: no login");
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let page = response.text().await.unwrap();
+    assert_eq!(stat(&page), format!("{} wilayah", regions.len()));
+    assert!(page.contains("<html lang=\"id\">") && page.contains("name=\"viewport\""));
+    // The map: every kecamatan drawn, named on hover, a link to its own view.
+    for kode in ["32.14.01", "32.14.09", "32.14.17"] {
+        assert!(
+            page.contains(&format!("href=\"/dashboards/ringkasan?kecamatan={kode}\"")),
+            "{kode} links to its desa"
+        );
+    }
+    assert!(
+        page.matches("data-kode=\"32.14.").count() >= 17,
+        "the map draws the 17 kecamatan"
+    );
+    assert!(
+        page.contains("<title>Purwakarta: 10 wilayah</title>"),
+        "hover shows the value"
+    );
+    // The personal population dataset is not public: its panel says so instead of failing.
+    assert!(
+        page.contains("tidak punya akses"),
+        "a panel over unreadable data says so"
+    );
+
+    // A kecamatan and the area type narrow the numbers to what the list holds.
+    let in_purwakarta = regions.iter().filter(|(k, _)| k == "32.14.01").count();
+    let page = get("/dashboards/ringkasan?kecamatan=32.14.01".into())
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(stat(&page), format!("{in_purwakarta} wilayah"));
+    assert!(page.contains("Kecamatan <strong>Purwakarta</strong>"));
+    let kelurahan = regions.iter().filter(|(_, l)| l == "kelurahan").count();
+    let page = get("/dashboards/ringkasan?area=kelurahan".into())
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(stat(&page), format!("{kelurahan} wilayah"));
+
+    // The CSV behind the bar chart: one row per kecamatan and level.
+    let csv = get("/dashboards/ringkasan/panels/2.csv?kecamatan=32.14.01".into()).await;
+    assert_eq!(csv.status(), 200);
+    assert!(
+        csv.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let text = csv.text().await.unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("kode,kecamatan,jenis,jumlah"));
+    let total: usize = lines
+        .map(|l| l.rsplit(',').next().unwrap().parse::<usize>().unwrap())
+        .sum();
+    assert_eq!(total, in_purwakarta);
+
+    // Bad filters and unknown things get clear pages.
+    let bad = get("/dashboards/ringkasan?kecamatan=32.99.01".into()).await;
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("bukan kode kecamatan"));
+    assert_eq!(
+        get("/dashboards/ringkasan?from=kemarin".into())
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(get("/dashboards/tidak_ada".into()).await.status(), 404);
+    assert_eq!(
+        get("/dashboards/ringkasan/panels/9.csv".into())
+            .await
+            .status(),
+        404
+    );
+    let style = get("/assets/dashboards.css".into()).await;
+    assert!(
+        style.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn other_dashboards_need_a_session_made_from_a_key_with_csrf_checked_forms() {
+    let hub = Hub::start();
+    let http = client();
+    let analyst = hub.key("BAPPEDA", "ANALIS", "analyst");
+    let producer = hub.key("PUPR", "SIPEDAL", "producer");
+    let url = |path: &str| format!("{}{path}", hub.url);
+
+    // Not public: to the login form, coming back here after.
+    let response = http.get(url("/dashboards/pengaduan")).send().await.unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(
+        response.headers()["location"],
+        "/login?next=%2Fdashboards%2Fpengaduan"
+    );
+    let listing = http
+        .get(url("/dashboards"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        listing.contains("/dashboards/ringkasan") && !listing.contains("/dashboards/pengaduan")
+    );
+
+    let form = http
+        .get(url("/login?next=/dashboards/pengaduan"))
+        .send()
+        .await
+        .unwrap();
+    let csrf_cookie = set_cookie(&form, "simpul_csrf").expect("a CSRF cookie");
+    assert!(csrf_cookie.contains("HttpOnly") && csrf_cookie.contains("SameSite=Strict"));
+    let csrf_pair = csrf_cookie.split(';').next().unwrap().to_string();
+    let page = form.text().await.unwrap();
+    let csrf = hidden(&page, "csrf");
+    assert_eq!(csrf_pair, format!("simpul_csrf={csrf}"));
+    let login = |cookie: String, fields: Vec<(&'static str, String)>| {
+        let http = http.clone();
+        let target = url("/login");
+        async move {
+            http.post(target)
+                .header("cookie", cookie)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(encode(&fields))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let forged = login(
+        "simpul_csrf=someone-else".into(),
+        vec![
+            ("key", analyst.clone()),
+            ("csrf", csrf.clone()),
+            ("next", "/dashboards/pengaduan".into()),
+        ],
+    )
+    .await;
+    assert_eq!(forged.status(), 403, "a form from elsewhere is refused");
+    let wrong = login(
+        csrf_pair.clone(),
+        vec![
+            ("key", "simpul_bukan_kunci".into()),
+            ("csrf", csrf.clone()),
+            ("next", "/".into()),
+        ],
+    )
+    .await;
+    assert_eq!(wrong.status(), 401);
+    let away = login(
+        csrf_pair.clone(),
+        vec![
+            ("key", analyst.clone()),
+            ("csrf", csrf.clone()),
+            ("next", "//evil.example/x".into()),
+        ],
+    )
+    .await;
+    assert_eq!(away.status(), 303);
+    assert_eq!(
+        away.headers()["location"],
+        "/dashboards",
+        "never off this hub"
+    );
+    let ok = login(
+        csrf_pair.clone(),
+        vec![
+            ("key", analyst.clone()),
+            ("csrf", csrf.clone()),
+            ("next", "/dashboards/pengaduan".into()),
+        ],
+    )
+    .await;
+    assert_eq!(ok.status(), 303);
+    assert_eq!(ok.headers()["location"], "/dashboards/pengaduan");
+    let session = set_cookie(&ok, "simpul_session").expect("a session cookie");
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Strict"),
+        "{session}"
+    );
+    assert!(!session.contains(&analyst), "the cookie is not the key");
+    let session = session.split(';').next().unwrap().to_string();
+
+    // A complaint filed now shows in the backlog panel and its CSV.
+    let filed = hub
+        .post_json(
+            &hub.admin_key,
+            "/api/v1/complaints",
+            &json!({"kind": "complaint", "channel": "web", "description": "Jalan rusak di Bungursari", "nama": "Uji"}),
+        )
+        .await;
+    assert_eq!(filed.status(), 201);
+    let page = http
+        .get(url("/dashboards/pengaduan"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains("Tunggakan per OPD") && page.contains("<svg"),
+        "the panels draw"
+    );
+    assert!(
+        page.contains("<title>PUPR: 1 kasus</title>"),
+        "the roads complaint waits at PUPR"
+    );
+    let csv = http
+        .get(url("/dashboards/pengaduan/panels/2.csv"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        csv.lines().any(|l| l.starts_with("PUPR,complaint,1,0,")),
+        "{csv}"
+    );
+
+    // A producer key may look, but its panels say they are for analysts.
+    let page = http
+        .get(url("/dashboards/pengaduan"))
+        .bearer_auth(&producer)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("untuk kunci analis atau admin"));
+
+    // Logging out needs the session's own token; then the cookie opens nothing.
+    let logout = |csrf: String| {
+        let http = http.clone();
+        let (target, session) = (url("/logout"), session.clone());
+        async move {
+            http.post(target)
+                .header("cookie", session)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(encode(&[("csrf", csrf)]))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(logout("forged".into()).await.status(), 403);
+    let listing = http
+        .get(url("/dashboards"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token = hidden(&listing, "csrf");
+    assert_eq!(logout(token).await.status(), 303);
+    let after = http
+        .get(url("/dashboards/pengaduan"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 303, "the session is over");
+}
