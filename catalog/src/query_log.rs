@@ -100,7 +100,14 @@ impl StateStore {
 }
 
 /// The operational tables, by name in the `simpul` schema.
-pub const OPERATIONAL_TABLES: [&str; 4] = ["audit", "message_log", "opmon", "query_log"];
+pub const OPERATIONAL_TABLES: [&str; 6] = [
+    "audit",
+    "datasets",
+    "message_log",
+    "opmon",
+    "pipeline_runs",
+    "query_log",
+];
 
 /// A state-store table shown to SQL, read in full when a query scans it.
 #[derive(Debug)]
@@ -112,6 +119,8 @@ pub struct OperationalTable {
 
 #[derive(Debug, Clone, Copy)]
 enum Operational {
+    Datasets,
+    PipelineRuns,
     QueryLog,
     Audit,
     Opmon,
@@ -123,6 +132,14 @@ fn utc_micros(name: &str) -> Field {
         name,
         DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
         false,
+    )
+}
+
+fn nullable_utc_micros(name: &str) -> Field {
+    Field::new(
+        name,
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        true,
     )
 }
 
@@ -195,6 +212,40 @@ impl OperationalTable {
                     Field::new("hash", DataType::Utf8, false),
                 ],
             ),
+            "datasets" => (
+                Operational::Datasets,
+                vec![
+                    Field::new("id", DataType::Utf8, false),
+                    utc_micros("updated_at"),
+                    Field::new("owner", DataType::Utf8, false),
+                    Field::new("classification", DataType::Utf8, false),
+                    Field::new("schema_ref", DataType::Utf8, true),
+                    Field::new("row_count", DataType::Int64, false),
+                    Field::new("rejected_count", DataType::Int64, false),
+                    Field::new("size_bytes", DataType::Int64, false),
+                    nullable_utc_micros("last_commit_at"),
+                    nullable_utc_micros("refreshed_at"),
+                    Field::new("freshness_sla", DataType::Utf8, true),
+                    Field::new("stale", DataType::Boolean, true),
+                ],
+            ),
+            "pipeline_runs" => (
+                Operational::PipelineRuns,
+                vec![
+                    Field::new("id", DataType::Utf8, false),
+                    utc_micros("started_at"),
+                    Field::new("pipeline", DataType::Utf8, false),
+                    Field::new("run_number", DataType::Int64, false),
+                    Field::new("dataset", DataType::Utf8, false),
+                    Field::new("trigger_kind", DataType::Utf8, false),
+                    Field::new("status", DataType::Utf8, false),
+                    nullable_utc_micros("ended_at"),
+                    Field::new("rows_read", DataType::Int64, false),
+                    Field::new("rows_committed", DataType::Int64, false),
+                    Field::new("rows_rejected", DataType::Int64, false),
+                    Field::new("error", DataType::Utf8, true),
+                ],
+            ),
             _ => return None,
         };
         Some(Self {
@@ -206,6 +257,15 @@ impl OperationalTable {
 
     async fn batch(&self) -> Result<RecordBatch, CatalogError> {
         let sql = match self.kind {
+            Operational::Datasets => {
+                "SELECT id, updated_at, owner, classification, schema_ref, row_count, rejected_count, \
+                 size_bytes, last_commit_at, refreshed_at, freshness_sla FROM datasets ORDER BY id"
+            }
+            Operational::PipelineRuns => {
+                "SELECT id, started_at, pipeline, run_number, dataset, trigger_kind, status, ended_at, \
+                 rows_read, rows_committed, rows_rejected, error FROM pipeline_runs \
+                 ORDER BY started_at, id"
+            }
             Operational::QueryLog => {
                 "SELECT id, at, client_id, protocol, sql_text, tables, row_count, byte_count, \
                  duration_ms, outcome, error FROM query_log ORDER BY at, id"
@@ -250,8 +310,63 @@ impl OperationalTable {
                 TimestampMicrosecondArray::from(values).with_timezone("UTC"),
             ))
         };
+        let maybe_time = |index: usize| -> Result<ArrayRef, CatalogError> {
+            let values: Vec<Option<i64>> = rows
+                .iter()
+                .map(|row| {
+                    row.try_get::<Option<String>, _>(index).map(|t| {
+                        t.and_then(|t| parse_timestamp(&t))
+                            .map(|t| t.timestamp_micros())
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(Arc::new(
+                TimestampMicrosecondArray::from(values).with_timezone("UTC"),
+            ))
+        };
         let at = time(1)?;
         let columns = match self.kind {
+            Operational::Datasets => {
+                let now = chrono::Utc::now();
+                let stale: Vec<Option<bool>> = rows
+                    .iter()
+                    .map(|row| {
+                        let sla: Option<String> = row.try_get(10).ok().flatten();
+                        let refreshed: Option<String> = row.try_get(9).ok().flatten();
+                        let limit = crate::runs::parse_freshness(sla.as_deref()?).ok()?;
+                        let refreshed = refreshed.as_deref().and_then(parse_timestamp);
+                        Some(refreshed.is_none_or(|at| now - at > limit))
+                    })
+                    .collect();
+                vec![
+                    text(0)?,
+                    at,
+                    text(2)?,
+                    text(3)?,
+                    text(4)?,
+                    number(5)?,
+                    number(6)?,
+                    number(7)?,
+                    maybe_time(8)?,
+                    maybe_time(9)?,
+                    text(10)?,
+                    Arc::new(arrow::array::BooleanArray::from(stale)) as ArrayRef,
+                ]
+            }
+            Operational::PipelineRuns => vec![
+                text(0)?,
+                at,
+                text(2)?,
+                number(3)?,
+                text(4)?,
+                text(5)?,
+                text(6)?,
+                maybe_time(7)?,
+                number(8)?,
+                number(9)?,
+                number(10)?,
+                text(11)?,
+            ],
             Operational::QueryLog => {
                 let tables: Vec<String> = rows
                     .iter()

@@ -8,10 +8,14 @@ use std::path::Path;
 use serde::Deserialize;
 
 /// The dashboards that ship with Simpul: `(name, TOML)`.
-pub const BUILT_IN: [(&str, &str); 3] = [
+pub const BUILT_IN: [(&str, &str); 4] = [
     (
         "ringkasan",
         include_str!("../../../examples/dashboards/ringkasan.toml"),
+    ),
+    (
+        "kesehatan_hub",
+        include_str!("../../../examples/dashboards/kesehatan_hub.toml"),
     ),
     (
         "semar",

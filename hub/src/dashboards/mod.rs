@@ -19,8 +19,14 @@ use axum::routing::{get, post};
 use crate::server::AppState;
 
 /// The dashboards' built-in saved queries (the modules ship their own KPI queries).
-const QUERIES: [&str; 4] = [
+const QUERIES: [&str; 10] = [
     include_str!("queries/dasbor_wilayah_kecamatan.toml"),
+    include_str!("queries/dasbor_hub_ringkas.toml"),
+    include_str!("queries/dasbor_hub_pipeline.toml"),
+    include_str!("queries/dasbor_hub_kesegaran.toml"),
+    include_str!("queries/dasbor_hub_ditolak.toml"),
+    include_str!("queries/dasbor_hub_bus.toml"),
+    include_str!("queries/dasbor_hub_permintaan.toml"),
     include_str!("queries/dasbor_wilayah_jumlah.toml"),
     include_str!("queries/dasbor_penduduk_wilayah.toml"),
     include_str!("queries/dasbor_semar_respons_wilayah.toml"),
