@@ -53,6 +53,8 @@ pub struct Config {
     pub semar: SemarConfig,
     /// The working-day calendar of every deadline.
     pub calendar: CalendarConfig,
+    /// The public portal.
+    pub portal: PortalConfig,
     /// PLIPMAS and La Pewarta, the complaints module.
     pub complaints: ComplaintsConfig,
 }
@@ -106,6 +108,22 @@ impl Default for ComplaintsConfig {
             attachment_types: "image/jpeg,image/png,image/webp,application/pdf".into(),
             attachment_scan_command: String::new(),
             attachment_scan_timeout_secs: 60,
+        }
+    }
+}
+
+/// The public portal's settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PortalConfig {
+    /// The public dataset of public services (schema `layanan_publik`) that Saluyu lists.
+    pub services_dataset: String,
+}
+
+impl Default for PortalConfig {
+    fn default() -> Self {
+        Self {
+            services_dataset: "pelayanan.layanan_publik".into(),
         }
     }
 }
@@ -358,6 +376,7 @@ impl Default for Config {
             bus: BusConfig::default(),
             semar: SemarConfig::default(),
             calendar: CalendarConfig::default(),
+            portal: PortalConfig::default(),
             complaints: ComplaintsConfig::default(),
         }
     }

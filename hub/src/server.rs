@@ -141,6 +141,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", crate::api::routes())
         .merge(crate::modules::complaints::open311::routes())
         .merge(crate::dashboards::routes())
+        .merge(crate::portal::routes())
         .merge(crate::health::routes())
         .route("/metrics", axum::routing::get(crate::metrics::render))
         .layer(axum::middleware::from_fn(crate::metrics::track_requests))

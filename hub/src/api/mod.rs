@@ -12,9 +12,9 @@ mod keys;
 mod openapi;
 mod pipelines;
 pub(crate) mod queries;
-mod records;
+pub(crate) mod records;
 mod schemas;
-mod sql;
+pub(crate) mod sql;
 mod webhooks;
 
 use axum::Router;

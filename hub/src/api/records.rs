@@ -20,7 +20,7 @@ const VERSION_HEADER: &str = "simpul-version";
 
 /// A comparison in `filter[column]op=value`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FilterOp {
+pub(crate) enum FilterOp {
     Eq,
     Ne,
     Lt,
@@ -162,16 +162,7 @@ async fn serve_table(
         .min(limits.row_limit);
     let deadline = results::deadline(limits.timeout_secs);
 
-    let (provider, version) = app.catalog.provider_at(&table, query.version).await?;
-    let provider = app
-        .catalog
-        .provider_for(&table, provider, &caller.sql_access())
-        .await?;
-    let config = app.session_settings().session_config();
-    let runtime = std::sync::Arc::new(RuntimeEnv::default());
-    app.catalog.lake.register_object_store(&runtime)?;
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
-    let frame = ctx.read_table(provider).map_err(super::datafusion_error)?;
+    let (frame, version) = table_frame(&app, &table, query.version, &caller.sql_access()).await?;
     let frame = shape(frame, &query, row_limit).map_err(|e| match e {
         ShapeError::Api(e) => e,
         ShapeError::DataFusion(e) => super::datafusion_error(e),
@@ -184,6 +175,24 @@ async fn serve_table(
         HeaderValue::from(version),
     );
     Ok(response)
+}
+
+/// A table (at `version`, or its newest) as a DataFrame seen with `access`'s masks, and the
+/// version read.
+pub(crate) async fn table_frame(
+    app: &AppState,
+    table: &LakeTable,
+    version: Option<i64>,
+    access: &simpul_catalog::SqlAccess,
+) -> Result<(DataFrame, i64), ApiError> {
+    let (provider, version) = app.catalog.provider_at(table, version).await?;
+    let provider = app.catalog.provider_for(table, provider, access).await?;
+    let config = app.session_settings().session_config();
+    let runtime = std::sync::Arc::new(RuntimeEnv::default());
+    app.catalog.lake.register_object_store(&runtime)?;
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    let frame = ctx.read_table(provider).map_err(super::datafusion_error)?;
+    Ok((frame, version))
 }
 
 enum ShapeError {
@@ -244,7 +253,8 @@ fn shape(
     Ok(frame.limit(query.offset as usize, Some((row_limit + 1) as usize))?)
 }
 
-fn filter_expr(
+/// `column op value`, the value parsed as the column's type (never spliced into SQL).
+pub(crate) fn filter_expr(
     column: &str,
     op: FilterOp,
     value: &str,

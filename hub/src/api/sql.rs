@@ -37,14 +37,43 @@ pub(super) async fn run(
     caller.require(&[Role::Analyst, Role::Admin], "running SQL")?;
     let format = ResultFormat::negotiate(params.format.as_deref(), headers.get(header::ACCEPT))?;
     tracing::info!(client = caller.id(), sql = %request.sql, "sql query");
-    let ticket = QueryTicket::new(&app.catalog.state, caller.id(), "http", &request.sql);
+    let (stream, deadline) = start_sql(
+        &app,
+        caller.id(),
+        &caller.sql_access(),
+        &request.sql,
+        "http",
+    )
+    .await?;
+    let limits = &app.config.query;
+    let started = results::start(stream, deadline, limits.timeout_secs).await?;
+    results::respond(started, format, limits.row_limit, deadline, "sql")
+}
+
+/// Starts one read-only statement for `client_id` with `access`, through the query gate and
+/// the query log (`kind` names where it came from): its rows, within the configured limits,
+/// and when it must be done. The portal's downloads use it too.
+pub(crate) async fn start_sql(
+    app: &AppState,
+    client_id: &str,
+    access: &simpul_catalog::SqlAccess,
+    sql: &str,
+    kind: &'static str,
+) -> Result<
+    (
+        datafusion::execution::SendableRecordBatchStream,
+        tokio::time::Instant,
+    ),
+    ApiError,
+> {
+    let ticket = QueryTicket::new(&app.catalog.state, client_id, kind, sql);
     let (mut ticket, permit) = app.gate.admit_ticket(ticket).await?;
     let limits = &app.config.query;
     let deadline = results::deadline(limits.timeout_secs);
     let planned = tokio::time::timeout_at(deadline, async {
         let planned = app
             .catalog
-            .plan_read_query(&request.sql, &app.session_settings(), &caller.sql_access())
+            .plan_read_query(sql, &app.session_settings(), access)
             .await?;
         // One row past the limit tells us whether the limit cut the result.
         let frame = simpul_catalog::limit_rows(planned.frame, limits.row_limit + 1)?;
@@ -66,7 +95,8 @@ pub(super) async fn run(
         }
     };
     ticket.reads(tables);
-    let stream = ticket.stream(stream, StreamLimits::configured(limits, deadline, permit));
-    let started = results::start(stream, deadline, limits.timeout_secs).await?;
-    results::respond(started, format, limits.row_limit, deadline, "sql")
+    Ok((
+        ticket.stream(stream, StreamLimits::configured(limits, deadline, permit)),
+        deadline,
+    ))
 }

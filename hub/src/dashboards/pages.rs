@@ -20,46 +20,19 @@ use crate::auth::Caller;
 use crate::calendar::wib_date;
 use crate::geo::Boundaries;
 use crate::server::AppState;
+use crate::web::{Site, html};
 
 const STYLE: &str = include_str!("style.css");
 
 /// The client id public dashboards' queries are logged under.
 const PUBLIC_CLIENT: &str = "public";
 
-fn html(status: StatusCode, body: String) -> Response {
-    let mut response = (status, body).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    response
-}
-
 fn page(title: &str, nav: &str, main: &str, refresh_secs: u64) -> String {
-    let refresh = if refresh_secs > 0 {
-        format!("<meta http-equiv=\"refresh\" content=\"{refresh_secs}\">")
-    } else {
-        String::new()
-    };
-    format!(
-        "<!doctype html><html lang=\"id\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{} · Simpul Purwakarta</title><link rel=\"stylesheet\" href=\"/assets/dashboards.css\">{refresh}</head>\
-         <body><header class=\"top\"><a class=\"brand\" href=\"/dashboards\">Simpul · Dasbor Purwakarta</a><nav>{nav}</nav></header>\
-         <main id=\"isi\">{main}</main>\
-         <footer><p>Data Center Kabupaten Purwakarta. Angka dari kueri tersimpan Simpul; setiap panel punya tabel dan CSV.</p></footer>\
-         </body></html>",
-        escape(title)
-    )
+    crate::web::page(Site::Dashboards, title, nav, main, refresh_secs)
 }
 
 fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
-    let main = format!(
-        "<h1>{}</h1><p>{}</p><p><a href=\"/dashboards\">Kembali ke daftar dasbor</a></p>",
-        escape(title),
-        escape(message)
-    );
-    html(status, page(title, "", &main, 0))
+    crate::web::error_page(Site::Dashboards, status, title, message)
 }
 
 fn nav(viewer: Option<&(Caller, Option<String>)>) -> String {

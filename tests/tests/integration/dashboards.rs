@@ -353,3 +353,44 @@ async fn other_dashboards_need_a_session_made_from_a_key_with_csrf_checked_forms
         .unwrap();
     assert_eq!(after.status(), 303, "the session is over");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_hub_health_dashboard_shows_admins_the_catalog_and_tells_analysts_it_is_not_theirs() {
+    let hub = Hub::start();
+    let http = client();
+    let analyst = hub.key("BAPPEDA", "ANALIS", "analyst");
+    let listed: serde_json::Value = hub.json("/api/v1/datasets?limit=500").await;
+    let total = listed["total"].as_i64().unwrap();
+    let page = http
+        .get(format!("{}/dashboards/kesehatan_hub", hub.url))
+        .bearer_auth(&hub.admin_key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        stat(&page),
+        format!("{total} dataset"),
+        "as many as the catalog lists"
+    );
+    assert!(
+        !page.contains("tidak punya akses"),
+        "an admin reads simpul.*"
+    );
+    let page = http
+        .get(format!("{}/dashboards/kesehatan_hub", hub.url))
+        .bearer_auth(&analyst)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        page.matches("tidak punya akses").count(),
+        7,
+        "every panel reads simpul.*, which is for admins"
+    );
+}
