@@ -17,3 +17,15 @@ generated_csv() {
   [ -f "$csv" ] || { python3 "$generator" "$rows" "$csv.partial" >&2 && mv "$csv.partial" "$csv"; }
   echo "$csv"
 }
+
+# Starts the release `simpul serve` on a fresh data directory in "$data" (HTTP only, on a free
+# port) and sets server, url and key. The caller's EXIT trap kills "$server".
+start_release_hub() {
+  SIMPUL_LOG=warn "$simpul" serve --data-dir "$data" \
+    --http-listen 127.0.0.1:0 --pg-listen '' --flight-listen '' > "$data/serve.out" 2> "$data/serve.err" &
+  server=$!
+  for _ in $(seq 1 600); do grep -q '^http: ' "$data/serve.out" && break; sleep 0.1; done
+  url="$(sed -n 's/^http: //p' "$data/serve.out")"
+  key="$(sed -n 's/^admin key: //p' "$data/serve.out")"
+  [ -n "$url" ] && [ -n "$key" ] || { cat "$data/serve.err" >&2; exit 1; }
+}

@@ -16,13 +16,7 @@ server=""
 cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$data"; }
 trap cleanup EXIT
 
-SIMPUL_LOG=warn "$simpul" serve --data-dir "$data" \
-  --http-listen 127.0.0.1:0 --pg-listen '' --flight-listen '' > "$data/serve.out" 2> "$data/serve.err" &
-server=$!
-for _ in $(seq 1 600); do grep -q '^http: ' "$data/serve.out" && break; sleep 0.1; done
-url="$(sed -n 's/^http: //p' "$data/serve.out")"
-key="$(sed -n 's/^admin key: //p' "$data/serve.out")"
-[ -n "$url" ] && [ -n "$key" ] || { cat "$data/serve.err" >&2; exit 1; }
+start_release_hub
 
 echo "| benchmark | result |"
 echo "|---|---|"

@@ -4,6 +4,7 @@ mod harness;
 
 mod auth;
 mod bad_input;
+mod browser;
 mod bus;
 mod complaints;
 mod concurrency;
@@ -16,6 +17,7 @@ mod limits;
 mod pgwire;
 mod pipeline_runs;
 mod pipelines;
+mod portal;
 mod postgres_state;
 mod read_only;
 mod records;
