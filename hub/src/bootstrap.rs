@@ -66,6 +66,7 @@ pub async fn prepare(catalog: &Arc<Catalog>, config: &Config) -> Result<FirstSta
     }
     let admin_key = first_admin_key(catalog, config).await?;
     load_reference_wilayah(catalog, config).await?;
+    load_reference_luas(catalog, config).await?;
     if config.demo_data {
         load_demo(catalog).await?;
     }
@@ -116,19 +117,24 @@ async fn first_admin_key(
     Ok(Some(key))
 }
 
-async fn load_reference_wilayah(catalog: &Arc<Catalog>, config: &Config) -> Result<(), String> {
-    let id: DatasetId = "ref.wilayah"
+/// The dataset `id` when it does not exist yet (shipped data is loaded once).
+async fn missing(catalog: &Arc<Catalog>, id: &str) -> Result<Option<DatasetId>, String> {
+    let id: DatasetId = id
         .parse()
         .map_err(|e: simpul_catalog::InvalidDatasetId| e.to_string())?;
-    if catalog
+    let exists = catalog
         .state
         .dataset(&id)
         .await
         .map_err(|e| e.to_string())?
-        .is_some()
-    {
+        .is_some();
+    Ok((!exists).then_some(id))
+}
+
+async fn load_reference_wilayah(catalog: &Arc<Catalog>, config: &Config) -> Result<(), String> {
+    let Some(id) = missing(catalog, "ref.wilayah").await? else {
         return Ok(());
-    }
+    };
     let options = IngestOptions {
         dataset: id,
         // Overwrite, so a start interrupted after the commit cannot load the rows twice.
@@ -153,6 +159,51 @@ async fn load_reference_wilayah(catalog: &Arc<Catalog>, config: &Config) -> Resu
         run: None,
     };
     load_embedded(catalog, "wilayah_3214.csv", WILAYAH_CSV, options).await
+}
+
+/// `ref.luas_wilayah`: the area of every kecamatan and desa, computed from the shipped
+/// boundaries (`geo::Desa::area_km2`). The boundaries are simplified, so the areas are
+/// estimates: the 17 kecamatan add up to about 993 km², some 2% above the 971.72 km² BPS
+/// publishes for the regency.
+async fn load_reference_luas(catalog: &Arc<Catalog>, config: &Config) -> Result<(), String> {
+    let Some(id) = missing(catalog, "ref.luas_wilayah").await? else {
+        return Ok(());
+    };
+    let mut csv = String::from("kode,nama,level,luas_km2\n");
+    for (level, boundaries) in [
+        ("kecamatan", crate::geo::Boundaries::kecamatan()),
+        ("desa_kelurahan", crate::geo::Boundaries::purwakarta()),
+    ] {
+        for area in boundaries.all() {
+            csv.push_str(&format!(
+                "{},\"{}\",{level},{:.2}\n",
+                area.kode,
+                area.nama.replace('"', "\"\""),
+                area.area_km2()
+            ));
+        }
+    }
+    let options = IngestOptions {
+        dataset: id,
+        mode: WriteMode::Overwrite,
+        defaults: DatasetDefaults {
+            title: "Luas kecamatan dan desa/kelurahan Purwakarta (perkiraan)".into(),
+            description: "Luas tiap kecamatan dan desa/kelurahan dalam km², dihitung dari batas wilayah yang \
+                          disederhanakan (cahyadsn/wilayah_boundaries): perkiraan, sekitar 2% di atas angka BPS. \
+                          Area of every kecamatan and desa, estimated from the simplified boundaries."
+                .into(),
+            owner: config.default_owner.clone(),
+            classification: Classification::Public,
+            tags: vec!["referensi".into(), "wilayah".into(), "luas".into()],
+            contract: Contract::Freeze,
+        },
+        schema: SchemaChoice::Infer,
+        actor: SYSTEM_ACTOR.into(),
+        source: "computed from kecamatan_3214.geojson and desa_3214.geojson (shipped with simpul)".into(),
+        upsert_keys: Vec::new(),
+        run: None,
+    };
+    load_embedded(catalog, "luas_wilayah.csv", csv.into_bytes(), options).await
 }
 
 /// The demo's saved query, the same file as `examples/queries/`.
@@ -216,13 +267,13 @@ async fn load_demo(catalog: &Arc<Catalog>) -> Result<(), String> {
 async fn load_embedded(
     catalog: &Arc<Catalog>,
     name: &str,
-    data: &'static [u8],
+    data: impl Into<bytes::Bytes>,
     options: IngestOptions,
 ) -> Result<(), String> {
     let dataset = options.dataset.clone();
     let reader = open_bytes(
         name,
-        bytes::Bytes::from_static(data),
+        data.into(),
         &FileFormat::from_name("csv").unwrap_or(FileFormat::Ndjson),
     )
     .map_err(|e| e.to_string())?;

@@ -63,6 +63,16 @@ impl Desa {
         kecamatan_of(&self.kode)
     }
 
+    /// The area inside the boundary, km², on the sphere (the shipped boundaries have no
+    /// holes, so every ring adds).
+    pub fn area_km2(&self) -> f64 {
+        self.rings
+            .iter()
+            .map(|ring| ring_area_m2(ring))
+            .sum::<f64>()
+            / 1e6
+    }
+
     /// The boundary's rings of `(lng, lat)`.
     pub fn rings(&self) -> &[Vec<(f64, f64)>] {
         &self.rings
@@ -119,6 +129,18 @@ impl Desa {
         }
         best
     }
+}
+
+/// The area of one ring of `(lng, lat)` degrees on the sphere, m² (Chamberlain & Duquette,
+/// "Some algorithms for polygons on a sphere", 2007).
+fn ring_area_m2(ring: &[(f64, f64)]) -> f64 {
+    let mut sum = 0.0;
+    for (i, &(lng1, lat1)) in ring.iter().enumerate() {
+        let (lng2, lat2) = ring[(i + 1) % ring.len()];
+        sum +=
+            (lng2 - lng1).to_radians() * (2.0 + lat1.to_radians().sin() + lat2.to_radians().sin());
+    }
+    (sum * EARTH_RADIUS_M * EARTH_RADIUS_M / 2.0).abs()
 }
 
 /// The kecamatan part of a desa code: `32.14.01.1001` → `32.14.01`.
@@ -252,6 +274,27 @@ impl Boundaries {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kecamatan_and_the_desa_cover_the_same_regency() {
+        let kecamatan: f64 = Boundaries::kecamatan()
+            .all()
+            .iter()
+            .map(Desa::area_km2)
+            .sum();
+        let desa: f64 = Boundaries::purwakarta()
+            .all()
+            .iter()
+            .map(Desa::area_km2)
+            .sum();
+        // BPS publishes 971.72 km²; the simplified boundaries give a little more.
+        assert!((960.0..1010.0).contains(&kecamatan), "{kecamatan}");
+        assert!(
+            (kecamatan - desa).abs() / kecamatan < 0.01,
+            "{kecamatan} vs {desa}"
+        );
+        assert_eq!(Boundaries::kecamatan().all().len(), 17);
+    }
 
     #[test]
     fn haversine_matches_a_known_distance() {

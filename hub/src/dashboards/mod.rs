@@ -19,7 +19,8 @@ use axum::routing::{get, post};
 use crate::server::AppState;
 
 /// The dashboards' built-in saved queries (the modules ship their own KPI queries).
-const QUERIES: [&str; 10] = [
+const QUERIES: [&str; 11] = [
+    include_str!("queries/dasbor_luas_wilayah.toml"),
     include_str!("queries/dasbor_wilayah_kecamatan.toml"),
     include_str!("queries/dasbor_hub_ringkas.toml"),
     include_str!("queries/dasbor_hub_pipeline.toml"),

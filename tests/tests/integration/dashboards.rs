@@ -22,6 +22,47 @@ fn regions() -> Vec<(String, String)> {
         .collect()
 }
 
+/// A kecamatan's area in km² from the shipped GeoJSON, on the sphere (the spherical-excess
+/// sum of Chamberlain & Duquette), written here apart from the hub's own.
+fn kecamatan_area_km2(kode: &str) -> f64 {
+    let geojson: serde_json::Value = serde_json::from_str(include_str!(
+        "../../../hub/reference/kecamatan_3214.geojson"
+    ))
+    .unwrap();
+    let feature = geojson["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["properties"]["kode"] == kode)
+        .unwrap();
+    let geometry = &feature["geometry"];
+    let polygons: Vec<&serde_json::Value> = if geometry["type"] == "Polygon" {
+        vec![&geometry["coordinates"]]
+    } else {
+        geometry["coordinates"].as_array().unwrap().iter().collect()
+    };
+    let radius: f64 = 6_371_008.8;
+    let mut total = 0.0;
+    for polygon in polygons {
+        for ring in polygon.as_array().unwrap() {
+            let points: Vec<(f64, f64)> = ring
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| (p[0].as_f64().unwrap(), p[1].as_f64().unwrap()))
+                .collect();
+            let mut sum = 0.0;
+            for i in 0..points.len() {
+                let (a, b) = (points[i], points[(i + 1) % points.len()]);
+                sum += (b.0 - a.0).to_radians()
+                    * (2.0 + a.1.to_radians().sin() + b.1.to_radians().sin());
+            }
+            total += (sum * radius * radius / 2.0).abs();
+        }
+    }
+    total / 1e6
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(Policy::none())
@@ -96,6 +137,18 @@ async fn a_public_dashboard_counts_what_the_region_list_holds_and_drills_down_on
     assert!(
         page.contains("<title>Purwakarta: 10 wilayah</title>"),
         "hover shows the value"
+    );
+    // The area panel: Kecamatan Purwakarta's area, computed here from the shipped boundary.
+    // One decimal, a comma before it, none when it is zero: as the page writes numbers.
+    let area = format!(
+        "{:.1}",
+        (kecamatan_area_km2("32.14.01") * 100.0).round() / 100.0
+    )
+    .trim_end_matches(".0")
+    .replace('.', ",");
+    assert!(
+        page.contains(&format!("<title>Purwakarta: {area} km²</title>")),
+        "the area of Kecamatan Purwakarta, {area} km²"
     );
     // The personal population dataset is not public: its panel says so instead of failing.
     assert!(
