@@ -335,7 +335,7 @@ fn the_vectorized_verdict_equals_jsonschema_for_every_canonical_schema() {
         // records come out valid: wide schemas get more cases to see enough of both.
         let width = document["properties"].as_object().map_or(0, |p| p.len());
         let mut runner = TestRunner::new(Config {
-            cases: if width > 16 { 1500 } else { 600 },
+            cases: if width > 12 { 2000 } else { 600 },
             failure_persistence: None,
             ..Config::default()
         });
