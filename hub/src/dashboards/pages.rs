@@ -86,7 +86,11 @@ pub(super) async fn index(State(app): State<AppState>, headers: HeaderMap) -> Re
     if viewer.is_none() {
         main.push_str("<p><a href=\"/login?next=/dashboards\">Masuk</a> untuk melihat dasbor yang tidak publik.</p>");
     }
-    if viewer.is_some() && !errors.is_empty() {
+    // The errors name files on the server: for admins.
+    let admin = viewer
+        .as_ref()
+        .is_some_and(|(caller, _)| caller.0.role == Role::Admin);
+    if admin && !errors.is_empty() {
         main.push_str("<h2>Berkas dasbor yang tidak terbaca</h2><ul>");
         for e in &errors {
             let _ = write!(main, "<li><code>{}</code></li>", escape(e));
@@ -312,7 +316,10 @@ async fn open(
         ));
     };
     let viewer = session::viewer(app, headers).await;
+    let runs_queries = |caller: &Caller| matches!(caller.0.role, Role::Analyst | Role::Admin);
     let runner = match (&viewer, dashboard.public) {
+        // A public dashboard shows a producer key what it shows anyone.
+        (Some((caller, _)), true) if !runs_queries(caller) => Runner::Public,
         (Some((caller, _)), _) => Runner::Key(caller.clone()),
         (None, true) => Runner::Public,
         (None, false) => {

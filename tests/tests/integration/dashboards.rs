@@ -371,6 +371,44 @@ async fn other_dashboards_need_a_session_made_from_a_key_with_csrf_checked_forms
         .await
         .unwrap();
     assert!(page.contains("untuk kunci analis atau admin"));
+    let public = http
+        .get(url("/dashboards/ringkasan"))
+        .bearer_auth(&producer)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        public.contains("<p class=\"stat\">") && !public.contains("untuk kunci analis"),
+        "a public dashboard shows a producer what it shows anyone"
+    );
+
+    // A deployment's own dashboard that does not parse is named to admins only.
+    let own = hub.dir.path().join("dashboards");
+    std::fs::create_dir_all(&own).unwrap();
+    std::fs::write(own.join("rusak.toml"), "title = \"Rusak\"\n").unwrap();
+    let listing = |key: String| {
+        let http = http.clone();
+        let target = url("/dashboards");
+        async move {
+            http.get(target)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    assert!(
+        listing(hub.admin_key.clone())
+            .await
+            .contains("rusak.toml: a dashboard needs at least one [[panel]]")
+    );
+    assert!(!listing(analyst.clone()).await.contains("rusak.toml"));
 
     // Logging out needs the session's own token; then the cookie opens nothing.
     let logout = |csrf: String| {
