@@ -63,6 +63,18 @@ fn kecamatan_area_km2(kode: &str) -> f64 {
     total / 1e6
 }
 
+/// A page's HTML, fetched with a `Bearer` key.
+async fn page_as(http: &reqwest::Client, url: impl reqwest::IntoUrl, key: &str) -> String {
+    http.get(url)
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(Policy::none())
@@ -361,25 +373,9 @@ async fn other_dashboards_need_a_session_made_from_a_key_with_csrf_checked_forms
     );
 
     // A producer key may look, but its panels say they are for analysts.
-    let page = http
-        .get(url("/dashboards/pengaduan"))
-        .bearer_auth(&producer)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_as(&http, url("/dashboards/pengaduan"), &producer).await;
     assert!(page.contains("untuk kunci analis atau admin"));
-    let public = http
-        .get(url("/dashboards/ringkasan"))
-        .bearer_auth(&producer)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let public = page_as(&http, url("/dashboards/ringkasan"), &producer).await;
     assert!(
         public.contains("<p class=\"stat\">") && !public.contains("untuk kunci analis"),
         "a public dashboard shows a producer what it shows anyone"
@@ -392,16 +388,7 @@ async fn other_dashboards_need_a_session_made_from_a_key_with_csrf_checked_forms
     let listing = |key: String| {
         let http = http.clone();
         let target = url("/dashboards");
-        async move {
-            http.get(target)
-                .bearer_auth(key)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        }
+        async move { page_as(&http, target, &key).await }
     };
     assert!(
         listing(hub.admin_key.clone())
@@ -452,15 +439,12 @@ async fn the_hub_health_dashboard_shows_admins_the_catalog_and_tells_analysts_it
     let analyst = hub.key("BAPPEDA", "ANALIS", "analyst");
     let listed: serde_json::Value = hub.json("/api/v1/datasets?limit=500").await;
     let total = listed["total"].as_i64().unwrap();
-    let page = http
-        .get(format!("{}/dashboards/kesehatan_hub", hub.url))
-        .bearer_auth(&hub.admin_key)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_as(
+        &http,
+        format!("{}/dashboards/kesehatan_hub", hub.url),
+        &hub.admin_key,
+    )
+    .await;
     assert_eq!(
         stat(&page),
         format!("{total} dataset"),
@@ -470,15 +454,12 @@ async fn the_hub_health_dashboard_shows_admins_the_catalog_and_tells_analysts_it
         !page.contains("tidak punya akses"),
         "an admin reads simpul.*"
     );
-    let page = http
-        .get(format!("{}/dashboards/kesehatan_hub", hub.url))
-        .bearer_auth(&analyst)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_as(
+        &http,
+        format!("{}/dashboards/kesehatan_hub", hub.url),
+        &analyst,
+    )
+    .await;
     assert_eq!(
         page.matches("tidak punya akses").count(),
         7,
