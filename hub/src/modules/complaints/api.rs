@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use simpul_catalog::{Role, timestamp};
 use simpul_schemas::formats::{normalize_kode_wilayah, normalize_nik, normalize_telepon};
 
-use super::{CASE_COLUMNS, CaseRow, Complaints, Kind, NewCase, Transition, case_from_row, db};
+use super::{CASE_COLUMNS, CaseRow, Complaints, Kind, NewCase, Transition, db};
 use crate::api::{ApiError, ApiJson};
 use crate::auth::Caller;
 use crate::server::AppState;
@@ -300,19 +300,12 @@ pub(crate) async fn list(
         sql.push_str(&format!(" AND status = ${}", binds.len()));
     }
     sql.push_str(&format!(" ORDER BY received_at DESC LIMIT {limit}"));
-    let mut statement = sqlx::query(&sql);
-    for bind in &binds {
-        statement = statement.bind(bind);
-    }
-    let rows = statement
-        .fetch_all(module.catalog.state.pool())
-        .await
-        .map_err(db)?;
-    let cases: Vec<Value> = rows
+    let cases: Vec<Value> = module
+        .cases(&sql, &binds)
+        .await?
         .iter()
-        .map(|r| case_from_row(r).map(|c| module.case_json(&c, sees_identity(module, &caller, &c))))
-        .collect::<Result<_, _>>()
-        .map_err(db)?;
+        .map(|c| module.case_json(c, sees_identity(module, &caller, c)))
+        .collect();
     Ok(Json(json!({"cases": cases})))
 }
 
@@ -586,16 +579,17 @@ pub(crate) async fn overdue(
 ) -> Result<Json<Value>, ApiError> {
     let module = module(&app)?;
     let today = crate::calendar::wib_date(Utc::now()).to_string();
-    let rows = sqlx::query(&format!(
-        "SELECT {CASE_COLUMNS} FROM complaint_cases WHERE deadline_duty = 'agency' AND deadline < $1 AND closed_at IS NULL ORDER BY deadline, id"
-    ))
-    .bind(&today)
-    .fetch_all(module.catalog.state.pool())
-    .await
-    .map_err(db)?;
+    let cases = module
+        .cases(
+            &format!(
+                "SELECT {CASE_COLUMNS} FROM complaint_cases WHERE deadline_duty = 'agency' AND deadline < $1 \
+                 AND closed_at IS NULL ORDER BY deadline, id"
+            ),
+            std::slice::from_ref(&today),
+        )
+        .await?;
     let mut by_opd: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for row in &rows {
-        let case = case_from_row(row).map_err(db)?;
+    for case in cases {
         let identity = sees_identity(module, &caller, &case);
         by_opd
             .entry(case.opd.clone().unwrap_or_else(|| "triage".into()))

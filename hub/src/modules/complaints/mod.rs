@@ -78,7 +78,7 @@ pub(crate) const CASE_COLUMNS: &str = "id, kind, channel, category, opd, descrip
      kode_wilayah, lat, lng, address, status, received_at, deadline, deadline_step, deadline_duty, decision, \
      exemption_reason, closed_at, created_by, version, updated_at";
 
-pub(crate) fn case_from_row(row: &AnyRow) -> Result<CaseRow, sqlx::Error> {
+fn case_from_row(row: &AnyRow) -> Result<CaseRow, sqlx::Error> {
     Ok(CaseRow {
         id: row.try_get("id")?,
         kind: row.try_get("kind")?,
@@ -249,6 +249,27 @@ impl Complaints {
             "version": case.version,
             "updated_at": case.updated_at,
         })
+    }
+
+    /// The cases `sql` (a `SELECT {CASE_COLUMNS} FROM complaint_cases …` with `$1…` for
+    /// `binds`) finds.
+    pub(crate) async fn cases(
+        &self,
+        sql: &str,
+        binds: &[String],
+    ) -> Result<Vec<CaseRow>, ApiError> {
+        let mut statement = sqlx::query(sql);
+        for bind in binds {
+            statement = statement.bind(bind);
+        }
+        let rows = statement
+            .fetch_all(self.catalog.state.pool())
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(case_from_row)
+            .collect::<Result<_, _>>()
+            .map_err(db)
     }
 
     /// Reads one case.

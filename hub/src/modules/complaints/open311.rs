@@ -16,7 +16,7 @@ use serde_json::json;
 use simpul_catalog::parse_timestamp;
 
 use super::api::{NewCaseBody, check_new_case, check_schema};
-use super::{CASE_COLUMNS, CaseRow, Complaints, case_from_row, db, workflow};
+use super::{CASE_COLUMNS, CaseRow, Complaints, workflow};
 use crate::api::ApiError;
 use crate::server::AppState;
 
@@ -374,19 +374,12 @@ async fn list(
         None => {}
     }
     sql.push_str(&format!(" ORDER BY received_at DESC LIMIT {MAX_REQUESTS}"));
-    let mut statement = sqlx::query(&sql);
-    for bind in &binds {
-        statement = statement.bind(bind);
-    }
-    let rows = statement
-        .fetch_all(module.catalog.state.pool())
-        .await
-        .map_err(db)?;
-    let requests = rows
+    let requests: Vec<_> = module
+        .cases(&sql, &binds)
+        .await?
         .iter()
-        .map(|r| case_from_row(r).map(|c| module.service_request(&c)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(db)?;
+        .map(|c| module.service_request(c))
+        .collect();
     Ok(Json(requests))
 }
 
