@@ -8,6 +8,7 @@
 //! Knows nothing about HTTP, connectors or pipelines. Data enters through [`Lake::write`]
 //! (one atomic Delta commit) and leaves through [`Catalog::sql_session`] and [`Lake::load`].
 
+mod aggregate;
 mod bus;
 mod changes;
 mod clients;
@@ -38,9 +39,10 @@ mod webhooks;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub use aggregate::AggregateRule;
 pub use bus::{BusIdentity, Member, Subsystem, check_part, valid_part};
 pub use changes::{CHANGE_TYPE, COMMIT_TIMESTAMP, COMMIT_VERSION, ChangeFeed};
-pub use clients::{ApiClient, Role};
+pub use clients::{ApiClient, Role, UserAccount};
 pub use dataset_id::{DatasetId, InvalidDatasetId, REJECTS_SUFFIX};
 pub use error::CatalogError;
 pub use execute::execute;

@@ -10,6 +10,7 @@ use datafusion::scalar::ScalarValue;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+use crate::aggregate::AggregateRule;
 use crate::error::CatalogError;
 use crate::state::{StateStore, parse_timestamp, timestamp};
 
@@ -92,6 +93,10 @@ pub struct QueryDefinition {
     /// The parameters, by name.
     #[serde(default)]
     pub params: BTreeMap<String, QueryParam>,
+    /// Set for a published aggregate ([`AggregateRule`]): it reads every dataset masked and
+    /// suppresses small counts, so callers who cannot read the rows may see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate: Option<AggregateRule>,
 }
 
 /// A stored saved query.
@@ -136,6 +141,9 @@ impl QueryDefinition {
             if let Some(default) = &param.default {
                 param.value(name, &default.as_text())?;
             }
+        }
+        if let Some(rule) = &self.aggregate {
+            rule.check(&self.name)?;
         }
         Ok(())
     }
@@ -226,12 +234,18 @@ impl StateStore {
         let now = timestamp(Utc::now());
         let params = serde_json::to_string(&definition.params)
             .map_err(|e| CatalogError::Invalid(e.to_string()))?;
+        let aggregate = definition
+            .aggregate
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| CatalogError::Invalid(e.to_string()))?;
         let existed = self.saved_query(&definition.name).await?.is_some();
         sqlx::query(
             "INSERT INTO saved_queries (name, description, sql_text, params, source, updated_by, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+             created_at, updated_at, aggregate) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) \
              ON CONFLICT (name) DO UPDATE SET description = $2, sql_text = $3, params = $4, \
-             source = $5, updated_by = $6, updated_at = $7",
+             source = $5, updated_by = $6, updated_at = $7, aggregate = $8",
         )
         .bind(&definition.name)
         .bind(&definition.description)
@@ -240,6 +254,7 @@ impl StateStore {
         .bind(source)
         .bind(actor)
         .bind(now)
+        .bind(aggregate)
         .execute(self.pool())
         .await?;
         Ok(!existed)
@@ -249,7 +264,7 @@ impl StateStore {
     pub async fn saved_query(&self, name: &str) -> Result<Option<SavedQuery>, CatalogError> {
         let row = sqlx::query(
             "SELECT name, description, sql_text, params, source, updated_by, created_at, \
-             updated_at FROM saved_queries WHERE name = $1",
+             updated_at, aggregate FROM saved_queries WHERE name = $1",
         )
         .bind(name)
         .fetch_optional(self.pool())
@@ -261,7 +276,7 @@ impl StateStore {
     pub async fn saved_queries(&self) -> Result<Vec<SavedQuery>, CatalogError> {
         let rows = sqlx::query(
             "SELECT name, description, sql_text, params, source, updated_by, created_at, \
-             updated_at FROM saved_queries ORDER BY name",
+             updated_at, aggregate FROM saved_queries ORDER BY name",
         )
         .fetch_all(self.pool())
         .await?;
@@ -280,6 +295,7 @@ impl StateStore {
 
 fn saved_query(row: &sqlx::any::AnyRow) -> Result<SavedQuery, CatalogError> {
     let params: String = row.try_get("params")?;
+    let aggregate: Option<String> = row.try_get("aggregate")?;
     let at = |column: &str| -> Result<DateTime<Utc>, CatalogError> {
         let text: String = row.try_get(column)?;
         parse_timestamp(&text)
@@ -292,6 +308,11 @@ fn saved_query(row: &sqlx::any::AnyRow) -> Result<SavedQuery, CatalogError> {
             sql: row.try_get("sql_text")?,
             params: serde_json::from_str(&params)
                 .map_err(|e| CatalogError::State(format!("saved query params: {e}")))?,
+            aggregate: aggregate
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| CatalogError::State(format!("saved query aggregate: {e}")))?,
         },
         source: row.try_get("source")?,
         updated_by: row.try_get("updated_by")?,

@@ -45,14 +45,14 @@ pub fn key_hash(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-fn new_key() -> String {
+pub(crate) fn new_key() -> String {
     format!(
         "{KEY_PREFIX}{}",
         Alphanumeric.sample_string(&mut rand::rng(), 40)
     )
 }
 
-fn valid_client_id(id: &str) -> bool {
+pub(crate) fn valid_client_id(id: &str) -> bool {
     let mut chars = id.chars();
     matches!(chars.next(), Some('a'..='z' | '0'..='9'))
         && id.len() <= 64
@@ -66,11 +66,8 @@ pub async fn issue_key(
     request: &NewKey,
     actor: &str,
 ) -> Result<(ApiClient, String), CatalogError> {
-    let member = request.member.to_uppercase();
-    let subsystem = request.subsystem.to_uppercase();
-    check_part("member", &member)?;
-    check_part("subsystem", &subsystem)?;
-    state.require_subsystem(&member, &subsystem).await?;
+    let (member, subsystem) =
+        registered_subsystem(state, &request.member, &request.subsystem).await?;
     let id = match &request.id {
         Some(id) if valid_client_id(id) => {
             if state.client(id).await?.is_some() {
@@ -98,15 +95,38 @@ pub async fn issue_key(
     };
     let key = new_key();
     state.insert_client(&client, &key_hash(&key)).await?;
+    audit_new_client(state, actor, "key.create", &client).await?;
+    Ok((client, key))
+}
+
+/// A member and subsystem, upper-cased, once they are checked to be registered.
+pub(crate) async fn registered_subsystem(
+    state: &StateStore,
+    member: &str,
+    subsystem: &str,
+) -> Result<(String, String), CatalogError> {
+    let (member, subsystem) = (member.to_uppercase(), subsystem.to_uppercase());
+    check_part("member", &member)?;
+    check_part("subsystem", &subsystem)?;
+    state.require_subsystem(&member, &subsystem).await?;
+    Ok((member, subsystem))
+}
+
+/// Records that `actor` made `client` (`key.create`, `user.create`).
+pub(crate) async fn audit_new_client(
+    state: &StateStore,
+    actor: &str,
+    action: &str,
+    client: &ApiClient,
+) -> Result<(), CatalogError> {
     state
         .audit(
             actor,
-            "key.create",
+            action,
             &client.id,
             serde_json::json!({"member": client.member, "subsystem": client.subsystem, "role": client.role}),
         )
-        .await?;
-    Ok((client, key))
+        .await
 }
 
 async fn free_client_id(state: &StateStore, request: &NewKey) -> Result<String, CatalogError> {
@@ -132,10 +152,20 @@ async fn free_client_id(state: &StateStore, request: &NewKey) -> Result<String, 
 
 /// Revokes a key; its holder gets 401 from the next request on.
 pub async fn revoke_key(state: &StateStore, id: &str, actor: &str) -> Result<bool, CatalogError> {
+    revoke_client(state, id, actor, "key.revoke").await
+}
+
+/// Revokes a client and records `action` if it was active.
+pub(crate) async fn revoke_client(
+    state: &StateStore,
+    id: &str,
+    actor: &str,
+    action: &str,
+) -> Result<bool, CatalogError> {
     let revoked = state.revoke_client(id).await?;
     if revoked {
         state
-            .audit(actor, "key.revoke", id, serde_json::json!({}))
+            .audit(actor, action, id, serde_json::json!({}))
             .await?;
     }
     Ok(revoked)

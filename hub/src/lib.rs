@@ -36,5 +36,6 @@ pub mod schemas;
 pub mod server;
 pub mod sms;
 pub mod telemetry;
+pub mod users;
 pub mod web;
 pub mod webhooks;

@@ -31,6 +31,9 @@ pub async fn check(
     let planned = catalog
         .plan_read_query(&definition.sql, settings, &SqlAccess::full(FOLDER_ACTOR))
         .await?;
+    if let Some(rule) = &definition.aggregate {
+        rule.check_plan(&definition.name, planned.frame.logical_plan())?;
+    }
     let used: Vec<String> = planned
         .frame
         .logical_plan()

@@ -47,6 +47,8 @@ pub struct AppInner {
     pub complaints: Option<Arc<crate::modules::complaints::Complaints>>,
     /// The web pages' login sessions.
     pub sessions: crate::dashboards::session::Sessions,
+    /// Wrong passwords per user name, shared by the login form and SQL.
+    pub logins: crate::users::LoginThrottle,
 }
 
 impl std::ops::Deref for AppState {
@@ -115,6 +117,7 @@ impl AppState {
             semar,
             complaints,
             sessions: crate::dashboards::session::Sessions::default(),
+            logins: crate::users::LoginThrottle::default(),
             opmon,
             signer,
             messagelog,

@@ -15,6 +15,7 @@ pub(crate) mod queries;
 pub(crate) mod records;
 mod schemas;
 pub(crate) mod sql;
+mod users;
 mod webhooks;
 
 use axum::Router;
@@ -65,6 +66,12 @@ api_routes! {
         post keys::create: "Issue a key for a registered subsystem; admins",
     }
     "/keys/{id}" => { delete keys::revoke: "Revoke a client's key; admins" }
+    "/users" => {
+        get users::list: "User accounts (never their passwords); admins",
+        post users::create: "Make a user account that logs in with a password (web pages, PostgreSQL); admins",
+    }
+    "/users/{id}" => { delete users::revoke: "Revoke a user account; its sessions end; admins" }
+    "/users/{id}/password" => { put users::password: "Set a user account's password; admins" }
     "/pipelines" => { get pipelines::list: "Pipelines with schedule, newest run, failing state and freshness" }
     "/pipelines/{name}" => { get pipelines::show: "One pipeline" }
     "/pipelines/{name}/runs" => {

@@ -23,6 +23,8 @@ use crate::server::AppState;
 const CACHE_HEADER: &str = "simpul-cache";
 /// Header: the table versions the result was read from.
 const VERSIONS_HEADER: &str = "simpul-versions";
+/// Header: of a published aggregate, the count below which rows are suppressed.
+const SUPPRESSED_HEADER: &str = "simpul-suppressed-below";
 
 const READERS: [Role; 2] = [Role::Analyst, Role::Admin];
 
@@ -42,6 +44,12 @@ pub(super) async fn save(
     ApiJson(mut definition): ApiJson<QueryDefinition>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(&READERS, "saving queries")?;
+    if definition.aggregate.is_some() {
+        caller.require(
+            &[Role::Admin],
+            "saving a published aggregate (it reads data its callers may not)",
+        )?;
+    }
     if definition.name.is_empty() {
         definition.name = name.clone();
     }
@@ -114,6 +122,12 @@ pub(super) async fn run(
         HeaderValue::from_static(if started.hit { "hit" } else { "miss" }),
     );
     if let Some(value) = started
+        .suppressed_below
+        .and_then(|n| HeaderValue::from_str(&n.to_string()).ok())
+    {
+        headers.insert(HeaderName::from_static(SUPPRESSED_HEADER), value);
+    }
+    if let Some(value) = started
         .versions
         .and_then(|v| HeaderValue::from_str(&v.join(", ")).ok())
     {
@@ -132,6 +146,26 @@ pub(crate) struct StartedSaved {
     pub versions: Option<Vec<String>>,
     /// When the query must be done.
     pub deadline: tokio::time::Instant,
+    /// For a published aggregate, the count below which rows are suppressed.
+    pub suppressed_below: Option<u64>,
+}
+
+/// `stream` with the small cells of each batch suppressed by `rule`.
+fn suppressed(
+    stream: datafusion::execution::SendableRecordBatchStream,
+    rule: simpul_catalog::AggregateRule,
+) -> datafusion::execution::SendableRecordBatchStream {
+    let schema = rule.output_schema(&stream.schema());
+    let out = schema.clone();
+    Box::pin(RecordBatchStreamAdapter::new(
+        schema,
+        stream.map(move |batch| {
+            batch.and_then(|b| {
+                rule.suppress(&b, &out)
+                    .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+            })
+        }),
+    ))
 }
 
 /// Starts saved query `name` with `given` parameters for `client_id` with `access`: through
@@ -152,6 +186,11 @@ pub(crate) async fn start_saved(
         .ok_or_else(|| ApiError::not_found(format!("there is no saved query '{name}'")))?;
     let definition = saved.definition;
     let params = definition.bind(given)?;
+    // A published aggregate reads as its own rule says, whoever asks.
+    let access = match &definition.aggregate {
+        Some(_) => simpul_catalog::SqlAccess::aggregate(client_id),
+        None => access,
+    };
     let ticket = QueryTicket::new(
         &app.catalog.state,
         client_id,
@@ -166,6 +205,9 @@ pub(crate) async fn start_saved(
             .catalog
             .plan_read_query(&definition.sql, &app.session_settings(), &access)
             .await?;
+        if let Some(rule) = &definition.aggregate {
+            rule.check_plan(&definition.name, planned.frame.logical_plan())?;
+        }
         let versions = table_versions(&app.catalog, &planned.tables).await?;
         let frame = planned.frame.with_param_values(params.clone())?;
         let frame = simpul_catalog::limit_rows(frame, limits.row_limit + 1)?;
@@ -187,9 +229,14 @@ pub(crate) async fn start_saved(
         Some(principal) => Some(app.catalog.state.rights_of(principal).await?),
         None => None,
     };
+    // The rule is part of what the result is, beside the text.
+    let text = match &definition.aggregate {
+        Some(rule) => format!("{}\n-- aggregate {rule:?}", definition.sql),
+        None => definition.sql.clone(),
+    };
     let key = versions
         .as_ref()
-        .map(|v| cache_key(&definition.sql, &params, &access, rights.as_ref(), v));
+        .map(|v| cache_key(&text, &params, &access, rights.as_ref(), v));
     let cached = key.as_deref().and_then(|k| app.query_cache.get(k));
     let hit = cached.is_some();
     let stream = match cached {
@@ -197,9 +244,15 @@ pub(crate) async fn start_saved(
             result.schema.clone(),
             futures::stream::iter(result.batches.clone().into_iter().map(Ok)),
         )) as datafusion::execution::SendableRecordBatchStream,
-        None => simpul_catalog::execute(frame)
-            .await
-            .map_err(ApiError::from)?,
+        None => {
+            let stream = simpul_catalog::execute(frame)
+                .await
+                .map_err(ApiError::from)?;
+            match &definition.aggregate {
+                Some(rule) => suppressed(stream, rule.clone()),
+                None => stream,
+            }
+        }
     };
     let mut stream = ticket.stream(stream, StreamLimits::configured(limits, deadline, permit));
     if !hit && let Some(key) = key {
@@ -210,6 +263,7 @@ pub(crate) async fn start_saved(
         hit,
         versions,
         deadline,
+        suppressed_below: definition.aggregate.map(|rule| rule.min_count),
     })
 }
 

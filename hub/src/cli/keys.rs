@@ -9,21 +9,11 @@ use crate::config::Config;
 pub(super) enum KeysCommand {
     /// Issue a key. The key alone is printed on stdout; it is not shown again.
     Create {
-        /// Member (OPD) code, e.g. DINKES.
-        #[arg(long)]
-        member: String,
-        /// The member's system, e.g. SEMAR.
-        #[arg(long)]
-        subsystem: String,
-        /// producer, analyst or admin.
-        #[arg(long, value_parser = ["producer", "analyst", "admin"])]
-        role: String,
+        #[command(flatten)]
+        client: ClientArgs,
         /// Client id (default: member-subsystem, lowercase).
         #[arg(long)]
         id: Option<String>,
-        /// Who holds the key.
-        #[arg(long, default_value = "")]
-        description: String,
     },
     /// List clients (never their keys).
     List,
@@ -34,23 +24,40 @@ pub(super) enum KeysCommand {
     },
 }
 
+/// Who a new key or user account is: its member, subsystem and role.
+#[derive(Debug, clap::Args)]
+pub(super) struct ClientArgs {
+    /// Member (OPD) code, e.g. DINKES.
+    #[arg(long)]
+    pub member: String,
+    /// The member's system, e.g. SEMAR.
+    #[arg(long)]
+    pub subsystem: String,
+    /// producer, analyst or admin.
+    #[arg(long, value_parser = ["producer", "analyst", "admin"])]
+    pub role: String,
+    /// Who holds it.
+    #[arg(long, default_value = "")]
+    pub description: String,
+}
+
+impl ClientArgs {
+    pub fn role(&self) -> Result<Role, String> {
+        self.role.parse::<Role>().map_err(|e| e.to_string())
+    }
+}
+
 pub(super) async fn run(config: Config, command: KeysCommand) -> Result<(), String> {
     let catalog = bootstrap::open_catalog(&config).await?;
     let actor = super::cli_actor();
     match command {
-        KeysCommand::Create {
-            member,
-            subsystem,
-            role,
-            id,
-            description,
-        } => {
+        KeysCommand::Create { client, id } => {
             let request = NewKey {
                 id,
-                member,
-                subsystem,
-                role: role.parse::<Role>().map_err(|e| e.to_string())?,
-                description,
+                role: client.role()?,
+                member: client.member,
+                subsystem: client.subsystem,
+                description: client.description,
             };
             let (client, key) = issue_key(&catalog.state, &request, &actor)
                 .await

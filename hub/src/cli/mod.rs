@@ -10,6 +10,7 @@ mod schemas;
 mod semar;
 mod serve;
 mod sql;
+mod users;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -63,6 +64,11 @@ enum Command {
         #[command(subcommand)]
         command: keys::KeysCommand,
     },
+    /// Make, list and revoke user accounts (people who log in with a password).
+    Users {
+        #[command(subcommand)]
+        command: users::UsersCommand,
+    },
     /// Register and list the bus's members and subsystems.
     Bus {
         #[command(subcommand)]
@@ -115,6 +121,7 @@ fn run(cli: Cli) -> Result<(), String> {
             Command::Sql(args) => sql::run(config, args).await,
             Command::Datasets { command } => datasets::run(config, command).await,
             Command::Keys { command } => keys::run(config, command).await,
+            Command::Users { command } => users::run(config, command).await,
             Command::Bus { command } => bus::run(config, command).await,
             Command::Messagelog { command } => messagelog::run(config, command).await,
             Command::Pipelines { command } => pipelines::run(config, command).await,

@@ -93,6 +93,10 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
             "try: psql \"postgresql://admin:{key_hint}@{pg_address}/simpul\" -c \"select nama from ref.wilayah where level = 'kecamatan' order by kode\""
         );
     }
+    let _ = writeln!(
+        out,
+        "accounts: people log in at http://{address}/login and to PostgreSQL with a user account: simpul users add --help"
+    );
     if first_start.admin_key.is_some() {
         let _ = writeln!(out, "note: the admin key is shown only once; keep it safe");
     }

@@ -46,15 +46,25 @@ pub struct Dashboard {
     #[serde(default)]
     pub refresh_secs: u64,
     /// A module that must be enabled for the dashboard to be listed (`semar`,
-    /// `complaints`).
+    /// `complaints`); another name is refused.
     #[serde(default)]
-    pub requires: Option<String>,
+    pub requires: Option<Module>,
     /// Which filters the page offers.
     #[serde(default)]
     pub filters: Filters,
     /// The panels, in order.
     #[serde(default, rename = "panel")]
     pub panels: Vec<Panel>,
+}
+
+/// A module a dashboard can depend on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Module {
+    /// SEMAR, the ambulance module.
+    Semar,
+    /// PLIPMAS and La Pewarta.
+    Complaints,
 }
 
 /// The filters of a dashboard page. Each is passed to a panel's query as the parameter of
@@ -245,5 +255,26 @@ mod tests {
         );
         let error = Dashboard::parse("X-1", "X-1.toml", "title = \"x\"").unwrap_err();
         assert!(error.contains("file name"), "{error}");
+    }
+
+    #[test]
+    fn a_dashboard_requires_only_modules_that_exist() {
+        let panel = "[[panel]]\ntitle = \"n\"\nquery = \"q\"\nvisual = \"table\"\n";
+        let ok = Dashboard::parse(
+            "x",
+            "x.toml",
+            &format!("title = \"x\"\nrequires = \"semar\"\n{panel}"),
+        );
+        assert_eq!(ok.unwrap().requires, Some(Module::Semar));
+        let error = Dashboard::parse(
+            "x",
+            "x.toml",
+            &format!("title = \"x\"\nrequires = \"ambulans\"\n{panel}"),
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("x.toml") && error.contains("ambulans"),
+            "{error}"
+        );
     }
 }

@@ -12,7 +12,7 @@ use futures::TryStreamExt;
 use serde::Deserialize;
 use simpul_catalog::{Role, SqlAccess};
 
-use super::definition::{self, Dashboard, Visual};
+use super::definition::{self, Dashboard, Module, Visual};
 use super::map::MapContext;
 use super::render::{self, Row, escape};
 use super::session::{self, CSRF_COOKIE, LIFETIME, SESSION_COOKIE};
@@ -20,6 +20,7 @@ use crate::auth::Caller;
 use crate::calendar::wib_date;
 use crate::geo::Boundaries;
 use crate::server::AppState;
+use crate::users::LoginRefused;
 use crate::web::{Site, html};
 
 const STYLE: &str = include_str!("style.css");
@@ -53,10 +54,10 @@ fn dashboards(app: &AppState) -> (Vec<Dashboard>, Vec<String>) {
     let (all, errors) = definition::load(&app.config.effective_dashboards_dir());
     let offered = all
         .into_iter()
-        .filter(|d| match d.requires.as_deref() {
-            Some("semar") => app.semar.is_some(),
-            Some("complaints") => app.complaints.is_some(),
-            _ => true,
+        .filter(|d| match d.requires {
+            Some(Module::Semar) => app.semar.is_some(),
+            Some(Module::Complaints) => app.complaints.is_some(),
+            None => true,
         })
         .collect();
     (offered, errors)
@@ -237,7 +238,8 @@ fn filter_form(dashboard: &Dashboard, selection: &Selection) -> String {
 
 /// What one panel's query gave.
 enum Outcome {
-    Rows(Vec<Row>),
+    /// The rows, and for a published aggregate the count below which cells are hidden.
+    Rows(Vec<Row>, Option<u64>),
     /// Shown instead of the panel's picture.
     Refused(String),
 }
@@ -281,9 +283,11 @@ async fn run_panel(
         match crate::api::queries::start_saved(app, &client_id, access, query, &params).await {
             Ok(started) => started,
             Err(e) if e.detail().contains("not found") || e.status() == StatusCode::FORBIDDEN => {
-                return Outcome::Refused(
-                    "Anda tidak punya akses ke data panel ini (atau datanya belum ada).".into(),
-                );
+                return Outcome::Refused(if definition.aggregate.is_some() {
+                    "Data panel ini belum ada di hub.".into()
+                } else {
+                    "Anda tidak punya akses ke data panel ini (atau datanya belum ada).".into()
+                });
             }
             Err(e) => return Outcome::Refused(format!("Panel ini gagal: {}", e.detail())),
         };
@@ -295,7 +299,7 @@ async fn run_panel(
         Err(_) => return Outcome::Refused("Panel ini melewati batas waktu kueri.".into()),
     };
     match crate::modules::json_rows(&batches) {
-        Ok(rows) => Outcome::Rows(rows),
+        Ok(rows) => Outcome::Rows(rows, started.suppressed_below),
         Err(e) => Outcome::Refused(format!("Panel ini gagal: {e}")),
     }
 }
@@ -339,15 +343,9 @@ async fn open(
 /// Lands what the dashboard's module changed since its last export round, so the page is
 /// current; a failure leaves the page one round behind, and is logged.
 async fn fresh(app: &AppState, dashboard: &Dashboard) {
-    let landed = match dashboard.requires.as_deref() {
-        Some("semar") => match &app.semar {
-            Some(semar) => semar.export().await,
-            None => Ok(0),
-        },
-        Some("complaints") => match &app.complaints {
-            Some(complaints) => complaints.export().await,
-            None => Ok(0),
-        },
+    let landed = match (dashboard.requires, &app.semar, &app.complaints) {
+        (Some(Module::Semar), Some(semar), _) => semar.export().await,
+        (Some(Module::Complaints), _, Some(complaints)) => complaints.export().await,
         _ => Ok(0),
     };
     if let Err(e) = landed {
@@ -416,8 +414,15 @@ pub(super) async fn show(
             let _ = write!(main, "<p class=\"note\">{}</p>", escape(&panel.description));
         }
         match outcome {
-            Outcome::Rows(rows) => {
+            Outcome::Rows(rows, suppressed_below) => {
                 main.push_str(&render::visual(panel, &rows, &map));
+                if let Some(n) = suppressed_below {
+                    let _ = write!(
+                        main,
+                        "<p class=\"note\">Angka yang mewakili kurang dari {n} catatan disembunyikan (kosong) \
+                         untuk melindungi data pribadi. Counts below {n} are suppressed.</p>"
+                    );
+                }
                 if panel.visual != Visual::Table && !rows.is_empty() {
                     let _ = write!(
                         main,
@@ -496,7 +501,7 @@ pub(super) async fn panel_csv(
     )
     .await
     {
-        Outcome::Rows(rows) => {
+        Outcome::Rows(rows, _) => {
             let mut response = render::csv(&rows).into_response();
             let headers = response.headers_mut();
             headers.insert(
@@ -545,15 +550,23 @@ fn login_page(next: &str, csrf: &str, message: Option<&str>) -> String {
     let note = message.map_or(String::new(), |m| {
         format!("<p class=\"refused\" role=\"alert\">{}</p>", escape(m))
     });
-    let main = format!(
-        "<h1>Masuk</h1>{note}<p>Masukkan kunci API Anda (dari admin hub). Kunci hanya dipakai sekali untuk membuat sesi; \
-         yang disimpan di peramban hanya kuki sesi.</p>\
-         <form method=\"post\" action=\"/login\" class=\"login\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"next\" value=\"{}\">\
-         <label for=\"key\">Kunci API</label><input id=\"key\" name=\"key\" type=\"password\" autocomplete=\"off\" required>\
-         <button type=\"submit\">Masuk</button></form>",
+    let hidden = format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"next\" value=\"{}\">",
         escape(csrf),
         escape(next)
+    );
+    let main = format!(
+        "<h1>Masuk</h1>{note}\
+         <section aria-labelledby=\"with-account\"><h2 id=\"with-account\">Dengan akun</h2>\
+         <form method=\"post\" action=\"/login\" class=\"login\">{hidden}\
+         <label for=\"user\">Nama pengguna</label><input id=\"user\" name=\"user\" autocomplete=\"username\" autocapitalize=\"none\" required>\
+         <label for=\"password\">Kata sandi</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+         <button type=\"submit\">Masuk</button></form></section>\
+         <section aria-labelledby=\"with-key\"><h2 id=\"with-key\">Dengan kunci API</h2>\
+         <p>Kunci dari admin hub hanya dipakai sekali untuk membuat sesi; yang disimpan di peramban hanya kuki sesi.</p>\
+         <form method=\"post\" action=\"/login\" class=\"login\">{hidden}\
+         <label for=\"key\">Kunci API</label><input id=\"key\" name=\"key\" type=\"password\" autocomplete=\"off\" required>\
+         <button type=\"submit\">Masuk dengan kunci</button></form></section>"
     );
     page("Masuk", "", &main, 0)
 }
@@ -578,67 +591,98 @@ pub(super) async fn login_form(Query(query): Query<NextQuery>, headers: HeaderMa
 
 #[derive(Debug, Deserialize)]
 pub(super) struct LoginForm {
+    #[serde(default)]
     key: String,
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    password: String,
     csrf: String,
     #[serde(default)]
     next: Option<String>,
 }
 
-/// `POST /login`: the key becomes a session cookie.
+/// `POST /login`: a user name and password, or a key, becomes a session cookie.
 pub(super) async fn login(
     State(app): State<AppState>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
     let next = safe_next(form.next.as_deref());
+    let refuse = |status: StatusCode, message: &str| {
+        html(status, login_page(&next, &form.csrf, Some(message)))
+    };
     let expected = session::cookie(&headers, CSRF_COOKIE);
     if expected.as_deref() != Some(form.csrf.as_str()) || form.csrf.is_empty() {
-        return html(
+        return refuse(
             StatusCode::FORBIDDEN,
-            login_page(
-                &next,
-                &form.csrf,
-                Some(
-                    "Formulir ini kedaluwarsa atau tidak berasal dari hub ini. Muat ulang halaman dan coba lagi.",
-                ),
-            ),
+            "Formulir ini kedaluwarsa atau tidak berasal dari hub ini. Muat ulang halaman dan coba lagi.",
         );
     }
-    let hash = crate::auth::key_hash(form.key.trim());
-    let client = match app.catalog.state.active_client_by_key_hash(&hash).await {
-        Ok(Some(client)) => client,
-        Ok(None) => {
-            return html(
-                StatusCode::UNAUTHORIZED,
-                login_page(
-                    &next,
-                    &form.csrf,
-                    Some("Kunci API tidak dikenal atau sudah dicabut."),
-                ),
-            );
+    let state = &app.catalog.state;
+    let client = if !form.user.trim().is_empty() {
+        match app
+            .logins
+            .login(state, &form.user, &form.password, "dashboards")
+            .await
+        {
+            Ok(Ok(client)) => client,
+            Ok(Err(LoginRefused::Wrong)) => {
+                return refuse(
+                    StatusCode::UNAUTHORIZED,
+                    "Nama pengguna atau kata sandi salah, atau akun sudah dicabut.",
+                );
+            }
+            Ok(Err(LoginRefused::Locked(left))) => {
+                let minutes = left.as_secs().div_ceil(60).max(1);
+                return refuse(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    &format!(
+                        "Terlalu banyak kata sandi salah untuk nama pengguna ini. Coba lagi dalam {minutes} menit."
+                    ),
+                );
+            }
+            Err(e) => {
+                return error_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Tidak bisa masuk",
+                    &e.to_string(),
+                );
+            }
         }
-        Err(e) => {
-            return error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Tidak bisa masuk",
-                &e.to_string(),
-            );
+    } else {
+        let hash = crate::auth::key_hash(form.key.trim());
+        match state.active_client_by_key_hash(&hash).await {
+            Ok(Some(client)) => {
+                if let Err(e) = state
+                    .audit(
+                        &client.id,
+                        "session.login",
+                        &client.id,
+                        serde_json::json!({"via": "dashboards"}),
+                    )
+                    .await
+                {
+                    tracing::warn!(error = %e, "auditing a login failed");
+                }
+                client
+            }
+            Ok(None) => {
+                return refuse(
+                    StatusCode::UNAUTHORIZED,
+                    "Kunci API tidak dikenal atau sudah dicabut.",
+                );
+            }
+            Err(e) => {
+                return error_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Tidak bisa masuk",
+                    &e.to_string(),
+                );
+            }
         }
     };
-    if let Err(e) = app
-        .catalog
-        .state
-        .audit(
-            &client.id,
-            "session.login",
-            &client.id,
-            serde_json::json!({"via": "dashboards"}),
-        )
-        .await
-    {
-        tracing::warn!(error = %e, "auditing a login failed");
-    }
-    let (cookie, _) = app.sessions.open(hash);
+    let (cookie, _) = app.sessions.open(client.id);
     let mut response = StatusCode::SEE_OTHER.into_response();
     let secure = session::secure(&headers);
     let headers = response.headers_mut();

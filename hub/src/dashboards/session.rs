@@ -1,6 +1,7 @@
-//! Logging in to the web pages: an API key, given once in a form, becomes a session cookie
-//! (`HttpOnly`, `SameSite=Strict`). Sessions live in the process (a restart logs everyone
-//! out) and keep only the key's hash, so a revoked key ends its sessions at the next page.
+//! Logging in to the web pages: an API key or a user name and password (`crate::users`), given
+//! once in a form, becomes a session cookie (`HttpOnly`, `SameSite=Strict`). Sessions live in
+//! the process (a restart logs everyone out) and keep only the client id, which is looked up
+//! at every page, so revoking a key or an account ends its sessions at the next page.
 //! Forms carry a CSRF token: the login form's matches a cookie set with the form
 //! (double submit), the logout form's is the session's own.
 
@@ -25,7 +26,7 @@ pub const LIFETIME: Duration = Duration::from_secs(8 * 3600);
 const MAX_SESSIONS: usize = 10_000;
 
 struct Session {
-    key_hash: String,
+    client_id: String,
     csrf: String,
     made: Instant,
 }
@@ -48,8 +49,8 @@ fn digest(token: &str) -> String {
 }
 
 impl Sessions {
-    /// A new session for the key with `key_hash`: `(cookie token, CSRF token)`.
-    pub fn open(&self, key_hash: String) -> (String, String) {
+    /// A new session for the client `client_id`: `(cookie token, CSRF token)`.
+    pub fn open(&self, client_id: String) -> (String, String) {
         let (cookie, csrf) = (token(), token());
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         held.retain(|_, s| s.made.elapsed() < LIFETIME);
@@ -64,7 +65,7 @@ impl Sessions {
         held.insert(
             digest(&cookie),
             Session {
-                key_hash,
+                client_id,
                 csrf: csrf.clone(),
                 made: Instant::now(),
             },
@@ -72,12 +73,12 @@ impl Sessions {
         (cookie, csrf)
     }
 
-    /// The key hash and CSRF token of a live session.
+    /// The client id and CSRF token of a live session.
     fn find(&self, cookie: &str) -> Option<(String, String)> {
         let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         held.get(&digest(cookie))
             .filter(|s| s.made.elapsed() < LIFETIME)
-            .map(|s| (s.key_hash.clone(), s.csrf.clone()))
+            .map(|s| (s.client_id.clone(), s.csrf.clone()))
     }
 
     /// Ends a session.
@@ -112,20 +113,22 @@ pub async fn viewer(app: &AppState, headers: &HeaderMap) -> Option<(Caller, Opti
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(|k| key_hash(k.trim()));
-    let (hash, csrf) = match bearer {
-        Some(hash) => (hash, None),
-        None => {
-            let (hash, csrf) = app.sessions.find(&cookie(headers, SESSION_COOKIE)?)?;
-            (hash, Some(csrf))
+    let state = &app.catalog.state;
+    match bearer {
+        Some(hash) => {
+            let client = state.active_client_by_key_hash(&hash).await.ok()??;
+            Some((Caller(client), None))
         }
-    };
-    let client = app
-        .catalog
-        .state
-        .active_client_by_key_hash(&hash)
-        .await
-        .ok()??;
-    Some((Caller(client), csrf))
+        None => {
+            let (id, csrf) = app.sessions.find(&cookie(headers, SESSION_COOKIE)?)?;
+            let client = state
+                .client(&id)
+                .await
+                .ok()?
+                .filter(|c| c.revoked_at.is_none())?;
+            Some((Caller(client), Some(csrf)))
+        }
+    }
 }
 
 /// Whether requests come in over HTTPS (directly or through a proxy that says so): then
@@ -153,8 +156,11 @@ mod tests {
     #[test]
     fn a_session_is_found_by_its_cookie_and_ends_when_closed() {
         let sessions = Sessions::default();
-        let (cookie, csrf) = sessions.open("hash".into());
-        assert_eq!(sessions.find(&cookie), Some(("hash".into(), csrf)));
+        let (cookie, csrf) = sessions.open("bappeda-analis".into());
+        assert_eq!(
+            sessions.find(&cookie),
+            Some(("bappeda-analis".into(), csrf))
+        );
         assert_eq!(sessions.find("not-a-session"), None);
         sessions.close(&cookie);
         assert_eq!(sessions.find(&cookie), None);

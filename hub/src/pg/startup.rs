@@ -26,6 +26,7 @@ use simpul_catalog::{ApiClient, Role};
 use super::catalog::ConnectionCatalog;
 use crate::auth::key_hash;
 use crate::server::AppState;
+use crate::users::LoginRefused;
 
 /// What a connection carries after authentication.
 pub(super) struct PgSession {
@@ -68,26 +69,45 @@ impl KeyStartup {
                 message,
             )))
         };
-        let client = self
-            .app
-            .catalog
-            .state
+        let state = &self.app.catalog.state;
+        let by_key = state
             .active_client_by_key_hash(&key_hash(key.trim()))
             .await
-            .map_err(|e| PgWireError::ApiError(Box::new(e)))?
-            .ok_or_else(|| {
-                refused(format!(
-                    "password authentication failed for user \"{user}\": the password must be \
-                     an API key that is not revoked (simpul keys list shows the ids)"
-                ))
-            })?;
-        if client.id != user {
-            return Err(refused(format!(
-                "password authentication failed for user \"{user}\": this key belongs to \
-                 client \"{}\"; connect with that user name",
-                client.id
-            )));
-        }
+            .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+        let client = match by_key {
+            Some(client) if client.id != user => {
+                return Err(refused(format!(
+                    "password authentication failed for user \"{user}\": this key belongs to \
+                     client \"{}\"; connect with that user name",
+                    client.id
+                )));
+            }
+            Some(client) => client,
+            // Not a key: a user account's password, then.
+            None => match self
+                .app
+                .logins
+                .login(state, user, key, "postgres")
+                .await
+                .map_err(|e| PgWireError::ApiError(Box::new(e)))?
+            {
+                Ok(client) => client,
+                Err(LoginRefused::Wrong) => {
+                    return Err(refused(format!(
+                        "password authentication failed for user \"{user}\": the password must be \
+                         an API key that is not revoked (simpul keys list shows the ids), or the \
+                         password of user account \"{user}\""
+                    )));
+                }
+                Err(LoginRefused::Locked(left)) => {
+                    return Err(refused(format!(
+                        "password authentication failed for user \"{user}\": too many wrong \
+                         passwords; try again in {} minutes",
+                        left.as_secs().div_ceil(60).max(1)
+                    )));
+                }
+            },
+        };
         if client.role == Role::Producer {
             return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
                 "FATAL".into(),

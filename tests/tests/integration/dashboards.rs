@@ -75,7 +75,7 @@ async fn page_as(http: &reqwest::Client, url: impl reqwest::IntoUrl, key: &str) 
         .unwrap()
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(Policy::none())
         .build()
@@ -88,7 +88,7 @@ fn stat(page: &str) -> String {
 }
 
 /// The `name=value` of a `Set-Cookie` header named `name`, with its attributes.
-fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+pub(crate) fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
     response
         .headers()
         .get_all("set-cookie")
@@ -99,7 +99,7 @@ fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
 }
 
 /// A form body, as a browser sends it.
-fn encode(fields: &[(&str, String)]) -> String {
+pub(crate) fn encode(fields: &[(&str, String)]) -> String {
     let mut body = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in fields {
         body.append_pair(k, v);
@@ -107,7 +107,7 @@ fn encode(fields: &[(&str, String)]) -> String {
     body.finish()
 }
 
-fn hidden(page: &str, name: &str) -> String {
+pub(crate) fn hidden(page: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = page.find(&marker).expect("the hidden field") + marker.len();
     page[start..].split('"').next().unwrap().to_string()
@@ -162,10 +162,10 @@ async fn a_public_dashboard_counts_what_the_region_list_holds_and_drills_down_on
         page.contains(&format!("<title>Purwakarta: {area} km²</title>")),
         "the area of Kecamatan Purwakarta, {area} km²"
     );
-    // The personal population dataset is not public: its panel says so instead of failing.
+    // No population register has landed: its panel says so instead of failing.
     assert!(
-        page.contains("tidak punya akses"),
-        "a panel over unreadable data says so"
+        page.contains("Data panel ini belum ada di hub."),
+        "a panel over missing data says so"
     );
 
     // A kecamatan and the area type narrow the numbers to what the list holds.
@@ -225,6 +225,130 @@ async fn a_public_dashboard_counts_what_the_region_list_holds_and_drills_down_on
             .to_str()
             .unwrap()
             .starts_with("text/css")
+    );
+}
+
+/// `count` residents of desa `kode` with distinct NIKs issued in kecamatan `kecamatan6`
+/// (`321401`), as the population register's CSV rows.
+fn residents(kode: &str, kecamatan6: &str, first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| {
+            format!(
+                "{kecamatan6}1505900{n:03},3214010101100001,Warga {n},Purwakarta,1990-05-15,L,\
+                 Jl. Contoh {n},001,002,{kode},,true\n"
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_public_summary_counts_residents_from_the_restricted_register_and_hides_small_cells() {
+    let hub = Hub::start();
+    let http = client();
+    let get = |path: &str| {
+        let http = http.clone();
+        let url = format!("{}{path}", hub.url);
+        async move { http.get(url).send().await.unwrap() }
+    };
+    // 10 residents in Nagri Kidul and 2 in Nagri Kaler (Kecamatan Purwakarta), 3 in
+    // Kecamatan Campaka: 12 and 3 by kecamatan.
+    let file = hub.dir.path().join("penduduk.csv");
+    let mut csv = String::from(
+        "nik,no_kk,nama,tempat_lahir,tanggal_lahir,jenis_kelamin,alamat,rt,rw,kode_wilayah,telepon,status_hidup\n",
+    );
+    csv.push_str(&residents("32.14.01.1001", "321401", 1, 10));
+    csv.push_str(&residents("32.14.01.1002", "321401", 11, 2));
+    csv.push_str(&residents("32.14.02.2001", "321402", 13, 3));
+    std::fs::write(&file, csv).unwrap();
+    let report = hub.cli_ok(&[
+        "ingest",
+        file.to_str().unwrap(),
+        "--dataset",
+        "kependudukan.penduduk",
+        "--schema",
+        "penduduk",
+    ]);
+    assert!(report.contains("rows written:  15"), "{report}");
+    hub.patch_dataset(
+        "kependudukan.penduduk",
+        &json!({"classification": "restricted"}),
+    )
+    .await;
+    // The register itself stays closed to the public.
+    assert_eq!(get("/data/kependudukan.penduduk").await.status(), 404);
+
+    let page = get("/dashboards/ringkasan").await.text().await.unwrap();
+    assert!(
+        page.contains("<title>Purwakarta: 12 jiwa</title>"),
+        "twelve residents are enough to show"
+    );
+    assert!(
+        !page.contains(": 3 jiwa</title>"),
+        "three residents are too few to show"
+    );
+    assert!(page.contains("Angka yang mewakili kurang dari 10 catatan disembunyikan"));
+    let csv = get("/dashboards/ringkasan/panels/5.csv")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "kode,wilayah,penduduk");
+    assert!(lines.contains(&"32.14.01,Purwakarta,12"), "{csv}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("32.14.02,") && l.ends_with(',')),
+        "the small cell keeps its region and loses its count: {csv}"
+    );
+    // By desa: Nagri Kidul's 10 show, Nagri Kaler's 2 do not.
+    let csv = get("/dashboards/ringkasan/panels/5.csv?kecamatan=32.14.01")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        csv.lines().any(|l| l == "32.14.01.1001,Nagri Kidul,10"),
+        "{csv}"
+    );
+    assert!(
+        csv.lines().any(|l| l == "32.14.01.1002,Nagri Kaler,"),
+        "{csv}"
+    );
+
+    // Over the API the rule is said in a header, and only admins define such queries.
+    let analyst = hub.key("BAPPEDA", "ANALIS", "analyst");
+    let run = hub
+        .get(&analyst, "/api/v1/queries/dasbor_penduduk_wilayah")
+        .await;
+    assert_eq!(run.status(), 200);
+    assert_eq!(run.headers()["simpul-suppressed-below"], "10");
+    let leaky = json!({
+        "sql": "select nik, 100 as n from kependudukan.penduduk",
+        "aggregate": {"count": "n", "keys": ["nik"]}
+    });
+    let put = |key: String, body: serde_json::Value| {
+        let http = hub.http.clone();
+        let url = format!("{}/api/v1/queries/penduduk_bocor", hub.url);
+        async move {
+            http.put(url)
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(put(analyst.clone(), leaky.clone()).await.status(), 403);
+    let refused = put(hub.admin_key.clone(), leaky).await;
+    assert_eq!(refused.status(), 400);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("must end in GROUP BY"),
+        "rows are not aggregates"
     );
 }
 

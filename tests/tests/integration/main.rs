@@ -26,4 +26,5 @@ mod schemas;
 mod semar;
 mod sql_governance;
 mod time_travel;
+mod users;
 mod webhooks;
