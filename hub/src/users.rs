@@ -247,7 +247,9 @@ impl LoginThrottle {
         password: &str,
         via: &str,
     ) -> Result<Result<ApiClient, LoginRefused>, CatalogError> {
-        let user = user.trim().to_lowercase();
+        // What a caller typed is kept (in the throttle and the audit) at most as long as a
+        // valid user name; a longer one names no account anyway.
+        let user: String = user.trim().to_lowercase().chars().take(64).collect();
         if let Some(left) = self.locked_for(&user) {
             state
                 .audit(
@@ -259,23 +261,25 @@ impl LoginThrottle {
                 .await?;
             return Ok(Err(LoginRefused::Locked(left)));
         }
-        let account = if valid_client_id(&user) && password.len() <= MAX_PASSWORD_BYTES {
+        let account = if valid_client_id(&user) {
             state.active_user(&user).await?
         } else {
             None
         };
-        let hash = account
-            .as_ref()
-            .map_or_else(|| decoy_hash().to_string(), |(_, h)| h.clone());
-        let password_owned = password.to_string();
-        let _permit = self
-            .checks
-            .acquire()
-            .await
-            .map_err(|e| CatalogError::State(format!("the password checks stopped: {e}")))?;
-        let matches = tokio::task::spawn_blocking(move || verify_password(&password_owned, &hash))
-            .await
-            .map_err(|e| CatalogError::State(format!("the hashing task failed: {e}")))?;
+        // A password longer than any that can be set is wrong without hashing it.
+        let matches = password.len() <= MAX_PASSWORD_BYTES && {
+            let hash = account
+                .as_ref()
+                .map_or_else(|| decoy_hash().to_string(), |(_, h)| h.clone());
+            let password = password.to_string();
+            let _permit =
+                self.checks.acquire().await.map_err(|e| {
+                    CatalogError::State(format!("the password checks stopped: {e}"))
+                })?;
+            tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+                .await
+                .map_err(|e| CatalogError::State(format!("the hashing task failed: {e}")))?
+        };
         match account {
             Some((client, _)) if matches => {
                 self.succeed(&user);

@@ -309,3 +309,70 @@ async fn in_a_browser_a_kecamatan_filter_and_a_map_click_narrow_the_numbers() {
     );
     page.screenshot("dashboard-map-campaka").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_a_browser_a_person_logs_in_with_a_user_account_and_sees_a_closed_dashboard() {
+    let Some(program) = chromium() else { return };
+    let hub = Hub::start();
+    hub.register("BAPPEDA", "ANALIS");
+    let made = hub
+        .post_json(
+            &hub.admin_key,
+            "/api/v1/users",
+            &json!({"id": "dewi", "member": "BAPPEDA", "subsystem": "ANALIS", "role": "analyst",
+                    "password": "sandi-dewi-bappeda-2026"}),
+        )
+        .await;
+    assert_eq!(made.status(), 201);
+    let browser = Browser::start(&program);
+    let mut page = browser.page().await;
+
+    // A closed dashboard sends the browser to the login form, and back after it.
+    let closed = format!("{}/dashboards/pengaduan", hub.url);
+    page.call("Page.navigate", json!({ "url": closed })).await;
+    page.loaded("/login?next=").await;
+    page.screenshot("login").await;
+    page.eval(
+        "(() => { document.querySelector('#user').value = 'dewi'; \
+         document.querySelector('#password').value = 'sandi-dewi-bappeda-2026'; \
+         document.querySelector('#user').form.querySelector('button').click(); })()",
+    )
+    .await;
+    page.loaded("/dashboards/pengaduan").await;
+    assert_eq!(
+        page.eval("document.querySelector('.who').textContent")
+            .await,
+        "dewi"
+    );
+    assert!(
+        page.eval("document.querySelectorAll('section.panel').length")
+            .await
+            .as_u64()
+            .unwrap_or(0)
+            >= 3,
+        "the panels draw"
+    );
+    assert_eq!(
+        page.eval("document.cookie.includes('simpul_session')")
+            .await,
+        false,
+        "the session cookie is HttpOnly: scripts cannot read it"
+    );
+    page.screenshot("dashboard-pengaduan-dewi").await;
+
+    // Keluar: the form ends the session (the list then offers "Masuk" again), and the
+    // dashboard is closed again.
+    page.eval("document.querySelector('form[action=\"/logout\"] button').click()")
+        .await;
+    let started = Instant::now();
+    while page
+        .eval("document.readyState === 'complete' && document.querySelector('nav a[href=\"/login\"], header a[href=\"/login\"]') !== null")
+        .await
+        != json!(true)
+    {
+        assert!(started.elapsed() < Duration::from_secs(30), "logged out");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    page.call("Page.navigate", json!({ "url": closed })).await;
+    page.loaded("/login?next=").await;
+}
