@@ -136,12 +136,20 @@ pub fn choropleth(
         } else {
             &CLASSES[CLASSES.len() - 1..]
         };
+        // Counts (residents, regions) get whole-number bounds when the classes are wide
+        // enough for them.
+        let whole = values.values().all(|v| v.fract() == 0.0);
+        let decimals = if whole && (!spread || step >= 1.0) {
+            0
+        } else {
+            1
+        };
         for (i, colour) in classes.iter().enumerate() {
             let (from, to) = (low + step * i as f64, low + step * (i + 1) as f64);
             let label = if spread {
-                format!("{}–{}", number(from, 1), number(to, 1))
+                format!("{}–{}", number(from, decimals), number(to, decimals))
             } else {
-                number(low, 1)
+                number(low, decimals)
             };
             let _ = write!(
                 svg,
@@ -160,4 +168,49 @@ pub fn choropleth(
         top + 11.5
     );
     svg
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn map(values: &[(&str, Value)]) -> String {
+        let rows: Vec<Row> = values
+            .iter()
+            .map(|(kode, n)| {
+                let mut row = Row::new();
+                row.insert("kode".into(), json!(kode));
+                row.insert("n".into(), n.clone());
+                row
+            })
+            .collect();
+        let context = MapContext {
+            drill_href: "/dashboards/x?kecamatan=".into(),
+        };
+        choropleth(&rows, "kode", "n", Some("jiwa"), "Penduduk", &context)
+    }
+
+    #[test]
+    fn counts_get_whole_bounds_and_a_missing_value_reads_as_no_data() {
+        let svg = map(&[
+            ("32.14.01", json!(506)),
+            ("32.14.02", json!(1598)),
+            ("32.14.03", Value::Null),
+        ]);
+        assert!(svg.contains(">506–724<"), "whole-number classes: {svg}");
+        assert!(!svg.contains("506,0"), "{svg}");
+        assert!(svg.contains("<title>Purwakarta: 506 jiwa</title>"));
+        assert!(svg.contains("<title>Jatiluhur: tidak ada data</title>"));
+        assert!(svg.contains("href=\"/dashboards/x?kecamatan=32.14.02\""));
+    }
+
+    #[test]
+    fn narrow_or_fractional_classes_keep_a_decimal() {
+        let svg = map(&[("32.14.01", json!(1.5)), ("32.14.02", json!(3.5))]);
+        assert!(svg.contains(">1,5–1,9<"), "{svg}");
+        let svg = map(&[("32.14.01", json!(5)), ("32.14.02", json!(7))]);
+        assert!(svg.contains(">5–5,4<"), "{svg}");
+    }
 }
