@@ -208,12 +208,17 @@ impl Default for LoginThrottle {
 }
 
 impl LoginThrottle {
-    /// How much longer `user` stays locked, if it is.
-    fn locked_for(&self, user: &str) -> Option<Duration> {
-        let held = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let (count, first) = held.get(user)?;
+    /// How much longer `user` stays locked, if it is, and whether this is the first attempt
+    /// refused for it (so that a name hammered while locked is audited once, not per try).
+    fn locked_for(&self, user: &str) -> Option<(Duration, bool)> {
+        let mut held = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let (count, first) = held.get_mut(user)?;
         let left = LOCK_WINDOW.checked_sub(first.elapsed())?;
-        (*count >= MAX_FAILURES).then_some(left)
+        if *count < MAX_FAILURES {
+            return None;
+        }
+        *count = count.saturating_add(1);
+        Some((left, *count == MAX_FAILURES + 1))
     }
 
     fn fail(&self, user: &str) {
@@ -239,7 +244,8 @@ impl LoginThrottle {
     }
 
     /// Checks a user name and password: the active client on success. Every attempt is
-    /// audited, as `user.login` or `user.login_refused`.
+    /// audited, as `user.login` or `user.login_refused`, except the second and later tries
+    /// on a locked name.
     pub async fn login(
         &self,
         state: &StateStore,
@@ -250,15 +256,17 @@ impl LoginThrottle {
         // What a caller typed is kept (in the throttle and the audit) at most as long as a
         // valid user name; a longer one names no account anyway.
         let user: String = user.trim().to_lowercase().chars().take(64).collect();
-        if let Some(left) = self.locked_for(&user) {
-            state
-                .audit(
-                    &user,
-                    "user.login_refused",
-                    &user,
-                    serde_json::json!({"via": via, "reason": "locked"}),
-                )
-                .await?;
+        if let Some((left, first_refusal)) = self.locked_for(&user) {
+            if first_refusal {
+                state
+                    .audit(
+                        &user,
+                        "user.login_refused",
+                        &user,
+                        serde_json::json!({"via": via, "reason": "locked"}),
+                    )
+                    .await?;
+            }
             return Ok(Err(LoginRefused::Locked(left)));
         }
         let account = if valid_client_id(&user) {
@@ -341,10 +349,12 @@ mod tests {
         }
         assert_eq!(throttle.locked_for("ani"), None);
         throttle.fail("ani");
-        let left = throttle
+        let (left, first) = throttle
             .locked_for("ani")
             .expect("locked after five failures");
         assert!(left <= LOCK_WINDOW && left > LOCK_WINDOW - Duration::from_secs(60));
+        assert!(first, "the first refusal is the one audited");
+        assert!(!throttle.locked_for("ani").unwrap().1, "later ones are not");
         assert_eq!(throttle.locked_for("budi"), None);
         throttle.succeed("ani");
         assert_eq!(throttle.locked_for("ani"), None);
