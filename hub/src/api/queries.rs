@@ -148,6 +148,8 @@ pub(crate) struct StartedSaved {
     pub deadline: tokio::time::Instant,
     /// For a published aggregate, the count below which rows are suppressed.
     pub suppressed_below: Option<u64>,
+    /// The tables the plan reads, `namespace.name` (`@v3` for time travel).
+    pub tables: Vec<String>,
 }
 
 /// `stream` with the small cells of each batch suppressed by `rule`.
@@ -222,7 +224,7 @@ pub(crate) async fn start_saved(
             return Err(error);
         }
     };
-    ticket.reads(tables);
+    ticket.reads(tables.clone());
     // The caller's grants decide which tables exist for it and which are masked, so a
     // result is shared only between requests holding the same rights.
     let rights = match &access.principal {
@@ -264,6 +266,7 @@ pub(crate) async fn start_saved(
         versions,
         deadline,
         suppressed_below: definition.aggregate.map(|rule| rule.min_count),
+        tables,
     })
 }
 

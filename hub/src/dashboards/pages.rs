@@ -238,10 +238,57 @@ fn filter_form(dashboard: &Dashboard, selection: &Selection) -> String {
 
 /// What one panel's query gave.
 enum Outcome {
-    /// The rows, and for a published aggregate the count below which cells are hidden.
-    Rows(Vec<Row>, Option<u64>),
+    Rows(Answer),
     /// Shown instead of the panel's picture.
     Refused(String),
+}
+
+/// A panel query's rows and what the page says about them.
+struct Answer {
+    rows: Vec<Row>,
+    /// For a published aggregate, the count below which cells are hidden.
+    suppressed_below: Option<u64>,
+    /// The tables the query read, where the unit of its numbers may be written.
+    tables: Vec<String>,
+}
+
+/// The unit of a panel's numbers: its own `unit`; else the one `satuan` its rows share (the
+/// long format of statistics, `observasi_statistik`); else the `x-satuan` that a table it
+/// reads gives its `y` column in the table's canonical schema.
+async fn panel_unit(app: &AppState, panel: &definition::Panel, answer: &Answer) -> Option<String> {
+    if let Some(unit) = &panel.unit {
+        return Some(unit.clone());
+    }
+    if let Some(unit) = shared_satuan(&answer.rows) {
+        return Some(unit);
+    }
+    let y = panel.y.as_deref()?;
+    for table in &answer.tables {
+        let Ok(id) = table.parse::<simpul_catalog::DatasetId>() else {
+            continue;
+        };
+        let Ok(Some(meta)) = app.catalog.state.dataset(&id).await else {
+            continue;
+        };
+        if let Some((_, _, unit)) = crate::portal::column_docs(app, &meta).await.get(y)
+            && !unit.is_empty()
+        {
+            return Some(unit.clone());
+        }
+    }
+    None
+}
+
+/// The `satuan` every row carries, when they all carry the same one.
+fn shared_satuan(rows: &[Row]) -> Option<String> {
+    let mut units = rows
+        .iter()
+        .map(|r| r.get("satuan").and_then(serde_json::Value::as_str));
+    let first = units.next()??;
+    units
+        .all(|u| u == Some(first))
+        .then(|| first.to_string())
+        .filter(|u| !u.is_empty())
 }
 
 /// How the viewer's panels run.
@@ -299,7 +346,11 @@ async fn run_panel(
         Err(_) => return Outcome::Refused("Panel ini melewati batas waktu kueri.".into()),
     };
     match crate::modules::json_rows(&batches) {
-        Ok(rows) => Outcome::Rows(rows, started.suppressed_below),
+        Ok(rows) => Outcome::Rows(Answer {
+            rows,
+            suppressed_below: started.suppressed_below,
+            tables: started.tables,
+        }),
         Err(e) => Outcome::Refused(format!("Panel ini gagal: {e}")),
     }
 }
@@ -414,9 +465,11 @@ pub(super) async fn show(
             let _ = write!(main, "<p class=\"note\">{}</p>", escape(&panel.description));
         }
         match outcome {
-            Outcome::Rows(rows, suppressed_below) => {
-                main.push_str(&render::visual(panel, &rows, &map));
-                if let Some(n) = suppressed_below {
+            Outcome::Rows(answer) => {
+                let unit = panel_unit(&app, panel, &answer).await;
+                let rows = &answer.rows;
+                main.push_str(&render::visual(panel, unit.as_deref(), rows, &map));
+                if let Some(n) = answer.suppressed_below {
                     let _ = write!(
                         main,
                         "<p class=\"note\">Angka yang mewakili kurang dari {n} catatan disembunyikan (kosong) \
@@ -427,7 +480,7 @@ pub(super) async fn show(
                     let _ = write!(
                         main,
                         "<details><summary>Tabel data</summary>{}</details>",
-                        render::table(&rows)
+                        render::table(rows)
                     );
                 }
                 let _ = write!(
@@ -501,8 +554,8 @@ pub(super) async fn panel_csv(
     )
     .await
     {
-        Outcome::Rows(rows, _) => {
-            let mut response = render::csv(&rows).into_response();
+        Outcome::Rows(answer) => {
+            let mut response = render::csv(&answer.rows).into_response();
             let headers = response.headers_mut();
             headers.insert(
                 header::CONTENT_TYPE,
@@ -741,4 +794,38 @@ pub(super) async fn logout(
         headers_out.append(header::SET_COOKIE, value);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn rows(units: &[serde_json::Value]) -> Vec<Row> {
+        units
+            .iter()
+            .map(|u| {
+                let mut row = Row::new();
+                row.insert("nilai".into(), json!(1));
+                row.insert("satuan".into(), u.clone());
+                row
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_unit_comes_from_the_satuan_all_rows_share() {
+        assert_eq!(
+            shared_satuan(&rows(&[json!("RUPIAH"), json!("RUPIAH")])).as_deref(),
+            Some("RUPIAH")
+        );
+        assert_eq!(
+            shared_satuan(&rows(&[json!("RUPIAH"), json!("PERSEN")])),
+            None
+        );
+        assert_eq!(shared_satuan(&rows(&[json!("RUPIAH"), json!(null)])), None);
+        assert_eq!(shared_satuan(&rows(&[json!("")])), None);
+        assert_eq!(shared_satuan(&[]), None);
+    }
 }

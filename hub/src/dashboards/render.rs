@@ -248,12 +248,17 @@ fn legend(series: &[String], y: f64) -> String {
     svg
 }
 
-/// One panel's picture (without its table), or a note when there is nothing to draw.
-pub fn visual(panel: &Panel, rows: &[Row], map: &super::map::MapContext) -> String {
+/// One panel's picture (without its table) with its numbers in `unit`, or a note when there
+/// is nothing to draw.
+pub fn visual(
+    panel: &Panel,
+    unit: Option<&str>,
+    rows: &[Row],
+    map: &super::map::MapContext,
+) -> String {
     if rows.is_empty() {
         return "<p class=\"empty\">Tidak ada data untuk pilihan ini.</p>".into();
     }
-    let unit = panel.unit.as_deref();
     let x = panel.x.as_deref().unwrap_or_default();
     let y = panel.y.as_deref().unwrap_or_default();
     match panel.visual {

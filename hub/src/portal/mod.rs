@@ -6,6 +6,8 @@
 
 mod ckan;
 mod pages;
+
+pub(crate) use pages::column_docs;
 mod saluyu;
 
 use axum::Router;

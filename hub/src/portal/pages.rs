@@ -206,7 +206,7 @@ pub(super) async fn search(
 }
 
 /// The property docs of a dataset's canonical schema: column → (title, description, unit).
-async fn column_docs(
+pub(crate) async fn column_docs(
     app: &AppState,
     meta: &DatasetMeta,
 ) -> HashMap<String, (String, String, String)> {

@@ -353,6 +353,60 @@ async fn the_public_summary_counts_residents_from_the_restricted_register_and_hi
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_panel_without_a_unit_takes_the_x_satuan_of_its_column_from_the_schema() {
+    let hub = Hub::start();
+    // The demo's health facilities (schema fasilitas_kesehatan: tempat_tidur is in
+    // "tempat tidur"), charted by a deployment's own dashboard that names no unit.
+    let saved = hub
+        .http
+        .put(format!("{}/api/v1/queries/tempat_tidur_faskes", hub.url))
+        .bearer_auth(&hub.admin_key)
+        .json(&json!({"sql": "select nama, tempat_tidur from kesehatan.fasilitas_kesehatan where tempat_tidur is not null order by nama limit 3"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        saved.status().is_success(),
+        "{}",
+        saved.text().await.unwrap()
+    );
+    let rows = hub
+        .rows("select nama, tempat_tidur from kesehatan.fasilitas_kesehatan where tempat_tidur is not null order by nama limit 1")
+        .await;
+    let (nama, beds) = (
+        rows[0]["nama"].as_str().unwrap().to_string(),
+        rows[0]["tempat_tidur"].as_i64().unwrap(),
+    );
+    let own = hub.dir.path().join("dashboards");
+    std::fs::create_dir_all(&own).unwrap();
+    std::fs::write(
+        own.join("tempat_tidur.toml"),
+        "title = \"Tempat tidur\"\n[[panel]]\ntitle = \"Tempat tidur per faskes\"\nquery = \"tempat_tidur_faskes\"\nvisual = \"bar\"\nx = \"nama\"\ny = \"tempat_tidur\"\n",
+    )
+    .unwrap();
+    let page = page_as(
+        &client(),
+        format!("{}/dashboards/tempat_tidur", hub.url),
+        &hub.admin_key,
+    )
+    .await;
+    let tip = format!(
+        "<title>{}: {beds} tempat tidur</title>",
+        render_escape(&nama)
+    );
+    assert!(page.contains(&tip), "{tip} in {page}");
+}
+
+/// HTML-escapes as the pages do (facility names may hold `&`).
+fn render_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn other_dashboards_need_a_session_made_from_a_key_with_csrf_checked_forms() {
     let hub = Hub::start();
     let http = client();
