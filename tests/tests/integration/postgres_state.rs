@@ -70,6 +70,62 @@ async fn the_hub_keeps_its_state_on_postgresql() {
     hub.cli_ok(&["keys", "revoke", "bappeda-analisis"]);
     assert_eq!(hub.get(&analyst, "/api/v1/datasets").await.status(), 401);
 
+    // User accounts and published aggregates keep their rows in PostgreSQL too.
+    let made = hub
+        .post_json(
+            &hub.admin_key,
+            "/api/v1/users",
+            &serde_json::json!({"id": "rina", "member": "BAPPEDA", "subsystem": "ANALISIS",
+                                "role": "analyst", "password": "sandi-awal-rina-2026"}),
+        )
+        .await;
+    assert_eq!(made.status(), 201);
+    let reset = hub
+        .http
+        .put(format!("{}/api/v1/users/rina/password", hub.url))
+        .bearer_auth(&hub.admin_key)
+        .json(&serde_json::json!({"password": "sandi-baru-rina-2026"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reset.status(), 204);
+    assert_eq!(hub.json("/api/v1/users").await["users"][0]["id"], "rina");
+    let address = hub.pg_url.trim_start_matches("postgresql://");
+    let (pg, connection) = tokio_postgres::connect(
+        &format!("postgresql://rina:sandi-baru-rina-2026@{address}/simpul"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("rina logs in with her new password");
+    tokio::spawn(connection);
+    let n: i64 = pg
+        .query_one("select count(*) from stats.gk", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 81);
+    let aggregate = serde_json::json!({
+        "sql": "select tahun, count(*) as n from stats.gk group by tahun",
+        "aggregate": {"count": "n", "keys": ["tahun"], "min_count": 5}
+    });
+    let saved = hub
+        .http
+        .put(format!("{}/api/v1/queries/gk_per_tahun", hub.url))
+        .bearer_auth(&hub.admin_key)
+        .json(&aggregate)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), 201, "{}", saved.text().await.unwrap());
+    let listed = hub.json("/api/v1/queries").await;
+    let gk = listed["queries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "gk_per_tahun")
+        .expect("the saved aggregate");
+    assert_eq!(gk["aggregate"]["min_count"], 5);
+
     let body = std::fs::read(&file).unwrap();
     for _ in 0..2 {
         let upload = hub
