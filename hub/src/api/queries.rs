@@ -50,6 +50,7 @@ pub(super) async fn save(
             "saving a published aggregate (it reads data its callers may not)",
         )?;
     }
+    guard_aggregate(&app, &caller, &name, "replacing").await?;
     if definition.name.is_empty() {
         definition.name = name.clone();
     }
@@ -83,12 +84,31 @@ pub(super) async fn save(
     Ok((status, Json(json!({ "query": saved }))))
 }
 
+/// Refuses a non-admin `doing` something to saved query `name` when it is a published
+/// aggregate: public pages show it, so only admins change or remove it.
+async fn guard_aggregate(
+    app: &AppState,
+    caller: &Caller,
+    name: &str,
+    doing: &str,
+) -> Result<(), ApiError> {
+    let existing = app.catalog.state.saved_query(name).await?;
+    if existing.is_some_and(|q| q.definition.aggregate.is_some()) {
+        caller.require(
+            &[Role::Admin],
+            &format!("{doing} '{name}', a published aggregate"),
+        )?;
+    }
+    Ok(())
+}
+
 pub(super) async fn delete(
     State(app): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(&READERS, "deleting saved queries")?;
+    guard_aggregate(&app, &caller, &name, "deleting").await?;
     if !app.catalog.state.delete_saved_query(&name).await? {
         return Err(ApiError::not_found(format!(
             "there is no saved query '{name}'"

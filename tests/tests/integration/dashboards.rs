@@ -340,6 +340,31 @@ async fn the_public_summary_counts_residents_from_the_restricted_register_and_hi
         }
     };
     assert_eq!(put(analyst.clone(), leaky.clone()).await.status(), 403);
+    // Nor may an analyst replace or delete the one the public page shows.
+    let plain = json!({"sql": "select 1 as kode, 1 as wilayah, 1 as penduduk"});
+    let replace = hub
+        .http
+        .put(format!(
+            "{}/api/v1/queries/dasbor_penduduk_wilayah",
+            hub.url
+        ))
+        .bearer_auth(&analyst)
+        .json(&plain)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replace.status(), 403);
+    let delete = hub
+        .http
+        .delete(format!(
+            "{}/api/v1/queries/dasbor_penduduk_wilayah",
+            hub.url
+        ))
+        .bearer_auth(&analyst)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete.status(), 403);
     let refused = put(hub.admin_key.clone(), leaky).await;
     assert_eq!(refused.status(), 400);
     assert!(
