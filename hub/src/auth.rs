@@ -69,7 +69,8 @@ pub async fn issue_key(
     let (member, subsystem) =
         registered_subsystem(state, &request.member, &request.subsystem).await?;
     let id = match &request.id {
-        Some(id) if valid_client_id(id) => {
+        Some(id) => {
+            check_client_id("client id", id)?;
             if state.client(id).await?.is_some() {
                 return Err(CatalogError::Invalid(format!(
                     "an API client with id '{id}' already exists"
@@ -77,26 +78,44 @@ pub async fn issue_key(
             }
             id.clone()
         }
-        Some(id) => {
-            return Err(CatalogError::Invalid(format!(
-                "client id '{id}' is not valid: use lowercase letters, digits, '-' or '_' (at most 64)"
-            )));
-        }
         None => free_client_id(state, request).await?,
     };
-    let client = ApiClient {
-        id,
-        member,
-        subsystem,
-        role: request.role,
-        description: request.description.clone(),
-        created_at: Utc::now(),
-        revoked_at: None,
-    };
+    let client = new_client(id, member, subsystem, request.role, &request.description);
     let key = new_key();
     state.insert_client(&client, &key_hash(&key)).await?;
     audit_new_client(state, actor, "key.create", &client).await?;
     Ok((client, key))
+}
+
+/// Refuses an id that is not lowercase letters, digits, `-` or `_` (at most 64); `what` names
+/// it in the message (`client id`, `user name`).
+pub(crate) fn check_client_id(what: &str, id: &str) -> Result<(), CatalogError> {
+    if valid_client_id(id) {
+        Ok(())
+    } else {
+        Err(CatalogError::Invalid(format!(
+            "{what} '{id}' is not valid: use lowercase letters, digits, '-' or '_' (at most 64)"
+        )))
+    }
+}
+
+/// A client made now and not revoked.
+pub(crate) fn new_client(
+    id: String,
+    member: String,
+    subsystem: String,
+    role: Role,
+    description: &str,
+) -> ApiClient {
+    ApiClient {
+        id,
+        member,
+        subsystem,
+        role,
+        description: description.to_string(),
+        created_at: Utc::now(),
+        revoked_at: None,
+    }
 }
 
 /// A member and subsystem, upper-cased, once they are checked to be registered.

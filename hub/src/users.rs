@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 
 use argon2::password_hash::SaltString;
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
-use chrono::Utc;
 use rand::RngCore;
 use simpul_catalog::{ApiClient, CatalogError, Role, StateStore};
 
 use crate::auth::{
-    audit_new_client, key_hash, registered_subsystem, revoke_client, valid_client_id,
+    audit_new_client, check_client_id, key_hash, new_client, registered_subsystem, revoke_client,
+    valid_client_id,
 };
 
 /// The shortest password accepted.
@@ -128,24 +128,17 @@ pub async fn create_user(
     request: &NewUser,
     actor: &str,
 ) -> Result<ApiClient, CatalogError> {
-    if !valid_client_id(&request.id) {
-        return Err(CatalogError::Invalid(format!(
-            "user name '{}' is not valid: use lowercase letters, digits, '-' or '_' (at most 64)",
-            request.id
-        )));
-    }
+    check_client_id("user name", &request.id)?;
     check_password(&request.password)?;
     let (member, subsystem) =
         registered_subsystem(state, &request.member, &request.subsystem).await?;
-    let client = ApiClient {
-        id: request.id.clone(),
+    let client = new_client(
+        request.id.clone(),
         member,
         subsystem,
-        role: request.role,
-        description: request.description.clone(),
-        created_at: Utc::now(),
-        revoked_at: None,
-    };
+        request.role,
+        &request.description,
+    );
     let password_hash = hash_blocking(&request.password).await?;
     // The client row needs a key hash; this one is of a key that is made here and dropped,
     // so the account has no working API key.

@@ -327,32 +327,13 @@ async fn the_public_summary_counts_residents_from_the_restricted_register_and_hi
         "sql": "select nik, 100 as n from kependudukan.penduduk",
         "aggregate": {"count": "n", "keys": ["nik"]}
     });
-    let put = |key: String, body: serde_json::Value| {
-        let http = hub.http.clone();
-        let url = format!("{}/api/v1/queries/penduduk_bocor", hub.url);
-        async move {
-            http.put(url)
-                .bearer_auth(key)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-        }
-    };
-    assert_eq!(put(analyst.clone(), leaky.clone()).await.status(), 403);
+    let bocor = "/api/v1/queries/penduduk_bocor";
+    assert_eq!(hub.put_json(&analyst, bocor, &leaky).await.status(), 403);
     // Nor may an analyst replace or delete the one the public page shows.
     let plain = json!({"sql": "select 1 as kode, 1 as wilayah, 1 as penduduk"});
     let replace = hub
-        .http
-        .put(format!(
-            "{}/api/v1/queries/dasbor_penduduk_wilayah",
-            hub.url
-        ))
-        .bearer_auth(&analyst)
-        .json(&plain)
-        .send()
-        .await
-        .unwrap();
+        .put_json(&analyst, "/api/v1/queries/dasbor_penduduk_wilayah", &plain)
+        .await;
     assert_eq!(replace.status(), 403);
     let delete = hub
         .http
@@ -365,7 +346,7 @@ async fn the_public_summary_counts_residents_from_the_restricted_register_and_hi
         .await
         .unwrap();
     assert_eq!(delete.status(), 403);
-    let refused = put(hub.admin_key.clone(), leaky).await;
+    let refused = hub.put_json(&hub.admin_key, bocor, &leaky).await;
     assert_eq!(refused.status(), 400);
     assert!(
         refused
@@ -383,13 +364,12 @@ async fn a_panel_without_a_unit_takes_the_x_satuan_of_its_column_from_the_schema
     // The demo's health facilities (schema fasilitas_kesehatan: tempat_tidur is in
     // "tempat tidur"), charted by a deployment's own dashboard that names no unit.
     let saved = hub
-        .http
-        .put(format!("{}/api/v1/queries/tempat_tidur_faskes", hub.url))
-        .bearer_auth(&hub.admin_key)
-        .json(&json!({"sql": "select nama, tempat_tidur from kesehatan.fasilitas_kesehatan where tempat_tidur is not null order by nama limit 3"}))
-        .send()
-        .await
-        .unwrap();
+        .put_json(
+            &hub.admin_key,
+            "/api/v1/queries/tempat_tidur_faskes",
+            &json!({"sql": "select nama, tempat_tidur from kesehatan.fasilitas_kesehatan where tempat_tidur is not null order by nama limit 3"}),
+        )
+        .await;
     assert!(
         saved.status().is_success(),
         "{}",

@@ -405,6 +405,22 @@ impl Hub {
             .expect("send post")
     }
 
+    /// A PUT of a JSON body with a key.
+    pub async fn put_json(
+        &self,
+        key: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.http
+            .put(format!("{}{path}", self.url))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("send put")
+    }
+
     /// A GET with a key.
     pub async fn get(&self, key: &str, path: &str) -> reqwest::Response {
         self.http

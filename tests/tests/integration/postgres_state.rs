@@ -81,13 +81,12 @@ async fn the_hub_keeps_its_state_on_postgresql() {
         .await;
     assert_eq!(made.status(), 201);
     let reset = hub
-        .http
-        .put(format!("{}/api/v1/users/rina/password", hub.url))
-        .bearer_auth(&hub.admin_key)
-        .json(&serde_json::json!({"password": "sandi-baru-rina-2026"}))
-        .send()
-        .await
-        .unwrap();
+        .put_json(
+            &hub.admin_key,
+            "/api/v1/users/rina/password",
+            &serde_json::json!({"password": "sandi-baru-rina-2026"}),
+        )
+        .await;
     assert_eq!(reset.status(), 204);
     assert_eq!(hub.json("/api/v1/users").await["users"][0]["id"], "rina");
     let address = hub.pg_url.trim_start_matches("postgresql://");
@@ -109,13 +108,8 @@ async fn the_hub_keeps_its_state_on_postgresql() {
         "aggregate": {"count": "n", "keys": ["tahun"], "min_count": 5}
     });
     let saved = hub
-        .http
-        .put(format!("{}/api/v1/queries/gk_per_tahun", hub.url))
-        .bearer_auth(&hub.admin_key)
-        .json(&aggregate)
-        .send()
-        .await
-        .unwrap();
+        .put_json(&hub.admin_key, "/api/v1/queries/gk_per_tahun", &aggregate)
+        .await;
     assert_eq!(saved.status(), 201, "{}", saved.text().await.unwrap());
     let listed = hub.json("/api/v1/queries").await;
     let gk = listed["queries"]

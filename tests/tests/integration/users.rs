@@ -186,13 +186,12 @@ async fn a_user_account_logs_in_with_its_password_to_the_pages_and_to_postgresql
 
     // A new password replaces the old one; revoking ends the session at its next page.
     let reset = hub
-        .http
-        .put(format!("{}/api/v1/users/budi/password", hub.url))
-        .bearer_auth(&hub.admin_key)
-        .json(&json!({"password": "sandi-baru-budi-2026"}))
-        .send()
-        .await
-        .unwrap();
+        .put_json(
+            &hub.admin_key,
+            "/api/v1/users/budi/password",
+            &json!({"password": "sandi-baru-budi-2026"}),
+        )
+        .await;
     assert_eq!(reset.status(), 204);
     let old = log_in(
         &hub,
