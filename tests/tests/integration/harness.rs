@@ -396,13 +396,7 @@ impl Hub {
         path: &str,
         body: &serde_json::Value,
     ) -> reqwest::Response {
-        self.http
-            .post(format!("{}{path}", self.url))
-            .bearer_auth(key)
-            .json(body)
-            .send()
-            .await
-            .expect("send post")
+        self.send_json(reqwest::Method::POST, key, path, body).await
     }
 
     /// A PUT of a JSON body with a key.
@@ -412,13 +406,23 @@ impl Hub {
         path: &str,
         body: &serde_json::Value,
     ) -> reqwest::Response {
+        self.send_json(reqwest::Method::PUT, key, path, body).await
+    }
+
+    async fn send_json(
+        &self,
+        method: reqwest::Method,
+        key: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
         self.http
-            .put(format!("{}{path}", self.url))
+            .request(method.clone(), format!("{}{path}", self.url))
             .bearer_auth(key)
             .json(body)
             .send()
             .await
-            .expect("send put")
+            .unwrap_or_else(|e| panic!("send {method} {path}: {e}"))
     }
 
     /// A GET with a key.
