@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{Expr, SortExpr, col, lit, when};
-use datafusion::prelude::SessionContext;
 use deltalake::delta_datafusion::DeltaCdfTableProvider;
 
 use crate::dataset_id::DatasetId;
@@ -98,7 +97,7 @@ impl Catalog {
         }
         let runtime = settings.runtime()?;
         self.lake.register_object_store(&runtime)?;
-        let ctx = SessionContext::new_with_config_rt(settings.session_config(), runtime);
+        let ctx = settings.context(settings.session_config(), runtime);
         let quoted = |name: &str| col(format!("\"{name}\""));
         let mut projection: Vec<Expr> = columns.iter().map(|c| quoted(c)).collect();
         projection.push(

@@ -34,6 +34,7 @@ mod session;
 mod signing;
 mod state;
 mod time_travel;
+mod view_grouping;
 mod webhooks;
 
 use std::collections::HashMap;

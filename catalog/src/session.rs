@@ -27,6 +27,7 @@ use crate::mask::{MaskKind, masked_provider};
 use crate::query_log::{OPERATIONAL_TABLES, OperationalTable};
 use crate::read_only::check_read_only;
 use crate::time_travel::{self, TimeTravelTables};
+use crate::view_grouping::ViewKeyedGrouping;
 
 /// The SQL catalog name every dataset lives in: `simpul.<namespace>.<name>`.
 pub const SQL_CATALOG: &str = "simpul";
@@ -63,6 +64,9 @@ pub struct SessionSettings {
     /// Memory one query may hold; sorts, joins and aggregations spill to disk beyond it.
     /// `None` leaves memory unbounded.
     pub memory_limit_bytes: Option<usize>,
+    /// Whether aggregations keyed on one text column group by its string views
+    /// ([`crate::view_grouping`]).
+    pub view_keyed_grouping: bool,
 }
 
 impl Default for SessionSettings {
@@ -71,6 +75,7 @@ impl Default for SessionSettings {
             batch_size: 8192,
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
             memory_limit_bytes: None,
+            view_keyed_grouping: true,
         }
     }
 }
@@ -88,6 +93,24 @@ impl SessionSettings {
         // Timestamps are UTC in storage; `timestamptz` casts and now() carry the zone.
         options.execution.time_zone = Some("UTC".into());
         config
+    }
+
+    /// A DataFusion context with these settings' optimizer rules, on `config` and `runtime`.
+    pub(crate) fn context(
+        &self,
+        config: SessionConfig,
+        runtime: Arc<RuntimeEnv>,
+    ) -> SessionContext {
+        let builder = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features();
+        let builder = if self.view_keyed_grouping {
+            builder.with_physical_optimizer_rule(Arc::new(ViewKeyedGrouping))
+        } else {
+            builder
+        };
+        SessionContext::new_with_state(builder.build())
     }
 
     pub(crate) fn runtime(&self) -> Result<Arc<RuntimeEnv>, CatalogError> {
@@ -214,7 +237,7 @@ impl Catalog {
             .with_information_schema(true);
         let runtime = settings.runtime()?;
         self.lake.register_object_store(&runtime)?;
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let ctx = settings.context(config, runtime);
         let mut schemas: BTreeMap<String, Arc<dyn SchemaProvider>> = namespaces
             .into_iter()
             .map(|(namespace, tables)| {

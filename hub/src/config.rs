@@ -266,6 +266,9 @@ pub struct QueryConfig {
     pub queue_timeout_secs: u64,
     /// Saved query results kept in memory, in MiB; 0 turns the cache off.
     pub cache_mb: u64,
+    /// Group by one text column (such as `kode_kecamatan`) through its Parquet dictionary
+    /// views, not its bytes. Off runs DataFusion's own grouping, for comparison.
+    pub view_keyed_grouping: bool,
 }
 
 impl QueryConfig {
@@ -275,6 +278,7 @@ impl QueryConfig {
             batch_size: self.batch_size,
             memory_limit_bytes: (self.memory_limit_mb > 0)
                 .then(|| usize::try_from(self.memory_limit_mb * 1024 * 1024).unwrap_or(usize::MAX)),
+            view_keyed_grouping: self.view_keyed_grouping,
             ..simpul_catalog::SessionSettings::default()
         }
     }
@@ -402,6 +406,7 @@ impl Default for QueryConfig {
             max_queued: 64,
             queue_timeout_secs: 30,
             cache_mb: 256,
+            view_keyed_grouping: true,
         }
     }
 }
