@@ -1,8 +1,14 @@
 # Shared by the benchmark scripts: sourced from the repository root.
 
-# The release `simpul` binary, or a clear error if it is not built.
+# The release `simpul` binary (or SIMPUL_BIN, for an A/B against another build), or a clear
+# error if it is not built.
 release_simpul() {
   local target
+  if [ -n "${SIMPUL_BIN:-}" ]; then
+    [ -x "$SIMPUL_BIN" ] || { echo "SIMPUL_BIN=$SIMPUL_BIN is not an executable" >&2; exit 1; }
+    echo "$SIMPUL_BIN"
+    return
+  fi
   target="${CARGO_TARGET_DIR:-$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')}"
   [ -x "$target/release/simpul" ] || { echo "build it first: cargo build --release" >&2; exit 1; }
   echo "$target/release/simpul"

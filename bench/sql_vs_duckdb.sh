@@ -18,7 +18,9 @@ seconds="${SECONDS_PER_POINT:-10}"
 parts="${PARTS:-latency stream aggregate}"   # a subset runs only those sections
 simpul="$(release_simpul)"
 client="$(dirname "$simpul")/examples/sql_client"
-[ -x "$client" ] || { echo "build it first: cargo build --release -p simpul-tests --example sql_client" >&2; exit 1; }
+if [[ " $parts " == *" latency "* || " $parts " == *" stream "* ]]; then
+  [ -x "$client" ] || { echo "build it first: cargo build --release -p simpul-tests --example sql_client" >&2; exit 1; }
+fi
 python3 -c "import duckdb, psycopg" 2>/dev/null || python3 -m pip install --quiet duckdb 'psycopg[binary]'
 work="$(mktemp -d)"
 trap 'kill "${serve_pid:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT

@@ -317,6 +317,8 @@ struct ViewTable {
     views: Vec<u128>,
     groups: Vec<u32>,
     len: usize,
+    /// 64 minus the log2 of the slot count.
+    shift: u32,
     /// The data buffers the views point into, kept alive so that no other buffer can take
     /// their addresses while the table holds views into them.
     buffers: Vec<Buffer>,
@@ -328,6 +330,7 @@ impl ViewTable {
             views: vec![0; 256],
             groups: vec![EMPTY; 256],
             len: 0,
+            shift: 64 - 8,
             buffers: Vec::new(),
         }
     }
@@ -351,12 +354,17 @@ impl ViewTable {
         }
     }
 
+    /// The view's first slot: the top bits of a multiplicative hash, which every bit of the
+    /// view reaches (inline codes differ only in a few bytes, long ones in their offsets).
+    #[inline]
     fn slot(&self, view: u128) -> usize {
-        let mixed = (view as u64) ^ ((view >> 64) as u64).rotate_left(29);
-        (mixed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize & (self.views.len() - 1)
+        let mixed = ((view as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (view >> 64) as u64)
+            .wrapping_mul(0xD6E8_FEB8_6659_FD93);
+        (mixed >> self.shift) as usize
     }
 
     /// The group of row `row` of `array`, whose view is `view`.
+    #[inline(always)]
     fn group_of(
         &mut self,
         view: u128,
@@ -368,25 +376,40 @@ impl ViewTable {
         let mut slot = self.slot(view);
         loop {
             let group = self.groups[slot];
-            if group == EMPTY {
-                let group = groups.id_of(array.value(row));
-                self.views[slot] = view;
-                self.groups[slot] = group;
-                self.len += 1;
-                if self.len * 2 > self.views.len() {
-                    self.grow();
-                }
+            if group != EMPTY && self.views[slot] == view {
                 return group;
             }
-            if self.views[slot] == view {
-                return group;
+            if group == EMPTY {
+                return self.insert(slot, view, array, row, groups);
             }
             slot = (slot + 1) & mask;
         }
     }
 
+    /// A view first seen: its group comes from its bytes.
+    #[cold]
+    #[inline(never)]
+    fn insert(
+        &mut self,
+        slot: usize,
+        view: u128,
+        array: &StringViewArray,
+        row: usize,
+        groups: &mut Groups,
+    ) -> u32 {
+        let group = groups.id_of(array.value(row));
+        self.views[slot] = view;
+        self.groups[slot] = group;
+        self.len += 1;
+        if self.len * 2 > self.views.len() {
+            self.grow();
+        }
+        group
+    }
+
     fn grow(&mut self) {
         let slots = self.views.len() * 2;
+        self.shift -= 1;
         let old_views = std::mem::replace(&mut self.views, vec![0; slots]);
         let old_groups = std::mem::replace(&mut self.groups, vec![EMPTY; slots]);
         let mask = self.views.len() - 1;
@@ -471,25 +494,19 @@ impl Grouping {
         })?;
         self.views.use_buffers_of(keys);
         self.group_indices.clear();
-        self.group_indices.reserve(rows);
-        let views = keys.views();
+        let (table, groups) = (&mut self.views, &mut self.groups);
+        let views = keys.views().iter().enumerate();
         match keys.nulls().filter(|n| n.null_count() > 0) {
-            None => {
-                for (row, &view) in views.iter().enumerate() {
-                    let group = self.views.group_of(view, keys, row, &mut self.groups);
-                    self.group_indices.push(group as usize);
+            None => self
+                .group_indices
+                .extend(views.map(|(row, &view)| table.group_of(view, keys, row, groups) as usize)),
+            Some(nulls) => self.group_indices.extend(views.map(|(row, &view)| {
+                if nulls.is_null(row) {
+                    groups.null_id() as usize
+                } else {
+                    table.group_of(view, keys, row, groups) as usize
                 }
-            }
-            Some(nulls) => {
-                for (row, &view) in views.iter().enumerate() {
-                    let group = if nulls.is_null(row) {
-                        self.groups.null_id()
-                    } else {
-                        self.views.group_of(view, keys, row, &mut self.groups)
-                    };
-                    self.group_indices.push(group as usize);
-                }
-            }
+            })),
         }
         let total = self.groups.len();
         for ((accumulator, values), filter) in
