@@ -21,6 +21,8 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringViewArray, StringViewBuilder};
 use arrow::buffer::Buffer;
+use arrow::compute::kernels::boolean::and;
+use arrow::compute::{filter as filter_rows, prep_null_mask_filter};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::config::ConfigOptions;
@@ -32,8 +34,10 @@ use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::projection::ProjectionRef;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, aggregate_expressions};
+use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -81,8 +85,13 @@ impl PhysicalOptimizerRule for ViewKeyedGrouping {
 /// aggregate's partial state.
 #[derive(Debug)]
 pub struct ViewKeyedAggregateExec {
-    /// The stage this one replaces; it holds the expressions, the schemas and the input.
+    /// The stage this one replaces; it holds the expressions and the schemas, and (unless
+    /// a filter was taken in) the input.
     aggregate: Arc<AggregateExec>,
+    /// The `FilterExec` right under the aggregate, taken into this stage: its predicate
+    /// decides which rows count, so no filtered batch is built. This stage then reads the
+    /// filter's input.
+    filter: Option<Arc<FilterExec>>,
     /// Every aggregate's arguments, evaluated against the input.
     arguments: Vec<Vec<Arc<dyn PhysicalExpr>>>,
     metrics: ExecutionPlanMetricsSet,
@@ -114,8 +123,15 @@ impl ViewKeyedAggregateExec {
             return Ok(None);
         }
         let arguments = aggregate_expressions(aggregate.aggr_expr(), aggregate.mode(), 0)?;
+        // A filter with no row limit of its own is evaluated here.
+        let filter = aggregate
+            .input()
+            .downcast_ref::<FilterExec>()
+            .filter(|f| f.fetch().is_none())
+            .map(|f| Arc::new(f.clone()));
         Ok(Some(Self {
             aggregate,
+            filter,
             arguments,
             metrics: ExecutionPlanMetricsSet::new(),
         }))
@@ -123,6 +139,14 @@ impl ViewKeyedAggregateExec {
 
     fn key(&self) -> &Arc<dyn PhysicalExpr> {
         &self.aggregate.group_expr().expr()[0].0
+    }
+
+    /// The plan this stage reads.
+    fn input(&self) -> &Arc<dyn ExecutionPlan> {
+        match &self.filter {
+            Some(filter) => filter.input(),
+            None => self.aggregate.input(),
+        }
     }
 }
 
@@ -147,7 +171,11 @@ impl DisplayAs for ViewKeyedAggregateExec {
                     f,
                     "ViewKeyedAggregateExec: mode=Partial, gby=[{key} as {alias}], aggr=[{}]",
                     aggregates.join(", ")
-                )
+                )?;
+                if let Some(filter) = &self.filter {
+                    write!(f, ", filter=[{}]", filter.predicate())?;
+                }
+                Ok(())
             }
             DisplayFormatType::TreeRender => write!(f, "mode=Partial"),
         }
@@ -164,13 +192,18 @@ impl ExecutionPlan for ViewKeyedAggregateExec {
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![self.aggregate.input()]
+        vec![self.input()]
     }
 
     fn apply_expressions(
         &self,
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
     ) -> DfResult<TreeNodeRecursion> {
+        if let Some(filter) = &self.filter
+            && filter.apply_expressions(f)? == TreeNodeRecursion::Stop
+        {
+            return Ok(TreeNodeRecursion::Stop);
+        }
         self.aggregate.apply_expressions(f)
     }
 
@@ -179,6 +212,10 @@ impl ExecutionPlan for ViewKeyedAggregateExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let children = match &self.filter {
+            Some(filter) => vec![Arc::clone(filter).with_new_children(children)?],
+            None => children,
+        };
         let replaced = Arc::clone(&self.aggregate).with_new_children(children)?;
         let Some(aggregate) = replaced.downcast_ref::<AggregateExec>() else {
             return Ok(replaced);
@@ -194,10 +231,7 @@ impl ExecutionPlan for ViewKeyedAggregateExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
-        let input = self
-            .aggregate
-            .input()
-            .execute(partition, Arc::clone(&context))?;
+        let input = self.input().execute(partition, Arc::clone(&context))?;
         let accumulators = self
             .aggregate
             .aggr_expr()
@@ -211,6 +245,10 @@ impl ExecutionPlan for ViewKeyedAggregateExec {
         let state = Grouping {
             schema: self.schema(),
             key: Arc::clone(self.key()),
+            predicate: self
+                .filter
+                .as_ref()
+                .map(|f| (Arc::clone(f.predicate()), f.projection().clone())),
             arguments: self.arguments.clone(),
             filters: self.aggregate.filter_expr().to_vec(),
             accumulators,
@@ -435,6 +473,8 @@ impl ViewTable {
 struct Grouping {
     schema: SchemaRef,
     key: Arc<dyn PhysicalExpr>,
+    /// A filter taken in: its predicate, on the input, and the columns it hands on.
+    predicate: Option<(Arc<dyn PhysicalExpr>, Option<ProjectionRef>)>,
     arguments: Vec<Vec<Arc<dyn PhysicalExpr>>>,
     filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
     accumulators: Vec<Box<dyn GroupsAccumulator>>,
@@ -463,6 +503,33 @@ impl Grouping {
         if rows == 0 {
             return Ok(());
         }
+        // With a filter taken in: which rows pass (a null is a no), and the filter's
+        // output columns, which the aggregate's expressions refer to.
+        let (batch, passing) = match &self.predicate {
+            None => (batch.clone(), None),
+            Some((predicate, projection)) => {
+                let mask = predicate.evaluate(batch)?.into_array(rows)?;
+                let mask = mask.as_boolean_opt().ok_or_else(|| {
+                    DataFusionError::Internal(format!(
+                        "the filter's predicate gave {}, not booleans",
+                        mask.data_type()
+                    ))
+                })?;
+                let mask = match mask.null_count() {
+                    0 => mask.clone(),
+                    _ => prep_null_mask_filter(mask),
+                };
+                if mask.true_count() == 0 {
+                    return Ok(());
+                }
+                let batch = match projection {
+                    Some(columns) => batch.project(columns)?,
+                    None => batch.clone(),
+                };
+                (batch, Some(mask))
+            }
+        };
+        let batch = &batch;
         let keys = self.key.evaluate(batch)?.into_array(rows)?;
         let arguments = self
             .arguments
@@ -474,7 +541,7 @@ impl Grouping {
                     .collect::<DfResult<Vec<ArrayRef>>>()
             })
             .collect::<DfResult<Vec<_>>>()?;
-        let filters = self
+        let mut filters = self
             .filters
             .iter()
             .map(|f| {
@@ -484,7 +551,34 @@ impl Grouping {
             })
             .collect::<DfResult<Vec<Option<ArrayRef>>>>()?;
         if self.passing_through {
-            return self.pass_through(keys, &arguments, &filters);
+            return match &passing {
+                None => self.pass_through(keys, &arguments, &filters),
+                // Only passing rows may become partial states.
+                Some(mask) => {
+                    let keys = filter_rows(&keys, mask)?;
+                    let arguments = arguments
+                        .iter()
+                        .map(|a| a.iter().map(|v| filter_rows(v, mask)).collect())
+                        .collect::<Result<Vec<Vec<_>>, _>>()?;
+                    let filters = filters
+                        .iter()
+                        .map(|f| f.as_ref().map(|f| filter_rows(f, mask)).transpose())
+                        .collect::<Result<Vec<_>, _>>()?;
+                    self.pass_through(keys, &arguments, &filters)
+                }
+            };
+        }
+        if let Some(mask) = &passing {
+            // Accumulators skip the rows that fail the predicate: it joins each
+            // aggregate's own FILTER.
+            for f in &mut filters {
+                let combined = match f.as_ref().map(|f| f.as_boolean()) {
+                    None => mask.clone(),
+                    Some(own) if own.null_count() > 0 => and(&prep_null_mask_filter(own), mask)?,
+                    Some(own) => and(own, mask)?,
+                };
+                *f = Some(Arc::new(combined));
+            }
         }
         let keys = keys.as_string_view_opt().ok_or_else(|| {
             DataFusionError::Internal(format!(
@@ -496,17 +590,36 @@ impl Grouping {
         self.group_indices.clear();
         let (table, groups) = (&mut self.views, &mut self.groups);
         let views = keys.views().iter().enumerate();
-        match keys.nulls().filter(|n| n.null_count() > 0) {
-            None => self
+        let nulls = keys.nulls().filter(|n| n.null_count() > 0);
+        match (&passing, nulls) {
+            (None, None) => self
                 .group_indices
                 .extend(views.map(|(row, &view)| table.group_of(view, keys, row, groups) as usize)),
-            Some(nulls) => self.group_indices.extend(views.map(|(row, &view)| {
+            (None, Some(nulls)) => self.group_indices.extend(views.map(|(row, &view)| {
                 if nulls.is_null(row) {
                     groups.null_id() as usize
                 } else {
                     table.group_of(view, keys, row, groups) as usize
                 }
             })),
+            // A row that fails the predicate makes no group: it borrows the group of the
+            // first row that passes, and the accumulators skip it.
+            (Some(mask), nulls) => {
+                let mut group = |row: usize| match nulls {
+                    Some(nulls) if nulls.is_null(row) => groups.null_id() as usize,
+                    _ => table.group_of(keys.views()[row], keys, row, groups) as usize,
+                };
+                let first = mask.values().set_indices().next().unwrap_or(0);
+                let borrowed = group(first);
+                let passes = mask.values();
+                self.group_indices.extend((0..rows).map(|row| {
+                    if passes.value(row) {
+                        group(row)
+                    } else {
+                        borrowed
+                    }
+                }));
+            }
         }
         let total = self.groups.len();
         for ((accumulator, values), filter) in
@@ -515,7 +628,8 @@ impl Grouping {
             let filter = filter.as_ref().map(|f| f.as_boolean());
             accumulator.update_batch(values, &self.group_indices, filter, total)?;
         }
-        self.rows_seen += rows;
+        // The probe compares groups with the rows the aggregate is given: those that pass.
+        self.rows_seen += passing.as_ref().map_or(rows, |m| m.true_count());
         if self.probing && self.rows_seen >= self.probe_rows {
             self.probing = false;
             let ratio = self.groups.len() as f64 / self.rows_seen as f64;
@@ -736,6 +850,45 @@ mod tests {
             assert_eq!(on, off, "{sql}");
             assert!(on.lines().count() > 8, "{sql} has groups:\n{on}");
         }
+        // The filter under the aggregate is evaluated inside it; a key whose rows all fail
+        // it makes no group, and a null predicate (null v) fails.
+        let ctx = context(true, None);
+        ctx.register_table("t", provider.clone()).unwrap();
+        let sql = "select k, count(*) as n, max(v) as hi from t where v > 990 or k = '32.14.01' group by k order by k";
+        let plan = ctx
+            .sql(sql)
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        let shown = displayable(plan.as_ref()).indent(true).to_string();
+        assert!(
+            shown.contains("ViewKeyedAggregateExec")
+                && shown.contains("filter=[")
+                && !shown.contains("FilterExec"),
+            "{shown}"
+        );
+        let (on, off, _) = both_ways(&provider, &[], None, sql).await;
+        assert_eq!(on, off);
+        let (rare, _, _) = both_ways(
+            &provider,
+            &[],
+            None,
+            "select k, count(*) as n from t where v = 999 group by k order by k",
+        )
+        .await;
+        let (all, _, _) = both_ways(
+            &provider,
+            &[],
+            None,
+            "select k, count(*) as n from t group by k order by k",
+        )
+        .await;
+        assert!(
+            rare.lines().count() < all.lines().count(),
+            "only keys with passing rows:\n{rare}"
+        );
         // A null key is a group of its own.
         let (on, _, _) = both_ways(
             &provider,
@@ -784,6 +937,13 @@ mod tests {
         assert_eq!(handed_on, Some(60_000), "every row handed on as it came");
         assert_eq!(on, off);
         assert_eq!(on.lines().count(), 60_000 + 4, "one group per row");
+        // Filtered, only the passing rows are handed on.
+        let sql = "select u, count(*) as n, sum(v) as s from t where v < 100 group by u order by u";
+        let (on, off, handed_on) = both_ways(&provider, &probe, None, sql).await;
+        assert_eq!(on, off);
+        let groups = on.lines().count() - 4;
+        assert!(groups > 1_000 && groups < 10_000, "{groups} groups");
+        assert_eq!(handed_on, Some(groups));
     }
 
     #[tokio::test]
