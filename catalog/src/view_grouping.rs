@@ -22,7 +22,7 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringViewArray, StringViewBuilder};
 use arrow::buffer::Buffer;
 use arrow::compute::kernels::boolean::and;
-use arrow::compute::{filter as filter_rows, prep_null_mask_filter};
+use arrow::compute::{filter_record_batch, prep_null_mask_filter};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::config::ConfigOptions;
@@ -529,6 +529,12 @@ impl Grouping {
                 (batch, Some(mask))
             }
         };
+        // Passing rows through, only those that pass become partial states.
+        let (batch, passing) = match passing {
+            Some(mask) if self.passing_through => (filter_record_batch(&batch, &mask)?, None),
+            other => (batch, other),
+        };
+        let rows = batch.num_rows();
         let batch = &batch;
         let keys = self.key.evaluate(batch)?.into_array(rows)?;
         let arguments = self
@@ -551,22 +557,7 @@ impl Grouping {
             })
             .collect::<DfResult<Vec<Option<ArrayRef>>>>()?;
         if self.passing_through {
-            return match &passing {
-                None => self.pass_through(keys, &arguments, &filters),
-                // Only passing rows may become partial states.
-                Some(mask) => {
-                    let keys = filter_rows(&keys, mask)?;
-                    let arguments = arguments
-                        .iter()
-                        .map(|a| a.iter().map(|v| filter_rows(v, mask)).collect())
-                        .collect::<Result<Vec<Vec<_>>, _>>()?;
-                    let filters = filters
-                        .iter()
-                        .map(|f| f.as_ref().map(|f| filter_rows(f, mask)).transpose())
-                        .collect::<Result<Vec<_>, _>>()?;
-                    self.pass_through(keys, &arguments, &filters)
-                }
-            };
+            return self.pass_through(keys, &arguments, &filters);
         }
         if let Some(mask) = &passing {
             // Accumulators skip the rows that fail the predicate: it joins each
@@ -681,7 +672,6 @@ impl Grouping {
             columns.extend(accumulator.state(EmitTo::All)?);
         }
         self.views.clear();
-        self.views.buffers.clear();
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
         self.baseline.record_output(batch.num_rows());
         let mut offset = 0;
@@ -871,13 +861,14 @@ mod tests {
         );
         let (on, off, _) = both_ways(&provider, &[], None, sql).await;
         assert_eq!(on, off);
-        let (rare, _, _) = both_ways(
+        let (rare, rare_off, _) = both_ways(
             &provider,
             &[],
             None,
             "select k, count(*) as n from t where v = 999 group by k order by k",
         )
         .await;
+        assert_eq!(rare, rare_off);
         let (all, _, _) = both_ways(
             &provider,
             &[],
