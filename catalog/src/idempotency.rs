@@ -1,8 +1,55 @@
+use std::collections::{HashMap, HashSet};
+
 use chrono::Utc;
 use sqlx::Row;
 
 use crate::error::CatalogError;
-use crate::state::{StateStore, timestamp};
+use crate::state::{StateStore, timestamp, values_placeholders};
+
+/// Keys per statement when many are claimed or completed at once.
+const ROWS_PER_STATEMENT: usize = 200;
+
+/// One request's claim on an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyClaim {
+    /// The API client sending the request.
+    pub client_id: String,
+    /// The key as stored.
+    pub key: String,
+    /// SHA-256 of the request body, hex.
+    pub request_sha256: String,
+}
+
+impl KeyClaim {
+    fn pair(&self) -> (String, String) {
+        (self.client_id.clone(), self.key.clone())
+    }
+}
+
+/// What the store held for a key that was already claimed.
+struct StoredKey {
+    request_sha256: String,
+    completed: bool,
+    status: u16,
+    body: String,
+}
+
+/// `(c1, c2, c3, 'in_progress', c4), …` for `rows` claims.
+fn claim_placeholders(rows: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let n = 4 * r;
+            format!(
+                "(${}, ${}, ${}, 'in_progress', ${})",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// What a request carrying an `Idempotency-Key` should do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,41 +77,129 @@ impl StateStore {
         key: &str,
         request_sha256: &str,
     ) -> Result<IdempotencyClaim, CatalogError> {
-        let inserted = sqlx::query(
-            "INSERT INTO idempotency_keys (client_id, idempotency_key, request_sha256, state, created_at) \
-             VALUES ($1, $2, $3, 'in_progress', $4) ON CONFLICT (client_id, idempotency_key) DO NOTHING",
-        )
-        .bind(client_id)
-        .bind(key)
-        .bind(request_sha256)
-        .bind(timestamp(Utc::now()))
-        .execute(self.pool())
-        .await?;
-        if inserted.rows_affected() == 1 {
-            return Ok(IdempotencyClaim::Proceed);
+        let claim = KeyClaim {
+            client_id: client_id.to_string(),
+            key: key.to_string(),
+            request_sha256: request_sha256.to_string(),
+        };
+        let mut claims = self.claim_idempotency_keys(&[claim]).await?;
+        Ok(claims.pop().unwrap_or(IdempotencyClaim::InProgress))
+    }
+
+    /// Claims many keys in one transaction, a few statements in all; the answers are in the
+    /// order of `claims`. Within one call the first claim of a `(client, key)` pair is the
+    /// one that may proceed; a later one with the same body is told the key is in progress,
+    /// one with another body that it is a mismatch, just as if they had come after it.
+    pub async fn claim_idempotency_keys(
+        &self,
+        claims: &[KeyClaim],
+    ) -> Result<Vec<IdempotencyClaim>, CatalogError> {
+        // The first claim of each pair, in order.
+        let mut first: HashMap<(&str, &str), usize> = HashMap::with_capacity(claims.len());
+        for (i, claim) in claims.iter().enumerate() {
+            first
+                .entry((claim.client_id.as_str(), claim.key.as_str()))
+                .or_insert(i);
         }
-        let row = sqlx::query(
-            "SELECT request_sha256, state, response_status, response_body FROM idempotency_keys \
-             WHERE client_id = $1 AND idempotency_key = $2",
-        )
-        .bind(client_id)
-        .bind(key)
-        .fetch_one(self.pool())
-        .await?;
-        let stored_hash: String = row.try_get("request_sha256")?;
-        let state: String = row.try_get("state")?;
-        if stored_hash != request_sha256 {
-            return Ok(IdempotencyClaim::Mismatch);
+        let mut firsts: Vec<usize> = first.values().copied().collect();
+        firsts.sort_unstable();
+        let now = timestamp(Utc::now());
+        let mut tx = self.pool().begin().await?;
+        let mut inserted: HashSet<(String, String)> = HashSet::with_capacity(firsts.len());
+        for chunk in firsts.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO idempotency_keys (client_id, idempotency_key, request_sha256, state, created_at) \
+                 VALUES {} ON CONFLICT (client_id, idempotency_key) DO NOTHING \
+                 RETURNING client_id, idempotency_key",
+                claim_placeholders(chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for &i in chunk {
+                let claim = &claims[i];
+                query = query
+                    .bind(&claim.client_id)
+                    .bind(&claim.key)
+                    .bind(&claim.request_sha256)
+                    .bind(&now);
+            }
+            for row in query.fetch_all(&mut *tx).await? {
+                inserted.insert((row.try_get(0)?, row.try_get(1)?));
+            }
         }
-        if state != "completed" {
-            return Ok(IdempotencyClaim::InProgress);
+        // What the store holds for every pair: the claims just inserted, or the rows that
+        // were there before.
+        let mut stored: HashMap<(String, String), StoredKey> = HashMap::with_capacity(firsts.len());
+        let existing: Vec<usize> = firsts
+            .iter()
+            .copied()
+            .filter(|&i| !inserted.contains(&claims[i].pair()))
+            .collect();
+        for chunk in existing.chunks(ROWS_PER_STATEMENT) {
+            let wanted: Vec<String> = (0..chunk.len())
+                .map(|n| {
+                    format!(
+                        "(client_id = ${} AND idempotency_key = ${})",
+                        2 * n + 1,
+                        2 * n + 2
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "SELECT client_id, idempotency_key, request_sha256, state, response_status, response_body \
+                 FROM idempotency_keys WHERE {}",
+                wanted.join(" OR ")
+            );
+            let mut query = sqlx::query(&sql);
+            for &i in chunk {
+                query = query.bind(&claims[i].client_id).bind(&claims[i].key);
+            }
+            for row in query.fetch_all(&mut *tx).await? {
+                let status: Option<i64> = row.try_get("response_status")?;
+                stored.insert(
+                    (row.try_get("client_id")?, row.try_get("idempotency_key")?),
+                    StoredKey {
+                        request_sha256: row.try_get("request_sha256")?,
+                        completed: row.try_get::<String, _>("state")? == "completed",
+                        status: status.and_then(|s| u16::try_from(s).ok()).unwrap_or(200),
+                        body: row
+                            .try_get::<Option<String>, _>("response_body")?
+                            .unwrap_or_default(),
+                    },
+                );
+            }
         }
-        let status: Option<i64> = row.try_get("response_status")?;
-        let body: Option<String> = row.try_get("response_body")?;
-        Ok(IdempotencyClaim::Replay {
-            status: status.and_then(|s| u16::try_from(s).ok()).unwrap_or(200),
-            body: body.unwrap_or_default(),
-        })
+        tx.commit().await?;
+        Ok(claims
+            .iter()
+            .enumerate()
+            .map(|(i, claim)| {
+                let pair = (claim.client_id.as_str(), claim.key.as_str());
+                let first = first[&pair];
+                if inserted.contains(&claim.pair()) {
+                    if first == i {
+                        return IdempotencyClaim::Proceed;
+                    }
+                    // Claimed a moment ago in this same call.
+                    return if claims[first].request_sha256 == claim.request_sha256 {
+                        IdempotencyClaim::InProgress
+                    } else {
+                        IdempotencyClaim::Mismatch
+                    };
+                }
+                match stored.get(&claim.pair()) {
+                    Some(row) if row.request_sha256 != claim.request_sha256 => {
+                        IdempotencyClaim::Mismatch
+                    }
+                    Some(row) if row.completed => IdempotencyClaim::Replay {
+                        status: row.status,
+                        body: row.body.clone(),
+                    },
+                    // Still running; or released by another writer between the insert and
+                    // the read, and free again in a moment.
+                    _ => IdempotencyClaim::InProgress,
+                }
+            })
+            .collect())
     }
 
     /// Stores the response of a request that was applied.
@@ -88,24 +223,30 @@ impl StateStore {
         Ok(())
     }
 
-    /// Stores the responses of many applied requests in one transaction: `(client, key,
-    /// status, body)`.
+    /// Stores the responses of many applied requests in one transaction, many keys per
+    /// statement: `(client, key, status, body)`.
     pub async fn complete_idempotency_keys(
         &self,
         completed: &[(String, String, u16, String)],
     ) -> Result<(), CatalogError> {
         let mut tx = self.pool().begin().await?;
-        for (client_id, key, status, body) in completed {
-            sqlx::query(
-                "UPDATE idempotency_keys SET state = 'completed', response_status = $3, response_body = $4 \
-                 WHERE client_id = $1 AND idempotency_key = $2",
-            )
-            .bind(client_id)
-            .bind(key)
-            .bind(i64::from(*status))
-            .bind(body)
-            .execute(&mut *tx)
-            .await?;
+        for chunk in completed.chunks(ROWS_PER_STATEMENT) {
+            // Both SQLite and PostgreSQL name the columns of a VALUES list column1, column2, …
+            let sql = format!(
+                "UPDATE idempotency_keys SET state = 'completed', response_status = v.column3, \
+                 response_body = v.column4 FROM (VALUES {}) AS v \
+                 WHERE idempotency_keys.client_id = v.column1 AND idempotency_keys.idempotency_key = v.column2",
+                values_placeholders(chunk.len(), 4)
+            );
+            let mut query = sqlx::query(&sql);
+            for (client_id, key, status, body) in chunk {
+                query = query
+                    .bind(client_id)
+                    .bind(key)
+                    .bind(i64::from(*status))
+                    .bind(body);
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -123,5 +264,123 @@ impl StateStore {
             .execute(self.pool())
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store(dir: &tempfile::TempDir) -> StateStore {
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("state.db").display()
+        );
+        StateStore::connect(&url).await.unwrap()
+    }
+
+    fn claim(client: &str, key: &str, sha: &str) -> KeyClaim {
+        KeyClaim {
+            client_id: client.into(),
+            key: key.into(),
+            request_sha256: sha.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_claims_answers_each_as_if_they_came_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = store(&dir).await;
+        // Before: one key completed, one still running.
+        assert_eq!(
+            state
+                .claim_idempotency_key("a", "done", "h1")
+                .await
+                .unwrap(),
+            IdempotencyClaim::Proceed
+        );
+        state
+            .complete_idempotency_key("a", "done", 200, "{\"ok\":1}")
+            .await
+            .unwrap();
+        assert_eq!(
+            state
+                .claim_idempotency_key("a", "running", "h2")
+                .await
+                .unwrap(),
+            IdempotencyClaim::Proceed
+        );
+        let answers = state
+            .claim_idempotency_keys(&[
+                claim("a", "new", "h3"),
+                claim("a", "done", "h1"),
+                claim("a", "done", "other"),
+                claim("a", "running", "h2"),
+                claim("a", "new", "h3"),
+                claim("a", "new", "different"),
+                // The same key of another client is another key.
+                claim("b", "new", "h9"),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            answers,
+            vec![
+                IdempotencyClaim::Proceed,
+                IdempotencyClaim::Replay {
+                    status: 200,
+                    body: "{\"ok\":1}".into()
+                },
+                IdempotencyClaim::Mismatch,
+                IdempotencyClaim::InProgress,
+                IdempotencyClaim::InProgress,
+                IdempotencyClaim::Mismatch,
+                IdempotencyClaim::Proceed,
+            ]
+        );
+        // The key claimed in the batch is held for its first body.
+        assert_eq!(
+            state.claim_idempotency_key("a", "new", "h3").await.unwrap(),
+            IdempotencyClaim::InProgress
+        );
+    }
+
+    #[tokio::test]
+    async fn many_keys_are_claimed_and_completed_across_statements() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = store(&dir).await;
+        let n = ROWS_PER_STATEMENT * 2 + 7;
+        let claims: Vec<KeyClaim> = (0..n)
+            .map(|i| claim("a", &format!("k{i}"), &format!("h{i}")))
+            .collect();
+        let answers = state.claim_idempotency_keys(&claims).await.unwrap();
+        assert!(answers.iter().all(|a| *a == IdempotencyClaim::Proceed));
+        let completed: Vec<(String, String, u16, String)> = (0..n)
+            .map(|i| {
+                (
+                    "a".into(),
+                    format!("k{i}"),
+                    200 + (i % 2) as u16,
+                    format!("r{i}"),
+                )
+            })
+            .collect();
+        state.complete_idempotency_keys(&completed).await.unwrap();
+        let again = state.claim_idempotency_keys(&claims).await.unwrap();
+        for (i, answer) in again.into_iter().enumerate() {
+            assert_eq!(
+                answer,
+                IdempotencyClaim::Replay {
+                    status: 200 + (i % 2) as u16,
+                    body: format!("r{i}")
+                }
+            );
+        }
+        // A released key is free again; a completed one is not released.
+        state.release_idempotency_key("a", "k0").await.unwrap();
+        assert!(matches!(
+            state.claim_idempotency_key("a", "k0", "h0").await.unwrap(),
+            IdempotencyClaim::Replay { .. }
+        ));
     }
 }

@@ -50,7 +50,7 @@ pub use execute::execute;
 pub use grants::{
     AccessRequest, Grant, Grantee, Principal, RequestStatus, Right, Rights, may_read,
 };
-pub use idempotency::IdempotencyClaim;
+pub use idempotency::{IdempotencyClaim, KeyClaim};
 pub use lake::{
     AppTransaction, CommitOptions, Lake, LakeTable, StagedFiles, TableStats, TableWriter,
     VersionInfo, WriteMode,

@@ -225,6 +225,24 @@ impl StateStore {
             .into_iter()
             .rfind(|v| major.is_none_or(|m| parse_version(&v.version).is_ok_and(|p| p.0 == m))))
     }
+
+    /// The number of the newest registered version of `name` in `major`, without its
+    /// document: what resolving a binding on every publish needs.
+    pub async fn latest_version_in_major(
+        &self,
+        name: &str,
+        major: u64,
+    ) -> Result<Option<String>, CatalogError> {
+        let version: Option<String> = sqlx::query_scalar(
+            "SELECT version FROM schema_versions WHERE name = $1 AND major = $2 \
+             ORDER BY minor DESC, patch DESC LIMIT 1",
+        )
+        .bind(name)
+        .bind(i64::try_from(major).unwrap_or(i64::MAX))
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(version)
+    }
 }
 
 impl CompiledCache {
@@ -235,10 +253,10 @@ impl CompiledCache {
         binding: &SchemaBinding,
     ) -> Result<Arc<CompiledSchema>, CatalogError> {
         let latest = state
-            .latest_schema_version(&binding.name, Some(binding.major))
+            .latest_version_in_major(&binding.name, binding.major)
             .await?
             .ok_or_else(|| CatalogError::Invalid(format!("schema {binding} is not registered")))?;
-        self.compiled(state, &binding.name, &latest.version).await
+        self.compiled(state, &binding.name, &latest).await
     }
 
     /// One compiled version.

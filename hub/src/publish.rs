@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use simpul_catalog::{
-    Catalog, CatalogError, CommitOptions, DatasetId, DatasetMeta, Lake, LakeTable, MessageEntry,
-    PublishMode, Receipt, SchemaBinding, Signature, Signed, Signer, WriteMode, timestamp,
+    Catalog, CatalogError, CommitOptions, DatasetId, DatasetMeta, IdempotencyClaim, KeyClaim, Lake,
+    LakeTable, MessageEntry, PublishMode, Receipt, SchemaBinding, Signature, Signed, Signer,
+    StateStore, WriteMode, timestamp,
 };
 use simpul_pipelines::{CheckedRecords, last_per_key, rejects_batch, rejects_schema};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -28,6 +29,8 @@ const SMALL_FILE_BYTES: i64 = 16 * 1024 * 1024;
 
 /// Publishes waiting for one dataset's committer at most; past this, publishers wait.
 const QUEUE: usize = 4_096;
+/// Idempotency keys claimed in one state-store transaction at most.
+const CLAIM_BATCH: usize = 512;
 
 /// One validated publish, ready for the group commit.
 #[derive(Debug)]
@@ -92,6 +95,39 @@ struct Job {
     reply: oneshot::Sender<Result<Published, String>>,
 }
 
+struct PendingClaim {
+    claim: KeyClaim,
+    reply: oneshot::Sender<Result<IdempotencyClaim, String>>,
+}
+
+/// Claims publishes' idempotency keys: one task that claims every key that queued while its
+/// last transaction ran in one transaction, so concurrent publishes do not queue for the
+/// state store's write lock one by one.
+fn start_claimer(state: StateStore) -> mpsc::Sender<PendingClaim> {
+    let (tx, mut rx) = mpsc::channel::<PendingClaim>(QUEUE);
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(CLAIM_BATCH);
+        while rx.recv_many(&mut batch, CLAIM_BATCH).await > 0 {
+            let claims: Vec<KeyClaim> = batch.iter().map(|p| p.claim.clone()).collect();
+            match state.claim_idempotency_keys(&claims).await {
+                Ok(answers) => {
+                    for (pending, answer) in batch.drain(..).zip(answers) {
+                        let _ = pending.reply.send(Ok(answer));
+                    }
+                }
+                Err(e) => {
+                    // Nothing was claimed: every publisher in the batch gets the error.
+                    let message = format!("cannot claim the idempotency key: {e}");
+                    for pending in batch.drain(..) {
+                        let _ = pending.reply.send(Err(message.clone()));
+                    }
+                }
+            }
+        }
+    });
+    tx
+}
+
 /// The publish side of the bus: one committer per dataset.
 pub struct Publisher {
     catalog: Arc<Catalog>,
@@ -99,14 +135,17 @@ pub struct Publisher {
     log: MessageLog,
     max_rows: u64,
     queues: Mutex<HashMap<DatasetId, mpsc::Sender<Job>>>,
+    claims: mpsc::Sender<PendingClaim>,
     /// Woken after every commit, for the webhook dispatcher.
     pub committed: Arc<Notify>,
 }
 
 impl Publisher {
-    /// A publisher whose groups hold at most `max_rows` rows.
+    /// A publisher whose groups hold at most `max_rows` rows. Starts its key claimer on the
+    /// current runtime.
     pub fn new(catalog: Arc<Catalog>, signer: Arc<Signer>, log: MessageLog, max_rows: u64) -> Self {
         Self {
+            claims: start_claimer(catalog.state.clone()),
             catalog,
             signer,
             log,
@@ -114,6 +153,24 @@ impl Publisher {
             queues: Mutex::new(HashMap::new()),
             committed: Arc::new(Notify::new()),
         }
+    }
+
+    /// Claims a publish's idempotency key (see
+    /// [`simpul_catalog::StateStore::claim_idempotency_keys`]) together with the other
+    /// publishes claiming theirs at the same moment.
+    pub async fn claim(&self, claim: KeyClaim) -> Result<IdempotencyClaim, String> {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .claims
+            .send(PendingClaim { claim, reply })
+            .await
+            .is_err()
+        {
+            return Err("the idempotency key claimer stopped".into());
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err("the idempotency key claimer stopped before answering".into()))
     }
 
     /// Queues `request` for `dataset`'s next group commit and waits for its answer.

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use simpul_catalog::{DatasetMeta, IdempotencyClaim, MessageEntry, Role};
+use simpul_catalog::{DatasetMeta, IdempotencyClaim, KeyClaim, MessageEntry, Role};
 use simpul_connectors::file::FileFormat;
 use simpul_pipelines::IngestError;
 
@@ -108,11 +108,16 @@ pub(super) async fn publish(
     let body = read_body(&app, body, &headers).await?;
     let sha256 = hex::encode(Sha256::digest(&body));
     let body_len = body.len() as u64;
+    let claim = KeyClaim {
+        client_id: caller.id().to_string(),
+        key: key.clone(),
+        request_sha256: sha256.clone(),
+    };
     match app
-        .catalog
-        .state
-        .claim_idempotency_key(caller.id(), &key, &sha256)
-        .await?
+        .publisher
+        .claim(claim)
+        .await
+        .map_err(ApiError::internal)?
     {
         IdempotencyClaim::Proceed => {}
         IdempotencyClaim::Replay { status, body } => {
