@@ -4,7 +4,7 @@ use chrono::Utc;
 use sqlx::Row;
 
 use crate::error::CatalogError;
-use crate::state::{StateStore, timestamp, values_placeholders};
+use crate::state::{StateStore, timestamp};
 
 /// Keys per statement when many are claimed or completed at once.
 const ROWS_PER_STATEMENT: usize = 200;
@@ -34,23 +34,6 @@ struct StoredKey {
     body: String,
 }
 
-/// `(c1, c2, c3, 'in_progress', c4), …` for `rows` claims.
-fn claim_placeholders(rows: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let n = 4 * r;
-            format!(
-                "(${}, ${}, ${}, 'in_progress', ${})",
-                n + 1,
-                n + 2,
-                n + 3,
-                n + 4
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// What a request carrying an `Idempotency-Key` should do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdempotencyClaim {
@@ -70,6 +53,23 @@ pub enum IdempotencyClaim {
 }
 
 impl StateStore {
+    /// `(c1, c2, c3, 'in_progress', c4), …` for `rows` claims.
+    fn claim_placeholders(&self, rows: usize) -> String {
+        (0..rows)
+            .map(|r| {
+                let n = 4 * r;
+                format!(
+                    "({}, {}, {}, 'in_progress', {})",
+                    self.param(n + 1),
+                    self.param(n + 2),
+                    self.param(n + 3),
+                    self.param(n + 4)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Claims an idempotency key for a request whose body hashes to `request_sha256`.
     pub async fn claim_idempotency_key(
         &self,
@@ -111,7 +111,7 @@ impl StateStore {
                 "INSERT INTO idempotency_keys (client_id, idempotency_key, request_sha256, state, created_at) \
                  VALUES {} ON CONFLICT (client_id, idempotency_key) DO NOTHING \
                  RETURNING client_id, idempotency_key",
-                claim_placeholders(chunk.len())
+                self.claim_placeholders(chunk.len())
             );
             let mut query = sqlx::query(&sql);
             for &i in chunk {
@@ -138,9 +138,9 @@ impl StateStore {
             let wanted: Vec<String> = (0..chunk.len())
                 .map(|n| {
                     format!(
-                        "(client_id = ${} AND idempotency_key = ${})",
-                        2 * n + 1,
-                        2 * n + 2
+                        "(client_id = {} AND idempotency_key = {})",
+                        self.param(2 * n + 1),
+                        self.param(2 * n + 2)
                     )
                 })
                 .collect();
@@ -236,7 +236,7 @@ impl StateStore {
                 "UPDATE idempotency_keys SET state = 'completed', response_status = v.column3, \
                  response_body = v.column4 FROM (VALUES {}) AS v \
                  WHERE idempotency_keys.client_id = v.column1 AND idempotency_keys.idempotency_key = v.column2",
-                values_placeholders(chunk.len(), 4)
+                self.values_placeholders(chunk.len(), 4)
             );
             let mut query = sqlx::query(&sql);
             for (client_id, key, status, body) in chunk {

@@ -14,7 +14,7 @@ use sqlx::any::AnyRow;
 
 use crate::error::CatalogError;
 use crate::signing::{PublicKey, Signature, verify_with};
-use crate::state::{StateStore, timestamp, values_placeholders};
+use crate::state::{StateStore, timestamp};
 
 /// The `prev_hash` of the first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -331,7 +331,7 @@ impl StateStore {
         for chunk in records.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO message_log ({LOG_COLUMNS}) VALUES {}",
-                values_placeholders(chunk.len(), COLUMNS)
+                self.values_placeholders(chunk.len(), COLUMNS)
             );
             let mut query = sqlx::query(&sql);
             for r in chunk {

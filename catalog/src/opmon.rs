@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::error::CatalogError;
-use crate::state::{StateStore, timestamp, values_placeholders};
+use crate::state::{StateStore, timestamp};
 
 /// One call, as monitored.
 #[derive(Debug, Clone)]
@@ -44,7 +44,7 @@ impl StateStore {
             let sql = format!(
                 "INSERT INTO opmon (id, request_in_ts, response_out_ts, client_id, member, subsystem, \
                  service, method, path, request_size, response_size, succeeded, status) VALUES {}",
-                values_placeholders(chunk.len(), COLUMNS)
+                self.values_placeholders(chunk.len(), COLUMNS)
             );
             let mut query = sqlx::query(&sql);
             for record in chunk {

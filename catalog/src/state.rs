@@ -12,6 +12,7 @@ use crate::error::CatalogError;
 #[derive(Clone, Debug)]
 pub struct StateStore {
     pool: AnyPool,
+    backend: Backend,
 }
 
 /// Which SQL database holds the state.
@@ -42,6 +43,10 @@ impl StateStore {
         let options = AnyConnectOptions::from_str(url).map_err(|e| state_connect_error(url, e))?;
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
+            // A PostgreSQL connection can break with its server, so it is pinged before use;
+            // an SQLite connection is a file handle in this process, and a ping would only
+            // double the hops to its worker thread for every statement.
+            .test_before_acquire(backend != Backend::Sqlite)
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
@@ -62,7 +67,7 @@ impl StateStore {
             .run(&pool)
             .await
             .map_err(|e| CatalogError::State(format!("migrating the state store failed: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self { pool, backend })
     }
 
     /// The connection pool, for the stores built on it.
@@ -121,18 +126,30 @@ impl StateStore {
     }
 }
 
-/// The `VALUES` list of a multi-row insert: `rows` groups of `columns` numbered placeholders,
-/// `($1, $2), ($3, $4)`.
-pub(crate) fn values_placeholders(rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let params: Vec<String> = (1..=columns)
-                .map(|c| format!("${}", r * columns + c))
-                .collect();
-            format!("({})", params.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+impl StateStore {
+    /// The `n`th (from 1) placeholder of a generated statement whose placeholders appear in
+    /// order: `$n` on PostgreSQL, a bare `?` on SQLite. SQLite finds a named or numbered
+    /// parameter's position by scanning the statement's list of names, so binding the
+    /// thousands of a multi-row insert by `$n` costs time quadratic in their number.
+    pub(crate) fn param(&self, n: usize) -> String {
+        match self.backend {
+            Backend::Sqlite => "?".to_string(),
+            Backend::Postgres => format!("${n}"),
+        }
+    }
+
+    /// The `VALUES` list of a multi-row statement: `rows` groups of `columns` placeholders,
+    /// `($1, $2), ($3, $4)` (see [`Self::param`]).
+    pub(crate) fn values_placeholders(&self, rows: usize, columns: usize) -> String {
+        (0..rows)
+            .map(|r| {
+                let params: Vec<String> =
+                    (1..=columns).map(|c| self.param(r * columns + c)).collect();
+                format!("({})", params.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Formats a time the way the state store keeps it: fixed-width RFC 3339 in UTC, so that text
