@@ -376,11 +376,21 @@ mod tests {
                 }
             );
         }
-        // A released key is free again; a completed one is not released.
+        // Releasing leaves a completed key alone, and frees one still in progress.
         state.release_idempotency_key("a", "k0").await.unwrap();
         assert!(matches!(
             state.claim_idempotency_key("a", "k0", "h0").await.unwrap(),
             IdempotencyClaim::Replay { .. }
         ));
+        let retry = [claim("a", "failed", "h")];
+        assert_eq!(
+            state.claim_idempotency_keys(&retry).await.unwrap(),
+            vec![IdempotencyClaim::Proceed]
+        );
+        state.release_idempotency_key("a", "failed").await.unwrap();
+        assert_eq!(
+            state.claim_idempotency_keys(&retry).await.unwrap(),
+            vec![IdempotencyClaim::Proceed]
+        );
     }
 }

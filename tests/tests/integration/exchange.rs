@@ -209,6 +209,66 @@ async fn a_publish_lands_once_with_a_signed_receipt_and_keeps_its_rejects() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_publish_whose_client_goes_away_lands_once_and_its_retry_gets_the_receipt() {
+    use tokio::io::AsyncWriteExt;
+
+    let hub = hub_with_dataset();
+    // Big enough to be validated off the request's task, which gives the client time to
+    // hang up while the publish is between its key's claim and its commit.
+    let rows = 5_000;
+    let body: String = (0..rows)
+        .map(|i| {
+            format!(
+                "{{\"nik\":\"321401{:02}0590{:04}\",\"nama\":\"Warga {i}\",\"tanggal_lahir\":\"1990-05-15\",\"jenis_kelamin\":\"L\",\"kode_wilayah\":\"32.14.01.1001\"}}\n",
+                1 + (i / 10_000) % 28,
+                i % 10_000
+            )
+        })
+        .collect();
+    let address = hub.url.trim_start_matches("http://").to_string();
+    let request = format!(
+        "POST /api/v1/bus/datasets/dukcapil.warga/records HTTP/1.1\r\nHost: {address}\r\n\
+         Authorization: Bearer {}\r\nContent-Type: application/x-ndjson\r\nIdempotency-Key: pergi\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        hub.admin_key,
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    // Hang up without reading the answer.
+    drop(stream);
+
+    // The retry, with the same key and body, gets the receipt once the publish is done
+    // (409 with Retry-After while it still runs), never a key stuck as running.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let receipt = loop {
+        let retry = publish(
+            &hub,
+            &hub.admin_key,
+            "dukcapil.warga",
+            Some("pergi"),
+            "application/x-ndjson",
+            body.clone(),
+        )
+        .await;
+        let status = retry.status();
+        let answer: Value = retry.json().await.unwrap();
+        if status == 200 {
+            break answer["receipt"].clone();
+        }
+        assert_eq!(status, 409, "{answer}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the key is still claimed 15 s after its client went away: {answer}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(receipt["accepted"], rows, "{receipt}");
+    let landed = hub.rows("select count(*) as n from dukcapil.warga").await;
+    assert_eq!(landed[0]["n"], rows, "the rows landed exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn publishes_take_ndjson_json_csv_and_arrow_and_refuse_bad_bodies() {
     let hub = hub_with_dataset();
     let array = format!("[{RESIDENT_A}]");
