@@ -20,12 +20,6 @@ pub struct KeyClaim {
     pub request_sha256: String,
 }
 
-impl KeyClaim {
-    fn pair(&self) -> (String, String) {
-        (self.client_id.clone(), self.key.clone())
-    }
-}
-
 /// What the store held for a key that was already claimed.
 struct StoredKey {
     request_sha256: String,
@@ -105,7 +99,8 @@ impl StateStore {
         firsts.sort_unstable();
         let now = timestamp(Utc::now());
         let mut tx = self.pool().begin().await?;
-        let mut inserted: HashSet<(String, String)> = HashSet::with_capacity(firsts.len());
+        // Both sets are keyed by the index of the pair's first claim.
+        let mut inserted: HashSet<usize> = HashSet::with_capacity(firsts.len());
         for chunk in firsts.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO idempotency_keys (client_id, idempotency_key, request_sha256, state, created_at) \
@@ -123,16 +118,19 @@ impl StateStore {
                     .bind(&now);
             }
             for row in query.fetch_all(&mut *tx).await? {
-                inserted.insert((row.try_get(0)?, row.try_get(1)?));
+                let (client_id, key): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+                if let Some(&i) = first.get(&(client_id.as_str(), key.as_str())) {
+                    inserted.insert(i);
+                }
             }
         }
         // What the store holds for every pair: the claims just inserted, or the rows that
         // were there before.
-        let mut stored: HashMap<(String, String), StoredKey> = HashMap::with_capacity(firsts.len());
+        let mut stored: HashMap<usize, StoredKey> = HashMap::with_capacity(firsts.len());
         let existing: Vec<usize> = firsts
             .iter()
             .copied()
-            .filter(|&i| !inserted.contains(&claims[i].pair()))
+            .filter(|i| !inserted.contains(i))
             .collect();
         for chunk in existing.chunks(ROWS_PER_STATEMENT) {
             let wanted: Vec<String> = (0..chunk.len())
@@ -155,8 +153,13 @@ impl StateStore {
             }
             for row in query.fetch_all(&mut *tx).await? {
                 let status: Option<i64> = row.try_get("response_status")?;
+                let client_id: String = row.try_get("client_id")?;
+                let key: String = row.try_get("idempotency_key")?;
+                let Some(&first_claim) = first.get(&(client_id.as_str(), key.as_str())) else {
+                    continue;
+                };
                 stored.insert(
-                    (row.try_get("client_id")?, row.try_get("idempotency_key")?),
+                    first_claim,
                     StoredKey {
                         request_sha256: row.try_get("request_sha256")?,
                         completed: row.try_get::<String, _>("state")? == "completed",
@@ -173,9 +176,8 @@ impl StateStore {
             .iter()
             .enumerate()
             .map(|(i, claim)| {
-                let pair = (claim.client_id.as_str(), claim.key.as_str());
-                let first = first[&pair];
-                if inserted.contains(&claim.pair()) {
+                let first = first[&(claim.client_id.as_str(), claim.key.as_str())];
+                if inserted.contains(&first) {
                     if first == i {
                         return IdempotencyClaim::Proceed;
                     }
@@ -186,7 +188,7 @@ impl StateStore {
                         IdempotencyClaim::Mismatch
                     };
                 }
-                match stored.get(&claim.pair()) {
+                match stored.get(&first) {
                     Some(row) if row.request_sha256 != claim.request_sha256 => {
                         IdempotencyClaim::Mismatch
                     }

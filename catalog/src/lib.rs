@@ -119,7 +119,7 @@ impl Catalog {
             let binding = SchemaBinding::parse(text)?;
             return match self
                 .state
-                .latest_schema_version(&binding.name, Some(binding.major))
+                .latest_version_in_major(&binding.name, binding.major)
                 .await?
             {
                 Some(_) => Ok(binding),
@@ -128,7 +128,7 @@ impl Catalog {
         }
         let latest = self
             .state
-            .latest_schema_version(text, None)
+            .latest_schema_version(text)
             .await?
             .ok_or_else(|| not_registered(&format!("'{text}'")))?;
         let major = simpul_schemas::parse_version(&latest.version)

@@ -93,7 +93,7 @@ impl StateStore {
                 )))
             };
         }
-        if let Some(latest) = self.latest_schema_version(&file.name, None).await? {
+        if let Some(latest) = self.latest_schema_version(&file.name).await? {
             let (lmajor, lminor, lpatch) =
                 parse_version(&latest.version).map_err(|e| CatalogError::Invalid(e.0))?;
             if (major, minor, patch) <= (lmajor, lminor, lpatch) {
@@ -214,16 +214,12 @@ impl StateStore {
             .collect()
     }
 
-    /// The newest version of a schema, within one major if given.
+    /// The newest version of a schema.
     pub async fn latest_schema_version(
         &self,
         name: &str,
-        major: Option<u64>,
     ) -> Result<Option<SchemaVersion>, CatalogError> {
-        let versions = self.schema_versions(Some(name)).await?;
-        Ok(versions
-            .into_iter()
-            .rfind(|v| major.is_none_or(|m| parse_version(&v.version).is_ok_and(|p| p.0 == m))))
+        Ok(self.schema_versions(Some(name)).await?.pop())
     }
 
     /// The number of the newest registered version of `name` in `major`, without its

@@ -128,9 +128,10 @@ impl StateStore {
 
 impl StateStore {
     /// The `n`th (from 1) placeholder of a generated statement whose placeholders appear in
-    /// order: `$n` on PostgreSQL, a bare `?` on SQLite. SQLite finds a named or numbered
-    /// parameter's position by scanning the statement's list of names, so binding the
-    /// thousands of a multi-row insert by `$n` costs time quadratic in their number.
+    /// order: `$n` on PostgreSQL, a bare `?` on SQLite. To bind a numbered parameter, sqlx
+    /// asks SQLite for its name, which SQLite finds by scanning the statement's list of
+    /// names, so binding the thousands of a multi-row insert by `$n` takes time quadratic
+    /// in their number; a bare `?` has no name and binds by position.
     pub(crate) fn param(&self, n: usize) -> String {
         match self.backend {
             Backend::Sqlite => "?".to_string(),

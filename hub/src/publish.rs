@@ -108,18 +108,19 @@ fn start_claimer(state: StateStore) -> mpsc::Sender<PendingClaim> {
     tokio::spawn(async move {
         let mut batch = Vec::with_capacity(CLAIM_BATCH);
         while rx.recv_many(&mut batch, CLAIM_BATCH).await > 0 {
-            let claims: Vec<KeyClaim> = batch.iter().map(|p| p.claim.clone()).collect();
+            let (claims, replies): (Vec<KeyClaim>, Vec<_>) =
+                batch.drain(..).map(|p| (p.claim, p.reply)).unzip();
             match state.claim_idempotency_keys(&claims).await {
                 Ok(answers) => {
-                    for (pending, answer) in batch.drain(..).zip(answers) {
-                        let _ = pending.reply.send(Ok(answer));
+                    for (reply, answer) in replies.into_iter().zip(answers) {
+                        let _ = reply.send(Ok(answer));
                     }
                 }
                 Err(e) => {
                     // Nothing was claimed: every publisher in the batch gets the error.
                     let message = format!("cannot claim the idempotency key: {e}");
-                    for pending in batch.drain(..) {
-                        let _ = pending.reply.send(Err(message.clone()));
+                    for reply in replies {
+                        let _ = reply.send(Err(message.clone()));
                     }
                 }
             }

@@ -106,109 +106,86 @@ pub(super) async fn publish(
     let key = format!("bus:{sent_key}");
     let format = publish_format(raw.as_deref(), &headers)?;
     let body = read_body(&app, body, &headers).await?;
-    let publish = Claimed {
-        sha256: hex::encode(Sha256::digest(&body)),
-        app,
-        caller,
-        dataset,
-        format,
-        body,
-        key,
-        sent_key,
-    };
     // From the claim on, the publish runs on a task of its own: a client that goes away
     // mid-way drops only its wait for the answer, and the key is still either completed
     // by the committer or released, never left claimed with nobody to finish it.
-    tokio::spawn(publish.run())
-        .await
-        .map_err(|e| ApiError::internal(format!("the publish stopped: {e}")))?
+    tokio::spawn(claim_and_publish(
+        app, caller, dataset, format, body, key, sent_key,
+    ))
+    .await
+    .map_err(|e| ApiError::internal(format!("the publish stopped: {e}")))?
 }
 
-/// A publish whose body was read, from its key's claim to its answer.
-struct Claimed {
+/// A publish whose body was read, from its key's claim to its answer. `key` is the key as
+/// stored (`bus:` + `sent_key`, the header's value).
+async fn claim_and_publish(
     app: AppState,
     caller: Caller,
     dataset: DatasetMeta,
     format: FileFormat,
     body: Bytes,
-    sha256: String,
-    /// The key as stored (`bus:` + `sent_key`).
     key: String,
-    /// The `Idempotency-Key` header's value.
     sent_key: String,
-}
-
-impl Claimed {
-    async fn run(self) -> Result<Response, ApiError> {
-        let Self {
-            app,
-            caller,
-            dataset,
-            format,
-            body,
-            sha256,
-            key,
-            sent_key,
-        } = self;
-        let body_len = body.len() as u64;
-        let claim = KeyClaim {
-            client_id: caller.id().to_string(),
-            key: key.clone(),
-            request_sha256: sha256.clone(),
-        };
-        match app
-            .publisher
-            .claim(claim)
-            .await
-            .map_err(ApiError::internal)?
-        {
-            IdempotencyClaim::Proceed => {}
-            IdempotencyClaim::Replay { status, body } => {
-                // A retry is an exchange too: logged, with the version it was first given.
-                let stored: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-                app.messagelog
-                    .record(MessageEntry {
-                        message_id: uuid::Uuid::now_v7().to_string(),
-                        at: chrono::Utc::now(),
-                        service: "publish".into(),
-                        client_id: Some(caller.id().to_string()),
-                        peer: None,
-                        dataset: Some(dataset.id.to_string()),
-                        version: stored["receipt"]["version"].as_i64(),
-                        request_bytes: body_len,
-                        response_bytes: body.len() as u64,
-                        status,
-                        payload_sha256: Some(sha256),
-                        detail: json!({
-                            "replay_of": stored["receipt"]["message_id"],
-                            "idempotency_key": sent_key,
-                        }),
-                    })
-                    .await;
-                return Ok(replay(status, body));
-            }
-            IdempotencyClaim::Mismatch => {
-                return Err(ApiError::conflict(format!(
-                    "Idempotency-Key '{sent_key}' was already used for a different body; use a new key for new records"
-                )));
-            }
-            IdempotencyClaim::InProgress => {
-                return Err(ApiError::conflict(format!(
-                    "a publish with Idempotency-Key '{sent_key}' is still running; retry in a moment"
-                ))
-                .with_retry_after(1));
-            }
+) -> Result<Response, ApiError> {
+    let sha256 = hex::encode(Sha256::digest(&body));
+    let body_len = body.len() as u64;
+    let claim = KeyClaim {
+        client_id: caller.id().to_string(),
+        key: key.clone(),
+        request_sha256: sha256.clone(),
+    };
+    match app
+        .publisher
+        .claim(claim)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        IdempotencyClaim::Proceed => {}
+        IdempotencyClaim::Replay { status, body } => {
+            // A retry is an exchange too: logged, with the version it was first given.
+            let stored: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            app.messagelog
+                .record(MessageEntry {
+                    message_id: uuid::Uuid::now_v7().to_string(),
+                    at: chrono::Utc::now(),
+                    service: "publish".into(),
+                    client_id: Some(caller.id().to_string()),
+                    peer: None,
+                    dataset: Some(dataset.id.to_string()),
+                    version: stored["receipt"]["version"].as_i64(),
+                    request_bytes: body_len,
+                    response_bytes: body.len() as u64,
+                    status,
+                    payload_sha256: Some(sha256),
+                    detail: json!({
+                        "replay_of": stored["receipt"]["message_id"],
+                        "idempotency_key": sent_key,
+                    }),
+                })
+                .await;
+            return Ok(replay(status, body));
         }
-        match publish_claimed(&app, &caller, &dataset, format, body, sha256, &key).await {
-            // The committer stored the answer under the key with the commit's other answers.
-            Ok(published) => Ok(answer(published.status, published.body.to_string())),
-            Err(e) => {
-                app.catalog
-                    .state
-                    .release_idempotency_key(caller.id(), &key)
-                    .await?;
-                Err(e)
-            }
+        IdempotencyClaim::Mismatch => {
+            return Err(ApiError::conflict(format!(
+                "Idempotency-Key '{sent_key}' was already used for a different body; use a new key for new records"
+            )));
+        }
+        IdempotencyClaim::InProgress => {
+            return Err(ApiError::conflict(format!(
+                "a publish with Idempotency-Key '{sent_key}' is still running; retry in a moment"
+            ))
+            .with_retry_after(1));
+        }
+    }
+    match publish_claimed(&app, &caller, &dataset, format, body, sha256, &key).await {
+        // The committer stored the answer under the key with the commit's other answers.
+        Ok(published) => Ok(answer(published.status, published.body.to_string())),
+        Err(e) => {
+            app.catalog
+                .state
+                .release_idempotency_key(caller.id(), &key)
+                .await?;
+            Err(e)
         }
     }
 }

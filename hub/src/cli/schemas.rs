@@ -64,7 +64,7 @@ pub(super) async fn run(config: Config, command: SchemasCommand) -> Result<(), S
                 Some(v) => v,
                 None => catalog
                     .state
-                    .latest_schema_version(&name, None)
+                    .latest_schema_version(&name)
                     .await
                     .map_err(|e| e.to_string())?
                     .map(|v| v.version)
@@ -160,7 +160,7 @@ async fn compatibility(
         });
     }
     let Some(latest) = state
-        .latest_schema_version(&file.name, None)
+        .latest_schema_version(&file.name)
         .await
         .map_err(|e| e.to_string())?
     else {
