@@ -102,7 +102,12 @@ pub struct TableStats {
     pub size_bytes: i64,
     /// Data files at this version.
     pub files: usize,
+    /// Data files under [`SMALL_FILE_BYTES`]: what a compaction would rewrite.
+    pub small_files: usize,
 }
+
+/// Files under this size are small: [`Lake::compact`] merges them.
+pub const SMALL_FILE_BYTES: i64 = 16 * 1024 * 1024;
 
 /// One entry of a table's history.
 #[derive(Debug, Clone, Serialize)]
@@ -209,11 +214,20 @@ impl Lake {
             Err(DeltaTableError::NotATable(_)) => return Ok(None),
             Err(e) => return Err(lake_error(table, e)),
         }
-        self.latest
-            .lock()
-            .await
-            .insert(table.clone(), delta.clone());
+        self.remember(table, &delta).await;
         Ok(Some(delta))
+    }
+
+    /// Keeps `delta` as the version this process saw last, unless a newer one is kept
+    /// already (two tasks that load or commit at once finish in either order).
+    async fn remember(&self, table: &LakeTable, delta: &DeltaTable) {
+        let mut latest = self.latest.lock().await;
+        let newer = latest
+            .get(table)
+            .is_none_or(|kept| kept.version() <= delta.version());
+        if newer {
+            latest.insert(table.clone(), delta.clone());
+        }
     }
 
     /// The Arrow schema of the table as last loaded by this process, without looking for
@@ -327,10 +341,7 @@ impl Lake {
                 None => return Err(lake_error(table, e)),
             },
         };
-        self.latest
-            .lock()
-            .await
-            .insert(table.clone(), created.clone());
+        self.remember(table, &created).await;
         Ok(created)
     }
 
@@ -447,11 +458,20 @@ impl Lake {
             }
             Err(e) => return Err(lake_error(table, e)),
         };
-        let committed = self.refreshed(table).await?;
+        // The table as of this commit. Loading the newest version replays only the new commit
+        // from the version kept (deltalake's own post-commit snapshot, built for an exact
+        // version, replays more with every commit it follows: measured, it made commits slower
+        // as a table grew). Should another writer have committed meanwhile, the answer is
+        // still this commit's own version.
+        let version = finalized.version;
+        let mut committed = self.refreshed(table).await?;
+        if committed.version() != Some(version) {
+            committed.state = Some(finalized.snapshot);
+        }
         cleanup_at_checkpoints(&committed, table).await;
         tracing::debug!(
             table = %table.qualified_name(),
-            version = finalized.version,
+            version,
             load_ms = loaded.as_secs_f64() * 1e3,
             commit_ms = (started.elapsed() - loaded).as_secs_f64() * 1e3,
             "lake commit"
@@ -554,7 +574,7 @@ impl Lake {
             .await
             .map_err(|e| lake_error(table, e))?;
         let version = compacted.version();
-        self.latest.lock().await.insert(table.clone(), compacted);
+        self.remember(table, &compacted).await;
         if version == before {
             return Ok(None);
         }
@@ -683,17 +703,19 @@ impl Lake {
             table: delta.table_url().to_string(),
             source: Box::new(e),
         })?;
-        let (mut rows, mut bytes, mut files) = (0i64, 0i64, 0usize);
+        let (mut rows, mut bytes, mut files, mut small_files) = (0i64, 0i64, 0usize, 0usize);
         for file in state.log_data().iter() {
             rows += file.num_records().unwrap_or(0) as i64;
             bytes += file.size();
             files += 1;
+            small_files += usize::from(file.size() < SMALL_FILE_BYTES);
         }
         Ok(TableStats {
             version: state.version() as i64,
             row_count: rows,
             size_bytes: bytes,
             files,
+            small_files,
         })
     }
 
@@ -967,6 +989,14 @@ mod tests {
         writer.finish().await.unwrap()
     }
 
+    /// Commits one row of `n` as a blind append.
+    async fn append(lake: &Lake, table: &LakeTable, n: i64) -> DeltaTable {
+        let staged = stage(lake, table, vec![n]).await;
+        lake.commit(staged, WriteMode::Append, CommitOptions::default())
+            .await
+            .unwrap()
+    }
+
     fn run(version: i64) -> CommitOptions {
         CommitOptions {
             transaction: Some(AppTransaction {
@@ -995,7 +1025,10 @@ mod tests {
                 .unwrap();
         }
         let before = Lake::stats(&lake.load_existing(&table).await.unwrap()).unwrap();
-        assert_eq!((before.files, before.row_count), (6, 12));
+        assert_eq!(
+            (before.files, before.small_files, before.row_count),
+            (6, 6, 12)
+        );
         let version = lake
             .compact(&table)
             .await
@@ -1003,8 +1036,13 @@ mod tests {
             .expect("a compaction commit");
         let after = Lake::stats(&lake.load_existing(&table).await.unwrap()).unwrap();
         assert_eq!(
-            (after.files, after.row_count, after.version),
-            (1, 12, version)
+            (
+                after.files,
+                after.small_files,
+                after.row_count,
+                after.version
+            ),
+            (1, 1, 12, version)
         );
         // The compaction changes no data: the change feed still holds each row once.
         let delta = lake.load_existing(&table).await.unwrap();
@@ -1022,6 +1060,39 @@ mod tests {
         assert_eq!(rows, 12);
         // Nothing left to compact.
         assert_eq!(lake.compact(&table).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_commit_returns_its_own_version_with_the_other_writers_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        // Two lakes on one root: two hub processes, each with its own cached version.
+        let (ours, theirs) = (
+            Lake::new(&url, HashMap::new()).unwrap(),
+            Lake::new(&url, HashMap::new()).unwrap(),
+        );
+        let table = LakeTable::Data("stats.bersama".parse().unwrap());
+        // Version 0 created the table.
+        assert_eq!(append(&ours, &table, 1).await.version(), Some(1));
+        append(&theirs, &table, 2).await;
+        append(&theirs, &table, 3).await;
+        // Ours starts from its cached version 1; deltalake's conflict check lets the blind
+        // append pass over the other writer's versions 2 and 3.
+        let committed = append(&ours, &table, 4).await;
+        assert_eq!(committed.version(), Some(4));
+        let stats = Lake::stats(&committed).unwrap();
+        assert_eq!(
+            (stats.files, stats.row_count),
+            (4, 4),
+            "every writer's file"
+        );
+        // Once more, after another commit of theirs (version 5).
+        append(&theirs, &table, 5).await;
+        assert_eq!(append(&ours, &table, 6).await.version(), Some(6));
+        // What the lake keeps as its latest is the newest it saw.
+        let latest = ours.load_existing(&table).await.unwrap();
+        assert_eq!(latest.version(), Some(6));
+        assert_eq!(Lake::stats(&latest).unwrap().row_count, 6);
     }
 
     #[tokio::test]

@@ -233,7 +233,7 @@ impl Exporter<'_> {
             return;
         };
         match self.catalog.refresh_stats(&id).await {
-            Ok(stats) if stats.files >= COMPACT_AT_FILES => {
+            Ok(stats) if stats.small_files >= COMPACT_AT_FILES => {
                 if let Err(e) = self.catalog.lake.compact(&LakeTable::Data(id)).await {
                     tracing::warn!(dataset = export.dataset, error = %e, "cannot compact a module dataset");
                 }
