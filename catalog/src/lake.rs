@@ -458,11 +458,11 @@ impl Lake {
             }
             Err(e) => return Err(lake_error(table, e)),
         };
-        // The table as of this commit. Loading the newest version replays only the new commit
-        // from the version kept (deltalake's own post-commit snapshot, built for an exact
-        // version, replays more with every commit it follows: measured, it made commits slower
-        // as a table grew). Should another writer have committed meanwhile, the answer is
-        // still this commit's own version.
+        // The table as of this commit: the newest version, loaded onto the snapshot this
+        // process keeps. Keeping deltalake's post-commit snapshot instead (built for an exact
+        // version) made every commit slower than the one before as a table grew (measured in
+        // BENCHMARKS.md). Should another writer have committed meanwhile, the answer is still
+        // this commit's own version, from that snapshot.
         let version = finalized.version;
         let mut committed = self.refreshed(table).await?;
         if committed.version() != Some(version) {
