@@ -102,11 +102,12 @@ pub struct TableStats {
     pub size_bytes: i64,
     /// Data files at this version.
     pub files: usize,
-    /// Data files under [`SMALL_FILE_BYTES`]: what a compaction would rewrite.
+    /// Data files under [`SMALL_FILE_BYTES`], such as the bus's group commits leave.
     pub small_files: usize,
 }
 
-/// Files under this size are small: [`Lake::compact`] merges them.
+/// Files under this size count as small; a table that holds many is due for
+/// [`Lake::compact`] (which merges every file under its 128 MiB target).
 pub const SMALL_FILE_BYTES: i64 = 16 * 1024 * 1024;
 
 /// One entry of a table's history.
