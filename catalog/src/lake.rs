@@ -1064,7 +1064,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_commit_returns_its_own_version_with_the_other_writers_files() {
+    async fn a_blind_append_after_another_writers_commits_answers_with_its_version_and_their_files()
+    {
+        // (The branch for a writer that commits between this commit and its reload is not
+        // reached here: nothing can be made to run in that gap.)
         let dir = tempfile::tempdir().unwrap();
         let url = format!("file://{}", dir.path().display());
         // Two lakes on one root: two hub processes, each with its own cached version.

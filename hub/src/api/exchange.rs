@@ -5,8 +5,8 @@
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -15,7 +15,7 @@ use simpul_connectors::file::FileFormat;
 use simpul_pipelines::IngestError;
 
 use super::datasets::dataset_id;
-use super::{ApiError, media_type};
+use super::{ApiError, answer, media_type, replay};
 use crate::auth::Caller;
 use crate::changes::FeedFormat;
 use crate::publish::PublishRequest;
@@ -240,30 +240,6 @@ async fn publish_claimed(
     let receipt = &published.receipt;
     crate::metrics::rows_ingested(&dataset.id.to_string(), receipt.accepted, receipt.rejected);
     Ok(published)
-}
-
-/// A publish's answer: JSON, or problem+json when no record was valid.
-fn answer(status: u16, body: String) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    let media = if status.is_success() {
-        "application/json"
-    } else {
-        "application/problem+json"
-    };
-    let mut response = (status, body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(media));
-    response
-}
-
-/// The stored answer of an applied publish, marked as a replay.
-fn replay(status: u16, body: String) -> Response {
-    let mut response = answer(status, body);
-    response
-        .headers_mut()
-        .insert("idempotency-replayed", HeaderValue::from_static("true"));
-    response
 }
 
 /// The change feed's query string.

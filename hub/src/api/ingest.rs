@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::Deserialize;
@@ -17,7 +17,7 @@ use simpul_pipelines::{DatasetDefaults, IngestOptions, IngestReport, SchemaChoic
 use tokio::io::AsyncWriteExt;
 
 use super::datasets::dataset_id;
-use super::{ApiError, media_type};
+use super::{ApiError, media_type, replay};
 use crate::auth::Caller;
 use crate::server::AppState;
 
@@ -220,19 +220,6 @@ fn report_json(report: &IngestReport) -> serde_json::Value {
         "rejects": format!("/api/v1/datasets/{}/rejects", report.dataset),
         "sample_rejects": report.sample_rejects,
     })
-}
-
-fn replay(status: u16, body: String) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    let mut response = (status, body).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-        .headers_mut()
-        .insert("idempotency-replayed", HeaderValue::from_static("true"));
-    response
 }
 
 fn upload_format(param: Option<&str>, headers: &HeaderMap) -> Result<FileFormat, ApiError> {

@@ -28,6 +28,34 @@ use crate::modules::complaints::attachments as complaints_attachments;
 use crate::modules::semar::api as semar;
 use crate::server::AppState;
 
+/// A stored answer: JSON, or problem+json for an error status.
+pub(crate) fn answer(status: u16, body: String) -> axum::response::Response {
+    use axum::http::{HeaderValue, StatusCode, header};
+    use axum::response::IntoResponse;
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    let media = if status.is_success() {
+        "application/json"
+    } else {
+        "application/problem+json"
+    };
+    let mut response = (status, body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(media));
+    response
+}
+
+/// The stored answer of a request applied before, sent again for a retry with the same
+/// `Idempotency-Key` and marked `Idempotency-Replayed: true`.
+pub(crate) fn replay(status: u16, body: String) -> axum::response::Response {
+    let mut response = answer(status, body);
+    response.headers_mut().insert(
+        "idempotency-replayed",
+        axum::http::HeaderValue::from_static("true"),
+    );
+    response
+}
+
 /// Declares every `/api/v1` route once: `"/path" => { method handler: "summary", … }`.
 /// Makes `routes()` and `OPERATIONS` (path, method, summary) from the same list.
 macro_rules! api_routes {

@@ -759,6 +759,19 @@ async fn bad_niks_places_steps_and_sms_signatures_are_refused_with_the_reason() 
         .await;
     assert_eq!((first_status, again_status), (201, 201));
     assert_eq!(first["id"], again["id"], "a retried call is the same call");
+    // The retry is marked the way the README documents for every idempotent endpoint.
+    let third = api
+        .http
+        .post(format!("{}/api/v1/semar/calls", api.url))
+        .bearer_auth(&api.key)
+        .header("Idempotency-Key", "sekali")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(third.status(), 201);
+    assert_eq!(third.headers()["idempotency-replayed"], "true");
+    assert_eq!(third.headers()["content-type"], "application/json");
     let analyst = Api::of(&hub, &hub.key("BAPPEDA", "ANALIS", "analyst"));
     let (status, _) = analyst
         .send(

@@ -348,17 +348,7 @@ pub(crate) async fn create_call(
     {
         IdempotencyClaim::Proceed => {}
         IdempotencyClaim::Replay { status, body } => {
-            let mut response =
-                (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
-            response.headers_mut().insert(
-                axum::http::header::CONTENT_TYPE,
-                axum::http::HeaderValue::from_static("application/json"),
-            );
-            response.headers_mut().insert(
-                "idempotent-replayed",
-                axum::http::HeaderValue::from_static("true"),
-            );
-            return Ok(response);
+            return Ok(crate::api::replay(status, body));
         }
         IdempotencyClaim::Mismatch => {
             return Err(ApiError::conflict(format!(
