@@ -12,6 +12,7 @@ mod aggregate;
 mod bus;
 mod changes;
 mod clients;
+mod comparisons;
 mod dataset_id;
 mod error;
 mod execute;

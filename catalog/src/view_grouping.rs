@@ -21,8 +21,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringViewArray, StringViewBuilder};
 use arrow::buffer::Buffer;
-use arrow::compute::kernels::boolean::and;
-use arrow::compute::{filter_record_batch, prep_null_mask_filter};
+use arrow::compute::{FilterBuilder, filter_record_batch, prep_null_mask_filter};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::config::ConfigOptions;
@@ -30,7 +29,7 @@ use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, Tr
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use datafusion::logical_expr::{ColumnarValue, EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::expressions::Column;
@@ -44,6 +43,8 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, InputOrderMode, PlanProperties,
 };
 use futures::StreamExt;
+
+use crate::comparisons::Comparisons;
 
 /// A slot of the view table that holds no view.
 const EMPTY: u32 = u32::MAX;
@@ -245,10 +246,13 @@ impl ExecutionPlan for ViewKeyedAggregateExec {
         let state = Grouping {
             schema: self.schema(),
             key: Arc::clone(self.key()),
-            predicate: self
-                .filter
-                .as_ref()
-                .map(|f| (Arc::clone(f.predicate()), f.projection().clone())),
+            predicate: self.filter.as_ref().map(|f| {
+                let predicate = match Comparisons::of(f.predicate(), &f.input().schema()) {
+                    Some(comparisons) => Predicate::Comparisons(comparisons),
+                    None => Predicate::Expr(Arc::clone(f.predicate())),
+                };
+                (predicate, f.projection().clone())
+            }),
             arguments: self.arguments.clone(),
             filters: self.aggregate.filter_expr().to_vec(),
             accumulators,
@@ -469,12 +473,19 @@ impl ViewTable {
     }
 }
 
+/// A filter's predicate: its comparisons with literals, evaluated into one bitmask, when
+/// that is all it is ([`Comparisons`]), else the expression as DataFusion evaluates it.
+enum Predicate {
+    Comparisons(Comparisons),
+    Expr(Arc<dyn PhysicalExpr>),
+}
+
 /// One partition's aggregation state.
 struct Grouping {
     schema: SchemaRef,
     key: Arc<dyn PhysicalExpr>,
     /// A filter taken in: its predicate, on the input, and the columns it hands on.
-    predicate: Option<(Arc<dyn PhysicalExpr>, Option<ProjectionRef>)>,
+    predicate: Option<(Predicate, Option<ProjectionRef>)>,
     arguments: Vec<Vec<Arc<dyn PhysicalExpr>>>,
     filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
     accumulators: Vec<Box<dyn GroupsAccumulator>>,
@@ -508,16 +519,23 @@ impl Grouping {
         let (batch, passing) = match &self.predicate {
             None => (batch.clone(), None),
             Some((predicate, projection)) => {
-                let mask = predicate.evaluate(batch)?.into_array(rows)?;
-                let mask = mask.as_boolean_opt().ok_or_else(|| {
-                    DataFusionError::Internal(format!(
-                        "the filter's predicate gave {}, not booleans",
-                        mask.data_type()
-                    ))
-                })?;
-                let mask = match mask.null_count() {
-                    0 => mask.clone(),
-                    _ => prep_null_mask_filter(mask),
+                let mask = match predicate {
+                    Predicate::Comparisons(comparisons) => {
+                        BooleanArray::new(comparisons.evaluate(batch)?, None)
+                    }
+                    Predicate::Expr(predicate) => {
+                        let mask = predicate.evaluate(batch)?.into_array(rows)?;
+                        let mask = mask.as_boolean_opt().ok_or_else(|| {
+                            DataFusionError::Internal(format!(
+                                "the filter's predicate gave {}, not booleans",
+                                mask.data_type()
+                            ))
+                        })?;
+                        match mask.null_count() {
+                            0 => mask.clone(),
+                            _ => prep_null_mask_filter(mask),
+                        }
+                    }
                 };
                 if mask.true_count() == 0 {
                     return Ok(());
@@ -536,6 +554,21 @@ impl Grouping {
         };
         let rows = batch.num_rows();
         let batch = &batch;
+        // Only the rows that pass reach the accumulators: their arguments are taken out of
+        // the batch column by column (the key column is not copied; its views are read in
+        // place), so the accumulators run without a row filter, whose per-row test costs
+        // more than the copy when many rows fail.
+        let selection = passing
+            .as_ref()
+            .map(|mask| FilterBuilder::new(mask).optimize().build());
+        let selected = selection.as_ref().map_or(rows, |s| s.count());
+        let passing_rows = |value: ColumnarValue| -> DfResult<ArrayRef> {
+            match (value, &selection) {
+                (ColumnarValue::Array(array), Some(selection)) => Ok(selection.filter(&array)?),
+                (ColumnarValue::Array(array), None) => Ok(array),
+                (ColumnarValue::Scalar(scalar), _) => scalar.to_array_of_size(selected),
+            }
+        };
         let keys = self.key.evaluate(batch)?.into_array(rows)?;
         let arguments = self
             .arguments
@@ -543,33 +576,21 @@ impl Grouping {
             .map(|exprs| {
                 exprs
                     .iter()
-                    .map(|e| e.evaluate(batch).and_then(|v| v.into_array(rows)))
+                    .map(|e| e.evaluate(batch).and_then(passing_rows))
                     .collect::<DfResult<Vec<ArrayRef>>>()
             })
             .collect::<DfResult<Vec<_>>>()?;
-        let mut filters = self
+        let filters = self
             .filters
             .iter()
             .map(|f| {
                 f.as_ref()
-                    .map(|f| f.evaluate(batch).and_then(|v| v.into_array(rows)))
+                    .map(|f| f.evaluate(batch).and_then(passing_rows))
                     .transpose()
             })
             .collect::<DfResult<Vec<Option<ArrayRef>>>>()?;
         if self.passing_through {
             return self.pass_through(keys, &arguments, &filters);
-        }
-        if let Some(mask) = &passing {
-            // Accumulators skip the rows that fail the predicate: it joins each
-            // aggregate's own FILTER.
-            for f in &mut filters {
-                let combined = match f.as_ref().map(|f| f.as_boolean()) {
-                    None => mask.clone(),
-                    Some(own) if own.null_count() > 0 => and(&prep_null_mask_filter(own), mask)?,
-                    Some(own) => and(own, mask)?,
-                };
-                *f = Some(Arc::new(combined));
-            }
         }
         let keys = keys.as_string_view_opt().ok_or_else(|| {
             DataFusionError::Internal(format!(
@@ -580,37 +601,17 @@ impl Grouping {
         self.views.use_buffers_of(keys);
         self.group_indices.clear();
         let (table, groups) = (&mut self.views, &mut self.groups);
-        let views = keys.views().iter().enumerate();
+        let views = keys.views();
         let nulls = keys.nulls().filter(|n| n.null_count() > 0);
-        match (&passing, nulls) {
-            (None, None) => self
+        let group = |row: usize| match nulls {
+            Some(nulls) if nulls.is_null(row) => groups.null_id() as usize,
+            _ => table.group_of(views[row], keys, row, groups) as usize,
+        };
+        match &passing {
+            None => self.group_indices.extend((0..rows).map(group)),
+            Some(mask) => self
                 .group_indices
-                .extend(views.map(|(row, &view)| table.group_of(view, keys, row, groups) as usize)),
-            (None, Some(nulls)) => self.group_indices.extend(views.map(|(row, &view)| {
-                if nulls.is_null(row) {
-                    groups.null_id() as usize
-                } else {
-                    table.group_of(view, keys, row, groups) as usize
-                }
-            })),
-            // A row that fails the predicate makes no group: it borrows the group of the
-            // first row that passes, and the accumulators skip it.
-            (Some(mask), nulls) => {
-                let mut group = |row: usize| match nulls {
-                    Some(nulls) if nulls.is_null(row) => groups.null_id() as usize,
-                    _ => table.group_of(keys.views()[row], keys, row, groups) as usize,
-                };
-                let first = mask.values().set_indices().next().unwrap_or(0);
-                let borrowed = group(first);
-                let passes = mask.values();
-                self.group_indices.extend((0..rows).map(|row| {
-                    if passes.value(row) {
-                        group(row)
-                    } else {
-                        borrowed
-                    }
-                }));
-            }
+                .extend(mask.values().set_indices().map(group)),
         }
         let total = self.groups.len();
         for ((accumulator, values), filter) in
@@ -620,7 +621,7 @@ impl Grouping {
             accumulator.update_batch(values, &self.group_indices, filter, total)?;
         }
         // The probe compares groups with the rows the aggregate is given: those that pass.
-        self.rows_seen += passing.as_ref().map_or(rows, |m| m.true_count());
+        self.rows_seen += selected;
         if self.probing && self.rows_seen >= self.probe_rows {
             self.probing = false;
             let ratio = self.groups.len() as f64 / self.rows_seen as f64;
@@ -834,6 +835,10 @@ mod tests {
             "select k, count(*) filter (where v % 2 = 0) as even, sum(v) filter (where v < 100) as small \
              from t group by k order by k nulls last",
             "select max(v) as hi, k from t where k like '32.14.0%' group by k having count(*) > 10 order by k",
+            // Comparisons joined by AND, with an aggregate's own FILTER and the null key.
+            "select k, count(*) filter (where v % 2 = 0) as even, sum(v) as s, avg(v) as a from t \
+             where v >= 100 and v < 900 group by k order by k nulls first",
+            "select k, count(*) as n, count(v) as nv from t where v < 50 group by k order by k nulls first",
         ] {
             let (on, off, used) = both_ways(&provider, &[], None, sql).await;
             assert!(used.is_some(), "the rule takes {sql}");
