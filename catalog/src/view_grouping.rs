@@ -607,9 +607,16 @@ impl Grouping {
             Some(nulls) if nulls.is_null(row) => groups.null_id() as usize,
             _ => table.group_of(views[row], keys, row, groups) as usize,
         };
-        match &passing {
-            None => self.group_indices.extend((0..rows).map(group)),
-            Some(mask) => self
+        match (&passing, nulls) {
+            // Every row, in order: the views are read straight from their slice.
+            (None, None) => self.group_indices.extend(
+                views
+                    .iter()
+                    .enumerate()
+                    .map(|(row, &view)| table.group_of(view, keys, row, groups) as usize),
+            ),
+            (None, Some(_)) => self.group_indices.extend((0..rows).map(group)),
+            (Some(mask), _) => self
                 .group_indices
                 .extend(mask.values().set_indices().map(group)),
         }
