@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringViewArray, StringViewBuilder};
 use arrow::buffer::Buffer;
-use arrow::compute::{FilterBuilder, filter_record_batch, prep_null_mask_filter};
+use arrow::compute::{FilterBuilder, prep_null_mask_filter};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::config::ConfigOptions;
@@ -480,6 +480,30 @@ enum Predicate {
     Expr(Arc<dyn PhysicalExpr>),
 }
 
+impl Predicate {
+    /// The rows of `batch` for which the predicate is true (a null is a no).
+    fn passing(&self, batch: &RecordBatch) -> DfResult<BooleanArray> {
+        match self {
+            Predicate::Comparisons(comparisons) => {
+                Ok(BooleanArray::new(comparisons.evaluate(batch)?, None))
+            }
+            Predicate::Expr(predicate) => {
+                let mask = predicate.evaluate(batch)?.into_array(batch.num_rows())?;
+                let mask = mask.as_boolean_opt().ok_or_else(|| {
+                    DataFusionError::Internal(format!(
+                        "the filter's predicate gave {}, not booleans",
+                        mask.data_type()
+                    ))
+                })?;
+                Ok(match mask.null_count() {
+                    0 => mask.clone(),
+                    _ => prep_null_mask_filter(mask),
+                })
+            }
+        }
+    }
+}
+
 /// One partition's aggregation state.
 struct Grouping {
     schema: SchemaRef,
@@ -515,56 +539,41 @@ impl Grouping {
             return Ok(());
         }
         // With a filter taken in: which rows pass (a null is a no), and the filter's
-        // output columns, which the aggregate's expressions refer to.
+        // output columns, which the aggregate's expressions refer to. Passing rows through,
+        // only those that pass become partial states. Otherwise only the rows that pass
+        // reach the accumulators: their arguments are taken out of the batch column by
+        // column (the key column is not copied; its views are read in place), so the
+        // accumulators run without a row filter, whose per-row test costs more than the
+        // copy when many rows fail.
         let (batch, passing) = match &self.predicate {
             None => (batch.clone(), None),
             Some((predicate, projection)) => {
-                let mask = match predicate {
-                    Predicate::Comparisons(comparisons) => {
-                        BooleanArray::new(comparisons.evaluate(batch)?, None)
-                    }
-                    Predicate::Expr(predicate) => {
-                        let mask = predicate.evaluate(batch)?.into_array(rows)?;
-                        let mask = mask.as_boolean_opt().ok_or_else(|| {
-                            DataFusionError::Internal(format!(
-                                "the filter's predicate gave {}, not booleans",
-                                mask.data_type()
-                            ))
-                        })?;
-                        match mask.null_count() {
-                            0 => mask.clone(),
-                            _ => prep_null_mask_filter(mask),
-                        }
-                    }
-                };
-                if mask.true_count() == 0 {
+                let mask = predicate.passing(batch)?;
+                let selection = FilterBuilder::new(&mask).optimize().build();
+                if selection.count() == 0 {
                     return Ok(());
                 }
                 let batch = match projection {
                     Some(columns) => batch.project(columns)?,
                     None => batch.clone(),
                 };
-                (batch, Some(mask))
+                if self.passing_through {
+                    (selection.filter_record_batch(&batch)?, None)
+                } else {
+                    (batch, Some((mask, selection)))
+                }
             }
-        };
-        // Passing rows through, only those that pass become partial states.
-        let (batch, passing) = match passing {
-            Some(mask) if self.passing_through => (filter_record_batch(&batch, &mask)?, None),
-            other => (batch, other),
         };
         let rows = batch.num_rows();
         let batch = &batch;
-        // Only the rows that pass reach the accumulators: their arguments are taken out of
-        // the batch column by column (the key column is not copied; its views are read in
-        // place), so the accumulators run without a row filter, whose per-row test costs
-        // more than the copy when many rows fail.
-        let selection = passing
+        let selected = passing
             .as_ref()
-            .map(|mask| FilterBuilder::new(mask).optimize().build());
-        let selected = selection.as_ref().map_or(rows, |s| s.count());
+            .map_or(rows, |(_, selection)| selection.count());
         let passing_rows = |value: ColumnarValue| -> DfResult<ArrayRef> {
-            match (value, &selection) {
-                (ColumnarValue::Array(array), Some(selection)) => Ok(selection.filter(&array)?),
+            match (value, &passing) {
+                (ColumnarValue::Array(array), Some((_, selection))) => {
+                    Ok(selection.filter(&array)?)
+                }
                 (ColumnarValue::Array(array), None) => Ok(array),
                 (ColumnarValue::Scalar(scalar), _) => scalar.to_array_of_size(selected),
             }
@@ -616,7 +625,7 @@ impl Grouping {
                     .map(|(row, &view)| table.group_of(view, keys, row, groups) as usize),
             ),
             (None, Some(_)) => self.group_indices.extend((0..rows).map(group)),
-            (Some(mask), _) => self
+            (Some((mask, _)), _) => self
                 .group_indices
                 .extend(mask.values().set_indices().map(group)),
         }

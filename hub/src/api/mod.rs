@@ -19,6 +19,8 @@ mod users;
 mod webhooks;
 
 use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 
 pub use error::{ApiError, datafusion_error};
 pub use extract::{ApiJson, media_type};
@@ -29,9 +31,7 @@ use crate::modules::semar::api as semar;
 use crate::server::AppState;
 
 /// A stored answer: JSON, or problem+json for an error status.
-pub(crate) fn answer(status: u16, body: String) -> axum::response::Response {
-    use axum::http::{HeaderValue, StatusCode, header};
-    use axum::response::IntoResponse;
+pub(crate) fn answer(status: u16, body: String) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     let media = if status.is_success() {
         "application/json"
@@ -47,12 +47,11 @@ pub(crate) fn answer(status: u16, body: String) -> axum::response::Response {
 
 /// The stored answer of a request applied before, sent again for a retry with the same
 /// `Idempotency-Key` and marked `Idempotency-Replayed: true`.
-pub(crate) fn replay(status: u16, body: String) -> axum::response::Response {
+pub(crate) fn replay(status: u16, body: String) -> Response {
     let mut response = answer(status, body);
-    response.headers_mut().insert(
-        "idempotency-replayed",
-        axum::http::HeaderValue::from_static("true"),
-    );
+    response
+        .headers_mut()
+        .insert("idempotency-replayed", HeaderValue::from_static("true"));
     response
 }
 

@@ -21,7 +21,7 @@ use sqlx::any::AnyRow;
 /// Most rows of one table in one export round; the rest go in the next round.
 const ROUND_ROWS: i64 = 5_000;
 /// A dataset's small files are compacted once its table holds this many.
-const COMPACT_AT_FILES: usize = 256;
+const COMPACT_AT_SMALL_FILES: usize = 256;
 
 /// One exported table.
 pub(crate) struct Export {
@@ -233,7 +233,7 @@ impl Exporter<'_> {
             return;
         };
         match self.catalog.refresh_stats(&id).await {
-            Ok(stats) if stats.small_files >= COMPACT_AT_FILES => {
+            Ok(stats) if stats.small_files >= COMPACT_AT_SMALL_FILES => {
                 if let Err(e) = self.catalog.lake.compact(&LakeTable::Data(id)).await {
                     tracing::warn!(dataset = export.dataset, error = %e, "cannot compact a module dataset");
                 }
