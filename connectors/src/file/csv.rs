@@ -2,6 +2,7 @@ use std::io::Read;
 
 use simpul_schemas::{FieldError, RejectedRow, SourcePosition};
 
+use super::csv_scan::{Record, Scanner};
 use super::{BATCH_ROWS, TextColumns, text_fields, unique_column_names};
 use crate::raw::{RawBatch, RawBatchReader, ReadProgress, SourceError};
 
@@ -35,9 +36,10 @@ pub(super) struct CsvReader<R: Read> {
     path: String,
     /// The path as every row's source position shares it.
     source: std::sync::Arc<str>,
-    reader: ::csv::Reader<R>,
+    scanner: Scanner<R>,
     columns: Vec<String>,
-    pending: Option<::csv::ByteRecord>,
+    /// The bytes of text in each column of the last batch, to size the next one's buffers.
+    value_bytes: Vec<usize>,
     progress: ReadProgress,
     done: bool,
 }
@@ -49,85 +51,74 @@ impl<R: Read + Send> CsvReader<R> {
         options: CsvOptions,
         progress: ReadProgress,
     ) -> Result<Self, SourceError> {
-        let mut reader = ::csv::ReaderBuilder::new()
-            .delimiter(options.delimiter)
-            .quote(options.quote)
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(input);
-        let mut first = ::csv::ByteRecord::new();
-        let found = reader
-            .read_byte_record(&mut first)
-            .map_err(|e| csv_error(&path, e))?;
-        if !found {
+        let mut scanner = Scanner::new(input, options.delimiter, options.quote);
+        let first = scanner.next_record().map_err(|e| io_error(&path, e))?;
+        let Some(first) = first else {
             return Err(SourceError::Format {
                 path,
                 format: "CSV",
                 reason: "the file is empty; expected a header row".into(),
             });
-        }
-        let (columns, pending) = if options.has_header {
+        };
+        let columns = if options.has_header {
             let headers: Vec<String> = first
-                .iter()
+                .fields()
                 .map(|h| String::from_utf8_lossy(h.trim_ascii()).into_owned())
                 .collect();
-            (
-                unique_column_names(headers.iter().map(String::as_str)),
-                None,
-            )
+            unique_column_names(headers.iter().map(String::as_str))
         } else {
             let names: Vec<String> = (1..=first.len()).map(|i| format!("column_{i}")).collect();
-            (names, Some(first))
+            scanner.unread();
+            names
         };
         Ok(Self {
             source: path.as_str().into(),
             path,
-            reader,
+            scanner,
+            value_bytes: vec![0; columns.len()],
             columns,
-            pending,
             progress,
             done: false,
         })
     }
 
     fn read_batch(&mut self) -> Result<RawBatch, SourceError> {
-        let mut builders = TextColumns::new(self.columns.len());
-        let mut positions = Vec::new();
+        let mut builders = TextColumns::with_capacity(BATCH_ROWS, &self.value_bytes);
+        let mut positions = Vec::with_capacity(BATCH_ROWS);
         let mut malformed = Vec::new();
-        let mut record = ::csv::ByteRecord::new();
         while positions.len() < BATCH_ROWS && malformed.len() < BATCH_ROWS {
-            if let Some(pending) = self.pending.take() {
-                record = pending;
-            } else if !self
-                .reader
-                .read_byte_record(&mut record)
-                .map_err(|e| csv_error(&self.path, e))?
-            {
-                self.done = true;
-                break;
-            }
-            let line = record.position().map_or(0, |p| p.line());
-            match self.check_record(&record) {
+            let record = match self.scanner.next_record() {
+                Ok(Some(record)) => record,
+                Ok(None) => {
+                    self.done = true;
+                    break;
+                }
+                Err(e) => return Err(io_error(&self.path, e)),
+            };
+            let position = SourcePosition {
+                source: self.source.clone(),
+                line: record.line,
+            };
+            match check_record(&record, &self.columns) {
                 Ok(text) => {
-                    let mut start = 0;
-                    for (builder, field) in builders.builders.iter_mut().zip(record.iter()) {
-                        let end = start + field.len();
-                        // Every field starts and ends on a character boundary (checked).
-                        match text.get(start..end).map(str::trim_ascii) {
-                            Some("") | None => builder.append_null(),
-                            Some(value) => builder.append_value(value),
+                    for (builder, field) in
+                        builders.builders.iter_mut().zip(record.text_fields(text))
+                    {
+                        match field.trim_ascii() {
+                            "" => builder.append_null(),
+                            value => builder.append_value(value),
                         }
-                        start = end;
                     }
-                    positions.push(self.source_position(line));
+                    positions.push(position);
                 }
                 Err(error) => malformed.push(RejectedRow {
-                    position: self.source_position(line),
+                    position,
                     record: raw_fields(&record),
                     errors: vec![error],
                 }),
             }
         }
+        self.value_bytes = builders.value_bytes();
         let batch = builders
             .finish(text_fields(&self.columns))
             .map_err(|source| SourceError::Arrow {
@@ -140,56 +131,37 @@ impl<R: Read + Send> CsvReader<R> {
             malformed,
         })
     }
+}
 
-    /// The record's fields as one text, when it has the right number of fields and each
-    /// field is UTF-8. Fields are trimmed of ASCII whitespace when they are read.
-    fn check_record<'r>(&self, record: &'r ::csv::ByteRecord) -> Result<&'r str, FieldError> {
-        if record.len() != self.columns.len() {
-            return Err(FieldError::record(
-                "fields",
+/// The record as text, when it has the right number of fields and is UTF-8.
+fn check_record<'r>(record: &Record<'r>, columns: &[String]) -> Result<&'r str, FieldError> {
+    if record.len() != columns.len() {
+        return Err(FieldError::record(
+            "fields",
+            format!("expected {} fields, found {}", columns.len(), record.len()),
+        ));
+    }
+    if let Ok(text) = std::str::from_utf8(record.raw) {
+        return Ok(text);
+    }
+    // Name the first field that is not UTF-8. Fields are cut at ASCII bytes, so some field
+    // is; the record-wide error is only a guard.
+    for (value, column) in record.fields().zip(columns) {
+        if let Err(e) = std::str::from_utf8(value) {
+            return Err(FieldError::field(
+                column,
+                "encoding",
                 format!(
-                    "expected {} fields, found {}",
-                    self.columns.len(),
-                    record.len()
+                    "is not valid UTF-8 (bad byte at offset {})",
+                    e.valid_up_to()
                 ),
             ));
         }
-        // One check of the whole record, then of the field boundaries: a field could end
-        // inside a character that the next field completes.
-        if let Ok(text) = std::str::from_utf8(record.as_slice()) {
-            let mut end = 0;
-            let aligned = record.iter().all(|field| {
-                end += field.len();
-                text.is_char_boundary(end)
-            });
-            if aligned {
-                return Ok(text);
-            }
-        }
-        for (value, column) in record.iter().zip(&self.columns) {
-            if let Err(e) = std::str::from_utf8(value) {
-                return Err(FieldError::field(
-                    column,
-                    "encoding",
-                    format!(
-                        "is not valid UTF-8 (bad byte at offset {})",
-                        e.valid_up_to()
-                    ),
-                ));
-            }
-        }
-        Err(FieldError::record(
-            "encoding",
-            "a character is split between two fields",
-        ))
     }
-
-    fn source_position(&self, line: u64) -> SourcePosition {
-        SourcePosition {
-            source: self.source.clone(),
-            line,
-        }
-    }
+    Err(FieldError::record(
+        "encoding",
+        "the record is not valid UTF-8",
+    ))
 }
 
 impl<R: Read + Send> Iterator for CsvReader<R> {
@@ -216,24 +188,17 @@ impl<R: Read + Send> RawBatchReader for CsvReader<R> {
     }
 }
 
-fn raw_fields(record: &::csv::ByteRecord) -> serde_json::Value {
+fn raw_fields(record: &Record<'_>) -> serde_json::Value {
     record
-        .iter()
+        .fields()
         .map(|f| serde_json::Value::String(String::from_utf8_lossy(f).into_owned()))
         .collect()
 }
 
-fn csv_error(path: &str, error: ::csv::Error) -> SourceError {
-    match error.into_kind() {
-        ::csv::ErrorKind::Io(source) => SourceError::Io {
-            path: path.to_string(),
-            source,
-        },
-        other => SourceError::Format {
-            path: path.to_string(),
-            format: "CSV",
-            reason: format!("{other:?}"),
-        },
+fn io_error(path: &str, source: std::io::Error) -> SourceError {
+    SourceError::Io {
+        path: path.to_string(),
+        source,
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod arrow_ipc;
 mod csv;
+mod csv_scan;
 mod encoding;
 mod excel;
 mod json;
@@ -303,6 +304,25 @@ impl TextColumns {
         Self {
             builders: (0..width).map(|_| StringBuilder::new()).collect(),
         }
+    }
+
+    /// Builders for `rows` rows and, per column, a little more text than `bytes` holds (the
+    /// previous batch's sizes), so that each batch allocates its buffers once.
+    fn with_capacity(rows: usize, bytes: &[usize]) -> Self {
+        Self {
+            builders: bytes
+                .iter()
+                .map(|&b| StringBuilder::with_capacity(rows, b + b / 8))
+                .collect(),
+        }
+    }
+
+    /// The bytes of text in each column so far.
+    fn value_bytes(&self) -> Vec<usize> {
+        self.builders
+            .iter()
+            .map(|b| b.values_slice().len())
+            .collect()
     }
 
     /// Finishes the rows appended so far into a batch with these fields, and starts over.
