@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, TimeZone, Utc};
 use datafusion::datasource::MemTable;
@@ -349,10 +349,12 @@ impl Lake {
     /// Starts writing files for `table`. Nothing is visible until [`Lake::commit`]: the
     /// writer streams Parquet files to storage as batches arrive, so memory stays bounded
     /// whatever the input's size, and files of a write that never commits are never read.
+    /// The `personal` columns get no statistics (see [`file_properties`]).
     pub fn writer(
         &self,
         table: &LakeTable,
         schema: SchemaRef,
+        personal: &[&str],
     ) -> Result<TableWriter, CatalogError> {
         let url = self.table_url(table)?;
         let writer = RecordBatchWriter::try_new(
@@ -362,7 +364,8 @@ impl Lake {
             Some(self.storage_options.clone()),
         )
         .map_err(|e| lake_error(table, e))?
-        .with_target_file_size(TARGET_FILE_BYTES);
+        .with_target_file_size(TARGET_FILE_BYTES)
+        .with_writer_properties(file_properties(&schema, personal));
         Ok(TableWriter {
             table: table.clone(),
             schema,
@@ -481,15 +484,17 @@ impl Lake {
     }
 
     /// Writes a few in-memory batches as one commit; for reference data and small writes.
+    /// The `personal` columns get no statistics.
     pub async fn write_batches(
         &self,
         table: &LakeTable,
         schema: SchemaRef,
+        personal: &[&str],
         batches: Vec<RecordBatch>,
         mode: WriteMode,
         options: CommitOptions,
     ) -> Result<DeltaTable, CatalogError> {
-        let mut writer = self.writer(table, schema)?;
+        let mut writer = self.writer(table, schema, personal)?;
         for batch in batches {
             writer.write(batch).await?;
         }
@@ -506,11 +511,12 @@ impl Lake {
         schema: SchemaRef,
         batches: Vec<RecordBatch>,
         keys: &[String],
+        personal: &[&str],
         options: CommitOptions,
     ) -> Result<DeltaTable, CatalogError> {
         let Some(current) = self.load(table).await? else {
             return self
-                .write_batches(table, schema, batches, WriteMode::Append, options)
+                .write_batches(table, schema, personal, batches, WriteMode::Append, options)
                 .await;
         };
         refuse_landed_transaction(table, &current, options.transaction.as_ref()).await?;
@@ -532,12 +538,14 @@ impl Lake {
             .reduce(Expr::and)
             .unwrap_or_else(|| datafusion::prelude::lit(false));
         let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        let files = file_properties(&schema, personal);
         let properties = commit_properties(options.metadata, options.transaction);
         // The merged table is read back through the cache below, like every other commit.
         current
             .merge(source, predicate)
             .with_source_alias("source")
             .with_target_alias("target")
+            .with_writer_properties(files)
             .with_commit_properties(properties)
             .when_matched_update(|update| {
                 columns.iter().fold(update, |u, c| {
@@ -898,6 +906,34 @@ async fn cleanup_at_checkpoints(delta: &DeltaTable, table: &LakeTable) {
     }
 }
 
+/// How a table's Parquet files are written: Snappy, like delta-rs's default, and no
+/// min/max statistics for `personal` columns, in the file footers or in the Delta log's
+/// `stats`. Those would put a file's smallest and largest NIK, name or address in plain
+/// text where masking cannot reach, and they skip nothing anyway (the values are spread
+/// over every file). Skipping them also spares the writer two comparisons per value.
+fn file_properties(
+    schema: &Schema,
+    personal: &[&str],
+) -> deltalake::parquet::file::properties::WriterProperties {
+    use deltalake::parquet::basic::Compression;
+    use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
+    use deltalake::parquet::schema::types::ColumnPath;
+    schema
+        .fields()
+        .iter()
+        .filter(|f| personal.contains(&f.name().as_str()))
+        .fold(
+            WriterProperties::builder().set_compression(Compression::SNAPPY),
+            |builder, field| {
+                builder.set_column_statistics_enabled(
+                    ColumnPath::from(field.name().as_str()),
+                    EnabledStatistics::None,
+                )
+            },
+        )
+        .build()
+}
+
 /// Decodes the `%XX` escapes of a path in the Delta log.
 fn percent_decode(path: &str) -> String {
     url::form_urlencoded::parse(format!("p={}", path.replace('+', "%2B")).as_bytes())
@@ -985,7 +1021,7 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
         let batch =
             RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values))]).unwrap();
-        let mut writer = lake.writer(table, schema).unwrap();
+        let mut writer = lake.writer(table, schema, &[]).unwrap();
         writer.write(batch).await.unwrap();
         writer.finish().await.unwrap()
     }
@@ -1006,6 +1042,47 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    #[tokio::test]
+    async fn personal_columns_are_written_without_statistics() {
+        use arrow::array::{ArrayRef, StringArray};
+        use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(&format!("file://{}", dir.path().display()), HashMap::new()).unwrap();
+        let table = LakeTable::Data("kependudukan.uji".parse().unwrap());
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("nik", DataType::Utf8, false),
+            Field::new("kode_wilayah", DataType::Utf8, false),
+        ]));
+        let column = |values: [&str; 2]| Arc::new(StringArray::from(values.to_vec())) as ArrayRef;
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                column(["3214045604510001", "3214174301060002"]),
+                column(["32.14.04.2006", "32.14.17.2001"]),
+            ],
+        )
+        .unwrap();
+        let mut writer = lake.writer(&table, schema, &["nik"]).unwrap();
+        writer.write(batch).await.unwrap();
+        let staged = writer.finish().await.unwrap();
+
+        // The Delta log's statistics name the region column only.
+        let add = &staged.adds[0];
+        let stats: serde_json::Value = serde_json::from_str(add.stats.as_deref().unwrap()).unwrap();
+        assert_eq!(stats["minValues"]["kode_wilayah"], "32.14.04.2006");
+        assert_eq!(stats["maxValues"]["kode_wilayah"], "32.14.17.2001");
+        assert!(stats["minValues"].get("nik").is_none(), "{stats}");
+        assert!(stats["maxValues"].get("nik").is_none(), "{stats}");
+
+        // So does the Parquet footer.
+        let root = lake.table_url(&table).unwrap().to_file_path().unwrap();
+        let file = std::fs::File::open(root.join(&add.path)).unwrap();
+        let metadata = SerializedFileReader::new(file).unwrap().metadata().clone();
+        let row_group = metadata.row_group(0);
+        assert!(row_group.column(0).statistics().is_none());
+        assert!(row_group.column(1).statistics().is_some());
     }
 
     #[tokio::test]

@@ -299,6 +299,7 @@ mod tests {
             lake.write_batches(
                 &table,
                 schema.clone(),
+                &[],
                 vec![rows],
                 WriteMode::Append,
                 CommitOptions::default(),
@@ -360,6 +361,7 @@ mod tests {
         lake.write_batches(
             &table,
             narrow,
+            &[],
             vec![old],
             WriteMode::Append,
             CommitOptions::default(),
@@ -376,6 +378,7 @@ mod tests {
         lake.write_batches(
             &table,
             wide.clone(),
+            &[],
             vec![new],
             WriteMode::Append,
             CommitOptions {

@@ -764,6 +764,7 @@ mod tests {
             lake.write_batches(
                 &table,
                 schema.clone(),
+                &[],
                 vec![batch],
                 WriteMode::Append,
                 CommitOptions::default(),

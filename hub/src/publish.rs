@@ -17,7 +17,9 @@ use simpul_catalog::{
     LakeTable, MessageEntry, PublishMode, Receipt, SchemaBinding, Signature, Signed, Signer,
     StateStore, WriteMode, timestamp,
 };
-use simpul_pipelines::{CheckedRecords, last_per_key, rejects_batch, rejects_schema};
+use simpul_pipelines::{
+    CheckedRecords, REJECTS_PERSONAL, last_per_key, rejects_batch, rejects_schema,
+};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::messagelog::MessageLog;
@@ -380,7 +382,7 @@ impl Committer {
 
         if jobs.iter().any(|j| !j.records.rejected.is_empty()) {
             let table = LakeTable::Rejects(self.dataset.clone());
-            let mut writer = lake.writer(&table, rejects_schema())?;
+            let mut writer = lake.writer(&table, rejects_schema(), &REJECTS_PERSONAL)?;
             for job in jobs.iter().filter(|j| !j.records.rejected.is_empty()) {
                 writer
                     .write(rejects_batch(&job.message_id, &job.records.rejected, now)?)
@@ -428,9 +430,15 @@ impl Committer {
             metadata,
             ..Default::default()
         };
+        let personal: Vec<&str> = jobs[0]
+            .records
+            .personal
+            .iter()
+            .map(String::as_str)
+            .collect();
         let committed = match meta.write_mode {
             PublishMode::Append => {
-                let mut writer = lake.writer(&table, schema)?;
+                let mut writer = lake.writer(&table, schema, &personal)?;
                 for batch in batches {
                     writer.write(batch).await?;
                 }
@@ -443,7 +451,8 @@ impl Committer {
                     .map_err(CatalogError::Invalid)?;
                 let batches = last_per_key(batches, &keys)
                     .map_err(|e| CatalogError::Invalid(e.to_string()))?;
-                lake.merge(&table, schema, batches, &keys, options).await?
+                lake.merge(&table, schema, batches, &keys, &personal, options)
+                    .await?
             }
         };
         let version = committed.version().map(|v| v as i64);

@@ -15,7 +15,7 @@ use simpul_schemas::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::rejects::{rejects_batch, rejects_schema};
+use crate::rejects::{REJECTS_PERSONAL, rejects_batch, rejects_schema};
 
 /// How to register a dataset that an ingest creates.
 #[derive(Debug, Clone)]
@@ -207,18 +207,21 @@ pub async fn ingest(
     }
     let rejects_table = LakeTable::Rejects(options.dataset.clone());
     let data = if options.upsert_keys.is_empty() {
-        DataSink::Files(Box::new(
-            catalog
-                .lake
-                .writer(&data_table, target.table_schema.clone())?,
-        ))
+        let personal: Vec<&str> = target.schema.pii_columns().collect();
+        DataSink::Files(Box::new(catalog.lake.writer(
+            &data_table,
+            target.table_schema.clone(),
+            &personal,
+        )?))
     } else {
         DataSink::Upsert(Vec::new())
     };
     let mut run = Run {
         run_id: run_id.clone(),
         data,
-        rejects: catalog.lake.writer(&rejects_table, rejects_schema())?,
+        rejects: catalog
+            .lake
+            .writer(&rejects_table, rejects_schema(), &REJECTS_PERSONAL)?,
         target,
         rows_read: 0,
         rows_rejected: 0,
@@ -711,6 +714,7 @@ impl Run {
                 transaction: options.run.as_ref().map(|run| run.transaction.clone()),
             };
             let table_schema = self.target.table_schema.clone();
+            let personal: Vec<&str> = self.target.schema.pii_columns().collect();
             let committed = match self.data {
                 DataSink::Files(writer) => {
                     let staged = writer.finish().await?;
@@ -725,6 +729,7 @@ impl Run {
                             table_schema,
                             batches,
                             &options.upsert_keys,
+                            &personal,
                             commit,
                         )
                         .await?

@@ -32,7 +32,7 @@ pub use ingest::{
 };
 pub use publish::{CheckedRecords, check_records};
 pub use rejects::rejects_batch;
-pub use rejects::rejects_schema;
+pub use rejects::{REJECTS_PERSONAL, rejects_schema};
 pub use runner::{
     RunError, RunObserver, RunProgress, RunResult, Runner, StartedRun, Trigger, TriggerKind, app_id,
 };

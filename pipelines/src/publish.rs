@@ -19,6 +19,8 @@ use crate::ingest::{
 pub struct CheckedRecords {
     /// The table's schema, which every valid batch has.
     pub table_schema: SchemaRef,
+    /// The schema's personal (`x-pii`) columns, written without statistics.
+    pub personal: Vec<String>,
     /// The valid rows, typed as the table stores them.
     pub valid: Vec<RecordBatch>,
     /// Every refused record with its reasons.
@@ -118,9 +120,11 @@ pub async fn check_records(
         discarded_columns: target.discarded_columns.clone(),
     };
     let table_schema = target.table_schema.clone();
+    let personal: Vec<String> = target.schema.pii_columns().map(String::from).collect();
     let check = move || {
         let mut checked = CheckedRecords {
             table_schema,
+            personal,
             valid: Vec::new(),
             rejected: Vec::new(),
             records_read: 0,

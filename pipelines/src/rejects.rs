@@ -23,6 +23,10 @@ static REJECTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
+/// The columns of a rejects table that can hold personal data: the raw record, and the
+/// reasons, which quote the values they refuse. Their files carry no statistics.
+pub const REJECTS_PERSONAL: [&str; 3] = ["reason", "errors", "record"];
+
 /// The schema of every `<dataset>__rejects` table: which run refused the row, where the row
 /// came from (source and line), the reasons in one line and as JSON (`pointer`, `keyword`,
 /// `message`), and the original values as JSON.
