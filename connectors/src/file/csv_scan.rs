@@ -129,7 +129,14 @@ impl<R: Read> Scanner<R> {
             }
             match self.scan(self.pos) {
                 Scanned::Incomplete if !self.eof => self.fill()?,
-                Scanned::Incomplete => unreachable!("a scan at the end of the input completes"),
+                Scanned::Incomplete => {
+                    // A scan at the end of the input always completes; should that ever
+                    // fail, the input is refused rather than the process stopped.
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "the CSV splitter stopped inside a record at the end of the input",
+                    ));
+                }
                 Scanned::Record {
                     end,
                     next,
