@@ -1086,6 +1086,66 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_upsert_writes_personal_columns_without_statistics() {
+        use arrow::array::{ArrayRef, StringArray};
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(&format!("file://{}", dir.path().display()), HashMap::new()).unwrap();
+        let table = LakeTable::Data("kependudukan.upsert".parse().unwrap());
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("nik", DataType::Utf8, false),
+            Field::new("nama", DataType::Utf8, false),
+        ]));
+        let batch = |nama: &str| {
+            let column = |v: &str| Arc::new(StringArray::from(vec![v])) as ArrayRef;
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![column("3214045604510001"), column(nama)],
+            )
+            .unwrap()
+        };
+        let keys = ["nik".to_string()];
+        // The first upsert creates the table; the second is a Delta merge that rewrites it.
+        for nama in ["Neng Suryani", "Neng Suryani Dewi"] {
+            lake.merge(
+                &table,
+                schema.clone(),
+                vec![batch(nama)],
+                &keys,
+                &["nik"],
+                CommitOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+        let root = lake.table_url(&table).unwrap().to_file_path().unwrap();
+        let mut logs: Vec<_> = std::fs::read_dir(root.join("_delta_log"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|e| e == "json"))
+            .collect();
+        logs.sort();
+        let adds: Vec<serde_json::Value> = logs
+            .iter()
+            .flat_map(|path| {
+                let log = std::fs::read_to_string(path).unwrap();
+                log.lines()
+                    .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+                    .filter_map(|action| action.get("add").cloned())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        // The first write's file, and the merge's rewrite of it.
+        assert!(adds.len() >= 2, "{adds:?}");
+        for add in adds {
+            let stats: serde_json::Value =
+                serde_json::from_str(add["stats"].as_str().unwrap()).unwrap();
+            assert!(stats["minValues"].get("nama").is_some(), "{stats}");
+            assert!(stats["minValues"].get("nik").is_none(), "{stats}");
+            assert!(stats["maxValues"].get("nik").is_none(), "{stats}");
+        }
+    }
+
+    #[tokio::test]
     async fn compaction_keeps_the_rows_and_the_change_feed() {
         use datafusion::prelude::SessionContext;
         let dir = tempfile::tempdir().unwrap();
