@@ -10,7 +10,9 @@ use arrow::array::{
     StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::buffer::{BooleanBuffer, NullBuffer};
+use arrow::compute::FilterPredicate;
 use arrow::datatypes::DataType;
+use arrow::error::ArrowError;
 use chrono::{DateTime, NaiveDate};
 
 use crate::compile::{JsonKind, PropertyPlan};
@@ -93,12 +95,47 @@ pub(crate) enum Values {
     Boolean(Vec<bool>),
 }
 
+/// The normal forms that formats gave some rows of a column, one after another in one
+/// buffer, so that a column of rewritten cells (phone numbers in `08…` form, undotted
+/// region codes) costs no allocation per cell.
+#[derive(Default)]
+pub(crate) struct NormalForms {
+    text: String,
+    /// Where each row's normal form is in `text`; empty until a row has one.
+    spans: Vec<Option<(usize, usize)>>,
+}
+
+impl NormalForms {
+    /// Where a check appends a normal form.
+    pub(crate) fn buffer(&mut self) -> &mut String {
+        &mut self.text
+    }
+
+    /// Makes the text appended to the buffer since `from` the normal form of `row` (of
+    /// `rows`).
+    pub(crate) fn set(&mut self, row: usize, from: usize, rows: usize) {
+        if self.spans.is_empty() {
+            self.spans = vec![None; rows];
+        }
+        self.spans[row] = Some((from, self.text.len()));
+    }
+
+    fn get(&self, row: usize) -> Option<&str> {
+        let (from, to) = self.spans.get(row).copied().flatten()?;
+        self.text.get(from..to)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+}
+
 /// One property's column after parsing: a state and a value per row, and for formats with a
 /// normal form, the normalised text of the rows that have one.
 pub(crate) struct ParsedColumn {
     pub(crate) states: Vec<State>,
     pub(crate) values: Values,
-    pub(crate) normalized: Option<Vec<Option<String>>>,
+    pub(crate) normalized: NormalForms,
 }
 
 impl ParsedColumn {
@@ -118,7 +155,7 @@ impl ParsedColumn {
         Self {
             states: vec![State::Absent; rows],
             values,
-            normalized: None,
+            normalized: NormalForms::default(),
         }
     }
 
@@ -152,7 +189,7 @@ impl ParsedColumn {
 
     /// The text of a row as stored: its normal form if a format gave one.
     pub(crate) fn stored_text(&self, row: usize) -> Option<&str> {
-        if let Some(Some(normal)) = self.normalized.as_ref().map(|n| &n[row]) {
+        if let Some(normal) = self.normalized.get(row) {
             return Some(normal);
         }
         match &self.values {
@@ -163,11 +200,6 @@ impl ParsedColumn {
         }
     }
 
-    pub(crate) fn normalize(&mut self, row: usize, normal: String) {
-        let rows = self.states.len();
-        self.normalized.get_or_insert_with(|| vec![None; rows])[row] = Some(normal);
-    }
-
     /// The rows that hold a value, as a validity mask.
     fn present(&self) -> NullBuffer {
         NullBuffer::new(BooleanBuffer::from_iter(
@@ -175,25 +207,46 @@ impl ParsedColumn {
         ))
     }
 
-    /// The storage array: values, normalised where a format says so. Cells without a value
-    /// are null (their rows are refused or the value is missing).
-    pub(crate) fn into_array(self, plan: &PropertyPlan) -> ArrayRef {
-        let present = self.present();
+    /// The storage array of the kept rows: values, normalised where a format says so.
+    /// Cells without a value are null (the value is missing). `refused` marks the rows to
+    /// leave out, and `keep` is the same selection as a filter, for arrays that are built
+    /// whole and then filtered; `None` keeps every row.
+    pub(crate) fn into_array(
+        self,
+        plan: &PropertyPlan,
+        refused: Option<(&[bool], &FilterPredicate)>,
+    ) -> Result<ArrayRef, ArrowError> {
         let rows = self.states.len();
+        let kept: Vec<usize> = (0..rows)
+            .filter(|&row| refused.is_none_or(|(refused, _)| !refused[row]))
+            .collect();
+        let filtered = |array: ArrayRef| match refused {
+            Some((_, keep)) => keep.filter(&array),
+            None => Ok(array),
+        };
+        let count = kept.len();
         match (plan.storage_type(), &self.values) {
-            (_, Values::Integer(_) | Values::Number(_) | Values::Boolean(_)) => match self.values {
-                Values::Integer(values) => Arc::new(Int64Array::new(values.into(), Some(present))),
-                Values::Number(values) => Arc::new(Float64Array::new(values.into(), Some(present))),
-                Values::Boolean(values) => Arc::new(BooleanArray::new(
-                    BooleanBuffer::from_iter(values),
-                    Some(present),
-                )),
-                _ => unreachable!("matched above"),
-            },
+            (_, Values::Integer(_) | Values::Number(_) | Values::Boolean(_)) => {
+                let present = self.present();
+                let array: ArrayRef = match self.values {
+                    Values::Integer(values) => {
+                        Arc::new(Int64Array::new(values.into(), Some(present)))
+                    }
+                    Values::Number(values) => {
+                        Arc::new(Float64Array::new(values.into(), Some(present)))
+                    }
+                    Values::Boolean(values) => Arc::new(BooleanArray::new(
+                        BooleanBuffer::from_iter(values),
+                        Some(present),
+                    )),
+                    _ => unreachable!("matched above"),
+                };
+                filtered(array)
+            }
             (DataType::Date32, _) => {
-                let mut builder = Date32Builder::with_capacity(rows);
+                let mut builder = Date32Builder::with_capacity(count);
                 let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
-                for row in 0..rows {
+                for &row in &kept {
                     let date = self.stored_text(row).and_then(|s| {
                         crate::formats::parse_full_date(s)
                             .unwrap_or_else(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
@@ -203,11 +256,11 @@ impl ParsedColumn {
                         None => builder.append_null(),
                     }
                 }
-                Arc::new(builder.finish())
+                Ok(Arc::new(builder.finish()))
             }
             (DataType::Timestamp(_, _), _) => {
-                let mut builder = TimestampMicrosecondBuilder::with_capacity(rows);
-                for row in 0..rows {
+                let mut builder = TimestampMicrosecondBuilder::with_capacity(count);
+                for &row in &kept {
                     match self
                         .stored_text(row)
                         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
@@ -216,26 +269,26 @@ impl ParsedColumn {
                         None => builder.append_null(),
                     }
                 }
-                Arc::new(builder.finish().with_timezone("UTC"))
+                Ok(Arc::new(builder.finish().with_timezone("UTC")))
             }
             (_, Values::Text(text) | Values::Json(text))
                 if text.untouched()
-                    && self.normalized.is_none()
+                    && self.normalized.is_empty()
                     && !self.states.contains(&State::Null) =>
             {
                 // Every kept row is a source cell as it is (rows with invalid cells are
                 // refused), so the source array is the storage, nulls included.
-                Arc::new(text.array.clone())
+                filtered(Arc::new(text.array.clone()))
             }
             (_, Values::Text(text) | Values::Json(text)) => {
-                let bytes = text.array.values().len();
-                let mut builder = StringBuilder::with_capacity(rows, bytes);
-                for row in 0..rows {
+                let bytes = text.array.values().len() + self.normalized.text.len();
+                let mut builder = StringBuilder::with_capacity(count, bytes);
+                for &row in &kept {
                     builder.append_option(self.stored_text(row));
                 }
-                Arc::new(builder.finish())
+                Ok(Arc::new(builder.finish()))
             }
-            (_, Values::Absent) => arrow::array::new_null_array(&plan.storage_type(), rows),
+            (_, Values::Absent) => Ok(arrow::array::new_null_array(&plan.storage_type(), count)),
         }
     }
 }

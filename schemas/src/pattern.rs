@@ -19,6 +19,9 @@ const DFA_SIZE_LIMIT: usize = 2 << 20;
 /// A compiled `pattern`.
 pub struct Pattern {
     fancy: fancy_regex::Regex,
+    /// For `^[0-9]{n}$`, `^\d{n,m}$` and the like (fixed-width codes: RT, RW, family card
+    /// numbers), the allowed lengths: the text matches when it is that many ASCII digits.
+    digits: Option<(usize, usize)>,
     /// The DFA and its start state for a search from the start of a text, which is every
     /// search here.
     dfa: Option<(dense::DFA<Vec<u32>>, StateID)>,
@@ -54,11 +57,18 @@ impl Pattern {
                 let state = dfa.start_state(&at_start).ok()?;
                 Some((dfa, state))
             });
-        Ok(Self { fancy, dfa })
+        Ok(Self {
+            fancy,
+            digits: digit_run(pattern),
+            dfa,
+        })
     }
 
     /// Whether the text contains a match (JSON Schema patterns are not anchored).
     pub fn is_match(&self, text: &str) -> bool {
+        if let Some((min, max)) = self.digits {
+            return (min..=max).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit());
+        }
         if let Some(found) = self
             .dfa
             .as_ref()
@@ -74,6 +84,27 @@ impl Pattern {
     fn has_dfa(&self) -> bool {
         self.dfa.is_some()
     }
+}
+
+/// The lengths of `^[0-9]{n}$`, `^[0-9]{n,m}$`, `^\d{n}$` or `^\d{n,m}$` exactly. In
+/// ECMA-262 without the `u` flag `\d` is `[0-9]`, and `$` (not multiline) matches only at
+/// the end of the text.
+fn digit_run(pattern: &str) -> Option<(usize, usize)> {
+    let body = pattern.strip_prefix('^')?;
+    let body = body
+        .strip_prefix("[0-9]")
+        .or_else(|| body.strip_prefix("\\d"))?;
+    let counts = body.strip_prefix('{')?.strip_suffix("}$")?;
+    let number = |text: &str| {
+        (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| text.parse::<usize>().ok())
+            .flatten()
+    };
+    let (min, max) = match counts.split_once(',') {
+        Some((min, max)) => (number(min)?, number(max)?),
+        None => (number(counts)?, number(counts)?),
+    };
+    (min <= max).then_some((min, max))
 }
 
 /// Runs the DFA over the text a byte at a time, stopping at the first match or when no
@@ -127,6 +158,10 @@ mod tests {
         found.extend(
             [
                 r"^\d{3}$",
+                r"^\d{2,4}$",
+                r"^[0-9]{0}$",
+                r"^[0-9]{3,}$",
+                r"^[0-9]{16}$x",
                 r"\w+@",
                 r"(a)\1",
                 r"^(?!x)",
@@ -184,6 +219,21 @@ mod tests {
             }
         }
         assert!(with_dfa >= 5, "the schemas' patterns run on the DFA");
+    }
+
+    #[test]
+    fn fixed_width_digit_patterns_are_decided_by_length_and_digits() {
+        assert_eq!(digit_run("^[0-9]{16}$"), Some((16, 16)));
+        assert_eq!(digit_run(r"^\d{2,4}$"), Some((2, 4)));
+        assert_eq!(digit_run("^[0-9]{3,}$"), None);
+        assert_eq!(digit_run("^[0-9]{4,2}$"), None);
+        assert_eq!(digit_run("[0-9]{3}$"), None);
+        assert_eq!(digit_run("^[0-9]{3}"), None);
+        let rt = Pattern::new("^[0-9]{3}$").unwrap();
+        assert!(rt.is_match("004"));
+        for refused in ["04", "0041", "00a", " 004", "004\n", "١٢٣", ""] {
+            assert!(!rt.is_match(refused), "{refused:?}");
+        }
     }
 
     #[test]

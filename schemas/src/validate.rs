@@ -393,15 +393,17 @@ impl CompiledSchema {
             .into_iter()
             .map(|c| std::sync::Mutex::new(Some(c)))
             .collect();
+        let refused = keep
+            .as_ref()
+            .map(|predicate| (errors.refused.as_slice(), predicate));
         let arrays = per_column(slots.len(), rows, |i| {
             let column = slots[i].lock().unwrap_or_else(|e| e.into_inner()).take();
-            let array = match column {
-                Some(column) => column.into_array(&self.properties[i]),
-                None => new_null_array(&self.properties[i].storage_type(), rows),
-            };
-            match &keep {
-                Some(predicate) => predicate.filter(&array),
-                None => Ok(array),
+            match column {
+                Some(column) => column.into_array(&self.properties[i], refused),
+                None => Ok(new_null_array(
+                    &self.properties[i].storage_type(),
+                    keep.as_ref().map_or(rows, |k| k.count()),
+                )),
             }
         })
         .into_iter()
@@ -884,8 +886,8 @@ fn check_column(
     errors: &mut ColumnErrors,
 ) {
     let rows = column.states.len();
+    let mut normal_forms = std::mem::take(&mut column.normalized);
     for check in &plan.checks {
-        let mut normalized = Vec::new();
         for row in 0..rows {
             match column.states[row] {
                 State::Value => {}
@@ -898,26 +900,25 @@ fn check_column(
                 }
                 State::Absent | State::Invalid => continue,
             }
+            let from = normal_forms.buffer().len();
             let verdict = if passes_at_once(check, &column.values, row) {
-                Ok(None)
+                Ok(false)
             } else {
                 match column.value(row) {
-                    Some(value) => run_check(check, &value, today),
-                    None => Ok(None),
+                    Some(value) => run_check(check, &value, today, normal_forms.buffer()),
+                    None => Ok(false),
                 }
             };
             match verdict {
-                Ok(None) => {}
-                Ok(Some(normal)) => normalized.push((row, normal)),
+                Ok(false) => {}
+                Ok(true) => normal_forms.set(row, from, rows),
                 Err((keyword, message)) => {
                     errors.push((row, FieldError::field(&plan.name, keyword, message)))
                 }
             }
         }
-        for (row, normal) in normalized {
-            column.normalize(row, normal);
-        }
     }
+    column.normalized = normal_forms;
 }
 
 /// Whether a row's value certainly passes a check that gives no normal form, decided
@@ -980,7 +981,7 @@ fn condition_holds(
                     .is_none_or(|t| t.iter().any(|t| value.has_json_type(t)))
                     && checks.iter().all(|check| {
                         passes_at_once(check, &column.values, row)
-                            || run_check(check, &value, today).is_ok()
+                            || run_check(check, &value, today, &mut String::new()).is_ok()
                     })
             }
         }
@@ -1043,7 +1044,9 @@ fn condition_errors(
                     ));
                 }
                 for check in checks {
-                    if let Err((keyword, message)) = run_check(check, value, today) {
+                    if let Err((keyword, message)) =
+                        run_check(check, value, today, &mut String::new())
+                    {
                         found.push(FieldError::field(name, keyword, message));
                     }
                 }
@@ -1068,16 +1071,20 @@ fn null_refused(check: &Check) -> Option<(&'static str, String)> {
 }
 
 /// One check on one value: `Ok(Some)` carries the value's normal form (formats).
+/// Checks one value. When the check is a format that gives the value a different normal
+/// form, the form is appended to `normal` and the answer is `Ok(true)`; otherwise `normal`
+/// is left as it was.
 fn run_check(
     check: &Check,
     value: &Parsed,
     today: NaiveDate,
-) -> Result<Option<String>, (&'static str, String)> {
+    normal: &mut String,
+) -> Result<bool, (&'static str, String)> {
     let fail = |keyword: &'static str, message: String| Err((keyword, message));
     match check {
         Check::Enum(allowed) => {
             if allowed.iter().any(|a| same_value(a, value)) {
-                Ok(None)
+                Ok(false)
             } else {
                 let listed: Vec<String> = allowed.iter().take(12).map(|a| a.to_string()).collect();
                 fail(
@@ -1088,7 +1095,7 @@ fn run_check(
         }
         Check::Const(expected) => {
             if same_value(expected, value) {
-                Ok(None)
+                Ok(false)
             } else {
                 fail("const", format!("must be {expected}"))
             }
@@ -1098,22 +1105,22 @@ fn run_check(
                 "pattern",
                 format!("'{}' does not match the pattern {pattern}", shorten(text)),
             ),
-            _ => Ok(None),
+            _ => Ok(false),
         },
         // A string has at most as many characters as bytes, and at least one if not empty.
         Check::MinLength(min) => match value.as_str() {
-            Some(text) if *min <= 1 && (*min == 0 || !text.is_empty()) => Ok(None),
+            Some(text) if *min <= 1 && (*min == 0 || !text.is_empty()) => Ok(false),
             Some(text) if (text.chars().count() as u64) < *min => {
                 fail("minLength", format!("is shorter than {min} characters"))
             }
-            _ => Ok(None),
+            _ => Ok(false),
         },
         Check::MaxLength(max) => match value.as_str() {
-            Some(text) if text.len() as u64 <= *max => Ok(None),
+            Some(text) if text.len() as u64 <= *max => Ok(false),
             Some(text) if (text.chars().count() as u64) > *max => {
                 fail("maxLength", format!("is longer than {max} characters"))
             }
-            _ => Ok(None),
+            _ => Ok(false),
         },
         Check::Minimum(min) => bound(
             value,
@@ -1143,13 +1150,13 @@ fn run_check(
             Parsed::Integer(i) if i % divisor != 0 => {
                 fail("multipleOf", format!("{i} is not a multiple of {divisor}"))
             }
-            _ => Ok(None),
+            _ => Ok(false),
         },
         Check::Format(format) => match value.as_str() {
             Some(text) => format
-                .check_as_of(text, today)
+                .check_into(text, today, normal)
                 .map_err(|message| ("format", format!("'{}' {message}", shorten(text)))),
-            None => Ok(None),
+            None => Ok(false),
         },
     }
 }
@@ -1159,10 +1166,10 @@ fn bound(
     holds: impl Fn(f64) -> bool,
     keyword: &'static str,
     message: impl Fn() -> String,
-) -> Result<Option<String>, (&'static str, String)> {
+) -> Result<bool, (&'static str, String)> {
     match value.as_f64() {
         Some(v) if !holds(v) => Err((keyword, format!("{} {}", value.shown(), message()))),
-        _ => Ok(None),
+        _ => Ok(false),
     }
 }
 

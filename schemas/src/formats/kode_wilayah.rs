@@ -14,39 +14,66 @@ pub fn normalize_kode_desa(raw: &str) -> Result<String, String> {
 
 /// Checks a region code; `Ok(None)` means the input is already the dotted form.
 pub(super) fn check_kode_wilayah(raw: &str) -> Result<Option<String>, String> {
+    let mut normal = String::new();
+    Ok(check_kode_wilayah_into(raw, &mut normal)?.then_some(normal))
+}
+
+/// Checks a region code and, when the input is not already its dotted form, appends the
+/// dotted form to `out` and answers `true`. `out` is left as it was otherwise.
+pub(super) fn check_kode_wilayah_into(raw: &str, out: &mut String) -> Result<bool, String> {
     if is_dotted(raw.as_bytes()) {
         // PP.KK…: the regency's four digits are on both sides of the first dot.
-        return match (raw.get(..2), raw.get(3..5)) {
-            (Some(province), Some(regency)) => {
-                let mut code = [0u8; 4];
-                code[..2].copy_from_slice(province.as_bytes());
-                code[2..].copy_from_slice(regency.as_bytes());
-                check_regency(std::str::from_utf8(&code).unwrap_or_default()).map(|()| None)
-            }
-            _ => Ok(None),
-        };
+        if raw.len() >= 5 {
+            let b = raw.as_bytes();
+            check_regency(&[b[0], b[1], b[3], b[4]])?;
+        }
+        return Ok(false);
     }
-    let value = raw.trim();
-    let digits: String = value.chars().filter(|c| *c != '.').collect();
-    let shape_ok = digits.bytes().all(|b| b.is_ascii_digit())
-        && matches!(digits.len(), 2 | 4 | 6 | 10)
-        && (value == digits || value == dotted(&digits));
-    if !shape_ok {
+    let value = raw.trim().as_bytes();
+    let undotted = matches!(value.len(), 2 | 4 | 6 | 10) && value.iter().all(u8::is_ascii_digit);
+    if !undotted && !is_dotted(value) {
         return Err(
             "is not a Kemendagri region code: PP, PP.KK, PP.KK.CC or PP.KK.CC.DDDD (dots optional)"
                 .into(),
         );
     }
-    check_regency(&digits)?;
-    Ok(Some(dotted(&digits)))
+    let mut digits = [0u8; 10];
+    let mut count = 0;
+    for &b in value.iter().filter(|&&b| b != b'.') {
+        digits[count] = b;
+        count += 1;
+    }
+    let digits = &digits[..count];
+    check_regency(digits)?;
+    for (i, &digit) in digits.iter().enumerate() {
+        if matches!(i, 2 | 4 | 6) {
+            out.push('.');
+        }
+        out.push(char::from(digit));
+    }
+    Ok(true)
 }
 
 /// Checks a desa or kelurahan code; `Ok(None)` means the input is already the dotted form.
 pub(super) fn check_kode_desa(raw: &str) -> Result<Option<String>, String> {
-    let normal = check_kode_wilayah(raw)?;
-    if normal.as_deref().unwrap_or(raw).len() == 13 {
-        Ok(normal)
+    let mut normal = String::new();
+    Ok(check_kode_desa_into(raw, &mut normal)?.then_some(normal))
+}
+
+/// Like [`check_kode_wilayah_into`], but only a desa or kelurahan code (four levels)
+/// passes.
+pub(super) fn check_kode_desa_into(raw: &str, out: &mut String) -> Result<bool, String> {
+    let from = out.len();
+    let normalized = check_kode_wilayah_into(raw, out)?;
+    let length = if normalized {
+        out.len() - from
     } else {
+        raw.len()
+    };
+    if length == 13 {
+        Ok(normalized)
+    } else {
+        out.truncate(from);
         Err("is not a desa or kelurahan code: it must have four levels, PP.KK.CC.DDDD".into())
     }
 }
@@ -63,31 +90,17 @@ fn is_dotted(code: &[u8]) -> bool {
         })
 }
 
-fn check_regency(digits: &str) -> Result<(), String> {
-    if digits.len() >= 4 && !known_regency(&digits[..4]) {
+fn check_regency(digits: &[u8]) -> Result<(), String> {
+    let Some(regency) = digits.get(..4) else {
+        return Ok(());
+    };
+    let regency = std::str::from_utf8(regency).unwrap_or_default();
+    if !known_regency(regency) {
         return Err(format!(
-            "starts with {}, which is not a known province and regency",
-            &digits[..4]
+            "starts with {regency}, which is not a known province and regency"
         ));
     }
     Ok(())
-}
-
-fn dotted(digits: &str) -> String {
-    let cuts: &[usize] = match digits.len() {
-        4 => &[2],
-        6 => &[2, 4],
-        10 => &[2, 4, 6],
-        _ => &[],
-    };
-    let mut out = String::with_capacity(digits.len() + cuts.len());
-    for (i, c) in digits.chars().enumerate() {
-        if cuts.contains(&i) {
-            out.push('.');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[cfg(test)]

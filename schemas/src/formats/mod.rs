@@ -73,18 +73,34 @@ impl Format {
     /// Like [`Format::check`], with the day against which NIK birth dates are checked given,
     /// so that a column of values asks the clock once.
     pub fn check_as_of(self, value: &str, today: NaiveDate) -> Result<Option<String>, String> {
+        let mut normal = String::new();
+        Ok(self
+            .check_into(value, today, &mut normal)?
+            .then_some(normal))
+    }
+
+    /// Like [`Format::check_as_of`], for a column of values: when the value is valid and
+    /// its normal form differs from it, the normal form is appended to `out` and the answer
+    /// is `true`. Otherwise `out` is left as it was. Nothing is allocated for a value
+    /// already in its normal form.
+    pub fn check_into(
+        self,
+        value: &str,
+        today: NaiveDate,
+        out: &mut String,
+    ) -> Result<bool, String> {
         let keep = |valid: bool, what: &str| {
             if valid {
-                Ok(None)
+                Ok(false)
             } else {
                 Err(format!("is not a valid {what}"))
             }
         };
         match self {
-            Self::Nik => nik::check_nik(value, today),
-            Self::KodeWilayah => kode_wilayah::check_kode_wilayah(value),
-            Self::KodeWilayahDesa => kode_wilayah::check_kode_desa(value),
-            Self::TeleponId => telepon::check_telepon(value),
+            Self::Nik => nik::check_nik_into(value, today, out),
+            Self::KodeWilayah => kode_wilayah::check_kode_wilayah_into(value, out),
+            Self::KodeWilayahDesa => kode_wilayah::check_kode_desa_into(value, out),
+            Self::TeleponId => telepon::check_telepon_into(value, out),
             // The standard formats use jsonschema's own checks, so that Simpul's verdict is
             // jsonschema's verdict; a plain `YYYY-MM-DD` is decided here without allocating.
             Self::Date => keep(
@@ -211,6 +227,69 @@ mod tests {
                 .is_ok()
         );
         assert!(Format::Uri.check("jdih purwakarta").is_err());
+    }
+
+    #[test]
+    fn check_into_appends_only_a_differing_normal_form() {
+        let today = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        let cases = [
+            (
+                Format::KodeWilayahDesa,
+                "3214012001",
+                Ok(Some("32.14.01.2001")),
+            ),
+            (
+                Format::KodeWilayahDesa,
+                " 32.14.01.2001 ",
+                Ok(Some("32.14.01.2001")),
+            ),
+            (Format::KodeWilayahDesa, "32.14.01.2001", Ok(None)),
+            // Normalised to 32.14 first, then refused for its level: nothing stays behind.
+            (Format::KodeWilayahDesa, "3214", Err(())),
+            (Format::KodeWilayahDesa, "9914012001", Err(())),
+            (Format::KodeWilayah, "321401", Ok(Some("32.14.01"))),
+            (Format::KodeWilayah, "32", Ok(None)),
+            (Format::KodeWilayah, "32.1401", Err(())),
+            (
+                Format::TeleponId,
+                "081234567890",
+                Ok(Some("+6281234567890")),
+            ),
+            (
+                Format::TeleponId,
+                "62 812-3456-7890",
+                Ok(Some("+6281234567890")),
+            ),
+            (Format::TeleponId, "+6281234567890", Ok(None)),
+            (Format::TeleponId, "0812", Err(())),
+            (
+                Format::Nik,
+                "3214.0145.0290.0001",
+                Ok(Some("3214014502900001")),
+            ),
+            (Format::Nik, "3214014502900001", Ok(None)),
+            (Format::Nik, "3214013502900001", Err(())),
+            (Format::Date, "2025-03-31", Ok(None)),
+            (Format::Date, "2025-02-30", Err(())),
+        ];
+        for (format, value, expected) in cases {
+            let mut out = String::from("earlier|");
+            let answer = format.check_into(value, today, &mut out);
+            match expected {
+                Ok(Some(normal)) => {
+                    assert_eq!(answer, Ok(true), "{format:?} {value:?}");
+                    assert_eq!(out, format!("earlier|{normal}"), "{format:?} {value:?}");
+                }
+                Ok(None) => {
+                    assert_eq!(answer, Ok(false), "{format:?} {value:?}");
+                    assert_eq!(out, "earlier|", "{format:?} {value:?}");
+                }
+                Err(()) => {
+                    assert!(answer.is_err(), "{format:?} {value:?}: {answer:?}");
+                    assert_eq!(out, "earlier|", "{format:?} {value:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -43,12 +43,21 @@ pub fn normalize_nik(raw: &str) -> Result<String, String> {
     normalize_nik_at(raw, today_wib())
 }
 
-/// Checks an NIK as of `today`; `Ok(Some)` holds the 16 digits when the input had
-/// separators, `Ok(None)` means the input is already its normal form.
-pub(super) fn check_nik(raw: &str, today: NaiveDate) -> Result<Option<String>, String> {
-    match nik_digits(raw)? {
-        Cow::Borrowed(digits) => check_digits(digits, today).map(|()| None),
-        Cow::Owned(digits) => check_digits(&digits, today).map(|()| Some(digits)),
+/// Checks an NIK as of `today` and, when the input had separators, appends its 16 digits
+/// to `out` and answers `true`. `out` is left as it was otherwise.
+pub(super) fn check_nik_into(
+    raw: &str,
+    today: NaiveDate,
+    out: &mut String,
+) -> Result<bool, String> {
+    let digits = nik_digits(raw)?;
+    check_digits(&digits, today)?;
+    match digits {
+        Cow::Borrowed(_) => Ok(false),
+        Cow::Owned(digits) => {
+            out.push_str(&digits);
+            Ok(true)
+        }
     }
 }
 

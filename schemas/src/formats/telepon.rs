@@ -7,19 +7,25 @@ pub fn normalize_telepon(raw: &str) -> Result<String, String> {
 
 /// Checks a phone number; `Ok(None)` means the input is already in E.164.
 pub(super) fn check_telepon(raw: &str) -> Result<Option<String>, String> {
+    let mut normal = String::new();
+    Ok(check_telepon_into(raw, &mut normal)?.then_some(normal))
+}
+
+/// Checks a phone number and, when the input is not already in E.164, appends its E.164
+/// form to `out` and answers `true`. `out` is left as it was otherwise.
+pub(super) fn check_telepon_into(raw: &str, out: &mut String) -> Result<bool, String> {
     if let Some(national) = raw.strip_prefix("+62")
         && valid_national(national)
     {
-        return Ok(None);
+        return Ok(false);
     }
-    // The common national form, 0 and digits only: one allocation for the normal form.
+    // The common national form, 0 and digits only: no copy but the normal form.
     if let Some(national) = raw.strip_prefix('0')
         && valid_national(national)
     {
-        let mut normal = String::with_capacity(national.len() + 3);
-        normal.push_str("+62");
-        normal.push_str(national);
-        return Ok(Some(normal));
+        out.push_str("+62");
+        out.push_str(national);
+        return Ok(true);
     }
     let compact: String = raw
         .chars()
@@ -31,7 +37,9 @@ pub(super) fn check_telepon(raw: &str) -> Result<Option<String>, String> {
         .or_else(|| compact.strip_prefix('0'))
         .ok_or_else(|| "must start with +62, 62 or 0".to_string())?;
     if valid_national(national) {
-        Ok(Some(format!("+62{national}")))
+        out.push_str("+62");
+        out.push_str(national);
+        Ok(true)
     } else {
         Err(
             "is not an Indonesian phone number: after +62 or 0 come 8 to 12 digits, the first 2-9"
