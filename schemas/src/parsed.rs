@@ -209,22 +209,24 @@ impl ParsedColumn {
 
     /// The storage array of the kept rows: values, normalised where a format says so.
     /// Cells without a value are null (the value is missing). `refused` marks the rows to
-    /// leave out, and `keep` is the same selection as a filter, for arrays that are built
-    /// whole and then filtered; `None` keeps every row.
+    /// leave out, with the same selection as a filter for the arrays that are built whole
+    /// and then filtered; `None` keeps every row.
     pub(crate) fn into_array(
         self,
         plan: &PropertyPlan,
         refused: Option<(&[bool], &FilterPredicate)>,
     ) -> Result<ArrayRef, ArrowError> {
         let rows = self.states.len();
-        let kept: Vec<usize> = (0..rows)
-            .filter(|&row| refused.is_none_or(|(refused, _)| !refused[row]))
-            .collect();
+        // Only the arrays built row by row need the kept rows listed.
+        let kept = || -> Vec<usize> {
+            (0..rows)
+                .filter(|&row| refused.is_none_or(|(refused, _)| !refused[row]))
+                .collect()
+        };
         let filtered = |array: ArrayRef| match refused {
             Some((_, keep)) => keep.filter(&array),
             None => Ok(array),
         };
-        let count = kept.len();
         match (plan.storage_type(), &self.values) {
             (_, Values::Integer(_) | Values::Number(_) | Values::Boolean(_)) => {
                 let present = self.present();
@@ -244,7 +246,8 @@ impl ParsedColumn {
                 filtered(array)
             }
             (DataType::Date32, _) => {
-                let mut builder = Date32Builder::with_capacity(count);
+                let kept = kept();
+                let mut builder = Date32Builder::with_capacity(kept.len());
                 let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
                 for &row in &kept {
                     let date = self.stored_text(row).and_then(|s| {
@@ -259,7 +262,8 @@ impl ParsedColumn {
                 Ok(Arc::new(builder.finish()))
             }
             (DataType::Timestamp(_, _), _) => {
-                let mut builder = TimestampMicrosecondBuilder::with_capacity(count);
+                let kept = kept();
+                let mut builder = TimestampMicrosecondBuilder::with_capacity(kept.len());
                 for &row in &kept {
                     match self
                         .stored_text(row)
@@ -282,13 +286,17 @@ impl ParsedColumn {
             }
             (_, Values::Text(text) | Values::Json(text)) => {
                 let bytes = text.array.values().len() + self.normalized.text.len();
-                let mut builder = StringBuilder::with_capacity(count, bytes);
+                let kept = kept();
+                let mut builder = StringBuilder::with_capacity(kept.len(), bytes);
                 for &row in &kept {
                     builder.append_option(self.stored_text(row));
                 }
                 Ok(Arc::new(builder.finish()))
             }
-            (_, Values::Absent) => Ok(arrow::array::new_null_array(&plan.storage_type(), count)),
+            (_, Values::Absent) => Ok(arrow::array::new_null_array(
+                &plan.storage_type(),
+                refused.map_or(rows, |(_, keep)| keep.count()),
+            )),
         }
     }
 }

@@ -95,8 +95,10 @@ fn digit_run(pattern: &str) -> Option<(usize, usize)> {
         .strip_prefix("[0-9]")
         .or_else(|| body.strip_prefix("\\d"))?;
     let counts = body.strip_prefix('{')?.strip_suffix("}$")?;
+    // `parse` alone would also take a leading `+`; it refuses the empty text.
     let number = |text: &str| {
-        (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+        text.bytes()
+            .all(|b| b.is_ascii_digit())
             .then(|| text.parse::<usize>().ok())
             .flatten()
     };
