@@ -32,6 +32,14 @@ const COMPACT_AT_SMALL_FILES: usize = 64;
 
 /// Publishes waiting for one dataset's committer at most; past this, publishers wait.
 const QUEUE: usize = 4_096;
+/// How long a committer waits at most, once a group's first publish is in, for as many
+/// publishes as the larger of the last two groups held. Right after a commit its
+/// publishers' next publishes arrive over a few milliseconds (each is authenticated, claimed
+/// and validated first); without the wait, the first of them commits alone and the rest
+/// wait for that commit, so with 50 clients groups alternated 1, 49, 1, 49. A publish alone
+/// waits for nobody (the last groups held one publish), and when publishers go away the
+/// expected size follows within two groups. 10 ms: a sweep in BENCHMARKS.md.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(10);
 /// Idempotency keys claimed in one state-store transaction at most.
 const CLAIM_BATCH: usize = 512;
 
@@ -246,6 +254,41 @@ pub async fn upsert_keys(catalog: &Catalog, meta: &DatasetMeta) -> Result<Vec<St
     Ok(keys)
 }
 
+/// One commit's group: `first`, everything queued behind it, and, while the group holds
+/// fewer than `expected` items, what arrives until `linger_until` (the publishes of the
+/// last groups' publishers that are still on their way). The group stops short of
+/// `max_rows` rows (as `rows` counts them, `first` always in); the item that would pass
+/// it is handed back to start the next group.
+async fn gather<T>(
+    rx: &mut mpsc::Receiver<T>,
+    first: T,
+    rows: impl Fn(&T) -> u64,
+    expected: usize,
+    max_rows: u64,
+    linger_until: tokio::time::Instant,
+) -> (Vec<T>, Option<T>) {
+    let mut total = rows(&first);
+    let mut group = vec![first];
+    while total < max_rows {
+        let item = match rx.try_recv() {
+            Ok(item) => item,
+            Err(_) if group.len() < expected => {
+                match tokio::time::timeout_at(linger_until, rx.recv()).await {
+                    Ok(Some(item)) => item,
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            Err(_) => break,
+        };
+        if total + rows(&item) > max_rows {
+            return (group, Some(item));
+        }
+        total += rows(&item);
+        group.push(item);
+    }
+    (group, None)
+}
+
 struct Committer {
     catalog: Arc<Catalog>,
     signer: Arc<Signer>,
@@ -258,6 +301,8 @@ struct Committer {
 impl Committer {
     async fn run(self, mut rx: mpsc::Receiver<Job>) {
         let mut waiting: Option<Job> = None;
+        // The sizes of the last two groups: how many publishers are at work.
+        let mut recent = [1usize; 2];
         loop {
             let first = match waiting.take() {
                 Some(job) => job,
@@ -266,23 +311,20 @@ impl Committer {
                     None => return,
                 },
             };
-            let mut rows = first.request.records.records_read;
-            let mut group = vec![first];
-            // Everything that queued while the last commit ran joins this one.
-            while rows < self.max_rows {
-                match rx.try_recv() {
-                    Ok(job) if rows + job.request.records.records_read > self.max_rows => {
-                        waiting = Some(job);
-                        break;
-                    }
-                    Ok(job) => {
-                        rows += job.request.records.records_read;
-                        group.push(job);
-                    }
-                    Err(_) => break,
-                }
-            }
-            if let Some(files) = self.commit_group(group).await
+            let expected = recent[0].max(recent[1]);
+            let gathering = tokio::time::Instant::now();
+            let (group, next) = gather(
+                &mut rx,
+                first,
+                |job| job.request.records.records_read,
+                expected,
+                self.max_rows,
+                gathering + LINGER,
+            )
+            .await;
+            waiting = next;
+            recent = [recent[1], group.len()];
+            if let Some(files) = self.commit_group(group, gathering.elapsed()).await
                 && files >= COMPACT_AT_SMALL_FILES
             {
                 // Publishes queue meanwhile and join the next group.
@@ -298,9 +340,9 @@ impl Committer {
         }
     }
 
-    /// Commits one group and answers its publishers; returns the data table's count of small
-    /// files after the commit.
-    async fn commit_group(&self, group: Vec<Job>) -> Option<usize> {
+    /// Commits one group, gathered in `gathered`, and answers its publishers; returns the data
+    /// table's count of small files after the commit.
+    async fn commit_group(&self, group: Vec<Job>, gathered: std::time::Duration) -> Option<usize> {
         let started = std::time::Instant::now();
         let (jobs, replies): (Vec<PublishRequest>, Vec<_>) =
             group.into_iter().map(|j| (j.request, j.reply)).unzip();
@@ -342,6 +384,7 @@ impl Committer {
                 tracing::debug!(
                     dataset = %self.dataset,
                     publishes = jobs.len(),
+                    gathered_ms = gathered.as_millis() as u64,
                     land_ms = landed.as_millis() as u64,
                     total_ms = started.elapsed().as_millis() as u64,
                     "group commit"
@@ -509,5 +552,101 @@ fn publish_entry(job: &PublishRequest, receipt: &Receipt) -> MessageEntry {
             "idempotency_key": job.idempotency_key.strip_prefix("bus:").unwrap_or(&job.idempotency_key),
             "signature_key": receipt.signature.key_id,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::*;
+
+    fn rows(n: &u64) -> u64 {
+        *n
+    }
+
+    #[tokio::test]
+    async fn a_group_takes_what_queued_and_no_more_when_one_was_expected() {
+        let (tx, mut rx) = mpsc::channel(16);
+        tx.send(2).await.unwrap();
+        tx.send(3).await.unwrap();
+        let started = Instant::now();
+        // A long linger that must not be waited for: one publish was expected.
+        let (group, next) =
+            gather(&mut rx, 1, rows, 1, 100, started + Duration::from_secs(60)).await;
+        assert_eq!(group, vec![1, 2, 3]);
+        assert_eq!(next, None);
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
+
+    #[tokio::test]
+    async fn a_group_waits_for_the_expected_publishes_still_on_their_way() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let sender = tokio::spawn(async move {
+            for n in [2, 3] {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                tx.send(n).await.unwrap();
+            }
+            // Held open: the group must end because it is full, not because the queue closed.
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        });
+        let started = Instant::now();
+        let (group, next) =
+            gather(&mut rx, 1, rows, 3, 100, started + Duration::from_secs(60)).await;
+        assert_eq!(group, vec![1, 2, 3]);
+        assert_eq!(next, None);
+        assert!(started.elapsed() < Duration::from_secs(30));
+        sender.abort();
+    }
+
+    #[tokio::test]
+    async fn a_group_short_of_the_expected_size_commits_at_the_deadline() {
+        let (tx, mut rx) = mpsc::channel::<u64>(16);
+        let started = Instant::now();
+        let (group, next) = gather(
+            &mut rx,
+            1,
+            rows,
+            50,
+            100,
+            started + Duration::from_millis(20),
+        )
+        .await;
+        assert_eq!(group, vec![1]);
+        assert_eq!(next, None);
+        assert!(started.elapsed() >= Duration::from_millis(20));
+        drop(tx);
+    }
+
+    #[tokio::test]
+    async fn a_group_stops_short_of_the_row_limit_and_hands_back_the_publish_past_it() {
+        let (tx, mut rx) = mpsc::channel(16);
+        for n in [30, 50, 10] {
+            tx.send(n).await.unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (group, next) = gather(&mut rx, 40, rows, 50, 100, deadline).await;
+        assert_eq!(group, vec![40, 30]);
+        assert_eq!(next, Some(50));
+        // A first publish over the limit still commits, alone.
+        let (group, next) = gather(&mut rx, 500, rows, 50, 100, deadline).await;
+        assert_eq!(group, vec![500]);
+        assert_eq!(next, None);
+        assert_eq!(rx.try_recv().unwrap(), 10);
+    }
+
+    #[tokio::test]
+    async fn a_closed_queue_ends_the_group() {
+        let (tx, mut rx) = mpsc::channel(16);
+        tx.send(2).await.unwrap();
+        drop(tx);
+        let started = Instant::now();
+        let (group, next) =
+            gather(&mut rx, 1, rows, 50, 100, started + Duration::from_secs(60)).await;
+        assert_eq!(group, vec![1, 2]);
+        assert_eq!(next, None);
+        assert!(started.elapsed() < Duration::from_secs(30));
     }
 }
