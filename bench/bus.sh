@@ -44,7 +44,7 @@ versions_of() {
 echo "| benchmark | result |"
 echo "|---|---|"
 before="$(versions_of bench.satuan)"
-result="$(SIMPUL_KEY="$key" SIMPUL_DATASET=bench.satuan wrk -t2 -c"$connections" -d"${seconds}s" --timeout 10s \
+result="$(SIMPUL_KEY="$key" SIMPUL_DATASET=bench.satuan wrk -t"$(( connections < 2 ? connections : 2 ))" -c"$connections" -d"${seconds}s" --timeout 10s \
   -s bench/bus_publish.lua "$url" | grep '^RESULT')"
 after="$(versions_of bench.satuan)"
 landed="$(rows_of bench.satuan)"
