@@ -568,15 +568,23 @@ impl Lake {
     /// Rewrites the table's small files into large ones (Delta `OPTIMIZE`, a commit that
     /// changes no data: the change feed and time travel see the same rows). The bus's group
     /// commits add one small file each, and loading a version costs in proportion to the
-    /// number of files. Returns the new version, or `None` when there was nothing to do.
-    pub async fn compact(&self, table: &LakeTable) -> Result<Option<i64>, CatalogError> {
+    /// number of files. The files are written like every other write (Snappy, no statistics
+    /// for the `personal` columns). Returns the new version, or `None` when there was
+    /// nothing to do.
+    pub async fn compact(
+        &self,
+        table: &LakeTable,
+        personal: &[&str],
+    ) -> Result<Option<i64>, CatalogError> {
         let current = self.load_existing(table).await?;
         let before = current.version();
+        let schema = Self::arrow_schema(&current)?;
         let (compacted, metrics) = current
             .optimize()
             .with_target_size(
                 std::num::NonZeroU64::new(TARGET_FILE_BYTES).unwrap_or(std::num::NonZeroU64::MIN),
             )
+            .with_writer_properties(file_properties(&schema, personal))
             .with_commit_properties(
                 CommitProperties::default().with_cleanup_expired_logs(Some(false)),
             )
@@ -1086,6 +1094,77 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_compaction_writes_personal_columns_without_statistics() {
+        use arrow::array::{ArrayRef, StringArray};
+        use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(&format!("file://{}", dir.path().display()), HashMap::new()).unwrap();
+        let table = LakeTable::Data("kependudukan.padat".parse().unwrap());
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("nik", DataType::Utf8, false),
+            Field::new("kode_wilayah", DataType::Utf8, false),
+        ]));
+        let people = [
+            ("3214045604510001", "32.14.04.2006"),
+            ("3214174301060002", "32.14.17.2001"),
+            ("3214010101900003", "32.14.01.1001"),
+        ];
+        // Three small files, as three group commits leave them.
+        for (nik, kode_wilayah) in people {
+            let column = |v: &str| Arc::new(StringArray::from(vec![v])) as ArrayRef;
+            let batch =
+                RecordBatch::try_new(schema.clone(), vec![column(nik), column(kode_wilayah)])
+                    .unwrap();
+            lake.write_batches(
+                &table,
+                schema.clone(),
+                &["nik"],
+                vec![batch],
+                WriteMode::Append,
+                CommitOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+        let version = lake
+            .compact(&table, &["nik"])
+            .await
+            .unwrap()
+            .expect("a compaction commit");
+
+        // The compaction's one new file: the Delta log's statistics name the region only.
+        let root = lake.table_url(&table).unwrap().to_file_path().unwrap();
+        let log =
+            std::fs::read_to_string(root.join("_delta_log").join(format!("{version:020}.json")))
+                .unwrap();
+        let adds: Vec<serde_json::Value> = log
+            .lines()
+            .filter_map(|line| {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .ok()?
+                    .get("add")
+                    .cloned()
+            })
+            .collect();
+        assert_eq!(adds.len(), 1, "{log}");
+        let stats: serde_json::Value =
+            serde_json::from_str(adds[0]["stats"].as_str().unwrap()).unwrap();
+        assert_eq!(stats["numRecords"], 3);
+        assert_eq!(stats["minValues"]["kode_wilayah"], "32.14.01.1001");
+        assert_eq!(stats["maxValues"]["kode_wilayah"], "32.14.17.2001");
+        assert!(stats["minValues"].get("nik").is_none(), "{stats}");
+        assert!(stats["maxValues"].get("nik").is_none(), "{stats}");
+
+        // Nor does its Parquet footer hold any for the NIK.
+        let path = percent_decode(adds[0]["path"].as_str().unwrap());
+        let file = std::fs::File::open(root.join(path)).unwrap();
+        let metadata = SerializedFileReader::new(file).unwrap().metadata().clone();
+        let row_group = metadata.row_group(0);
+        assert!(row_group.column(0).statistics().is_none());
+        assert!(row_group.column(1).statistics().is_some());
+    }
+
+    #[tokio::test]
     async fn an_upsert_writes_personal_columns_without_statistics() {
         use arrow::array::{ArrayRef, StringArray};
         let dir = tempfile::tempdir().unwrap();
@@ -1168,7 +1247,7 @@ mod tests {
             (6, 6, 12)
         );
         let version = lake
-            .compact(&table)
+            .compact(&table, &[])
             .await
             .unwrap()
             .expect("a compaction commit");
@@ -1197,7 +1276,7 @@ mod tests {
             .unwrap();
         assert_eq!(rows, 12);
         // Nothing left to compact.
-        assert_eq!(lake.compact(&table).await.unwrap(), None);
+        assert_eq!(lake.compact(&table, &[]).await.unwrap(), None);
     }
 
     #[tokio::test]

@@ -149,6 +149,24 @@ impl Catalog {
             .ok_or_else(|| CatalogError::NotFound(id.to_string()))
     }
 
+    /// Compacts a dataset's small files ([`Lake::compact`]), writing the columns its schema
+    /// marks `x-pii` without statistics, as ingest and publishes write them.
+    pub async fn compact(&self, id: &DatasetId) -> Result<Option<i64>, CatalogError> {
+        let meta = self.dataset(id).await?;
+        let personal: Vec<String> = match &meta.schema_ref {
+            Some(schema_ref) => {
+                let binding = SchemaBinding::parse(schema_ref)?;
+                let compiled = self.schemas.resolve(&self.state, &binding).await?;
+                compiled.pii_columns().map(String::from).collect()
+            }
+            None => Vec::new(),
+        };
+        let personal: Vec<&str> = personal.iter().map(String::as_str).collect();
+        self.lake
+            .compact(&LakeTable::Data(id.clone()), &personal)
+            .await
+    }
+
     /// Records in the catalog the statistics of a version just committed (`data`), with the
     /// rejected count given; no table is loaded again.
     pub async fn record_stats(

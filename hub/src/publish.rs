@@ -328,12 +328,7 @@ impl Committer {
                 && files >= COMPACT_AT_SMALL_FILES
             {
                 // Publishes queue meanwhile and join the next group.
-                if let Err(e) = self
-                    .catalog
-                    .lake
-                    .compact(&LakeTable::Data(self.dataset.clone()))
-                    .await
-                {
+                if let Err(e) = self.catalog.compact(&self.dataset).await {
                     tracing::warn!(dataset = %self.dataset, error = %e, "cannot compact the dataset's files");
                 }
             }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::Value;
 use simpul_catalog::{
-    Catalog, CatalogError, Classification, Contract, DatasetId, LakeTable, SchemaBinding, WriteMode,
+    Catalog, CatalogError, Classification, Contract, DatasetId, SchemaBinding, WriteMode,
 };
 use simpul_connectors::file::{FileFormat, open_bytes};
 use simpul_pipelines::{DatasetDefaults, IngestOptions, SchemaChoice};
@@ -234,7 +234,7 @@ impl Exporter<'_> {
         };
         match self.catalog.refresh_stats(&id).await {
             Ok(stats) if stats.small_files >= COMPACT_AT_SMALL_FILES => {
-                if let Err(e) = self.catalog.lake.compact(&LakeTable::Data(id)).await {
+                if let Err(e) = self.catalog.compact(&id).await {
                     tracing::warn!(dataset = export.dataset, error = %e, "cannot compact a module dataset");
                 }
             }

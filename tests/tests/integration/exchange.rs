@@ -788,3 +788,73 @@ async fn a_rotated_key_keeps_old_receipts_verifiable() {
         .await;
     assert_eq!(audit.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compacting_a_dataset_of_publishes_writes_no_statistics_of_its_personal_columns() {
+    let hub = hub_with_dataset();
+    // One publish at a time: one group commit and one small file each. The committer
+    // compacts once the table holds 64.
+    for i in 0..64u64 {
+        let record = json!({
+            "nik": format!("3214011505{:06}", 900000 + i),
+            "nama": format!("Warga {i}"),
+            "tanggal_lahir": "1990-05-15",
+            "jenis_kelamin": "L",
+            "kode_wilayah": format!("32.14.01.{}", 1001 + i % 3),
+            "telepon": format!("0812345{:05}", i),
+        });
+        let response = publish(
+            &hub,
+            &hub.admin_key,
+            "dukcapil.warga",
+            Some(&format!("k-{i}")),
+            "application/x-ndjson",
+            record.to_string(),
+        )
+        .await;
+        assert_eq!(response.status(), 200);
+    }
+    // The compaction runs after the 64th publish was answered.
+    let log_dir = hub.table_dir("dukcapil", "warga").join("_delta_log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let compaction = loop {
+        let found = std::fs::read_dir(&log_dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .find(|text| text.contains(r#""operation":"OPTIMIZE""#));
+        if let Some(text) = found {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no compaction after 64 group commits"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let adds: Vec<Value> = compaction
+        .lines()
+        .filter_map(|line| {
+            serde_json::from_str::<Value>(line)
+                .ok()?
+                .get("add")
+                .cloned()
+        })
+        .collect();
+    assert!(!adds.is_empty(), "{compaction}");
+    for add in &adds {
+        let stats: Value = serde_json::from_str(add["stats"].as_str().unwrap()).unwrap();
+        // Statistics are written, for the columns that are not personal.
+        assert_eq!(
+            stats["minValues"]["kode_wilayah"], "32.14.01.1001",
+            "{stats}"
+        );
+        for personal in ["nik", "nama", "telepon"] {
+            assert!(stats["minValues"].get(personal).is_none(), "{stats}");
+            assert!(stats["maxValues"].get(personal).is_none(), "{stats}");
+        }
+    }
+    let rows = hub.rows("select count(*) as n from dukcapil.warga").await;
+    assert_eq!(rows[0]["n"], 64);
+}
