@@ -45,6 +45,18 @@ async fn publish(
     request.send().await.expect("send publish")
 }
 
+/// The `i`th of a run of distinct valid residents, each with a NIK, a name and a phone.
+fn resident(i: u64) -> Value {
+    json!({
+        "nik": format!("3214011505{:06}", 900000 + i),
+        "nama": format!("Warga {i}"),
+        "tanggal_lahir": "1990-05-15",
+        "jenis_kelamin": "L",
+        "kode_wilayah": "32.14.01.1001",
+        "telepon": format!("0812345{i:05}"),
+    })
+}
+
 async fn hub_keys(hub: &Hub) -> Vec<Value> {
     let keys = hub.json("/api/v1/bus/keys").await;
     keys["keys"].as_array().cloned().unwrap()
@@ -485,20 +497,13 @@ async fn concurrent_publishes_share_group_commits_and_each_gets_its_own_receipt(
     for i in 0..40u64 {
         let hub = hub.clone();
         tasks.push(tokio::spawn(async move {
-            let record = json!({
-                "nik": format!("3214011505{:06}", 900000 + i),
-                "nama": format!("Warga {i}"),
-                "tanggal_lahir": "1990-05-15",
-                "jenis_kelamin": "L",
-                "kode_wilayah": "32.14.01.1001",
-            });
             let response = publish(
                 &hub,
                 &hub.admin_key,
                 "dukcapil.warga",
                 Some(&format!("c-{i}")),
                 "application/x-ndjson",
-                record.to_string(),
+                resident(i).to_string(),
             )
             .await;
             assert_eq!(response.status(), 200);
@@ -795,21 +800,13 @@ async fn compacting_a_dataset_of_publishes_writes_no_statistics_of_its_personal_
     // One publish at a time: one group commit and one small file each. The committer
     // compacts once the table holds 64.
     for i in 0..64u64 {
-        let record = json!({
-            "nik": format!("3214011505{:06}", 900000 + i),
-            "nama": format!("Warga {i}"),
-            "tanggal_lahir": "1990-05-15",
-            "jenis_kelamin": "L",
-            "kode_wilayah": format!("32.14.01.{}", 1001 + i % 3),
-            "telepon": format!("0812345{:05}", i),
-        });
         let response = publish(
             &hub,
             &hub.admin_key,
             "dukcapil.warga",
             Some(&format!("k-{i}")),
             "application/x-ndjson",
-            record.to_string(),
+            resident(i).to_string(),
         )
         .await;
         assert_eq!(response.status(), 200);
