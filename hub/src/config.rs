@@ -39,6 +39,8 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     /// The HTTP server.
     pub http: HttpConfig,
+    /// Reading input files (uploads, `simpul ingest`, pipelines).
+    pub ingest: IngestConfig,
     /// SQL and records queries.
     pub query: QueryConfig,
     /// The PostgreSQL wire protocol endpoint.
@@ -245,6 +247,25 @@ pub struct HttpConfig {
     pub body_limit_bytes: u64,
 }
 
+/// Limits on reading input files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Memory (address space) the process that reads one spreadsheet may use, in MiB.
+    pub spreadsheet_memory_mib: u64,
+    /// CPU time the process that reads one spreadsheet may use, in seconds.
+    pub spreadsheet_cpu_secs: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            spreadsheet_memory_mib: 2048,
+            spreadsheet_cpu_secs: 120,
+        }
+    }
+}
+
 /// Query limits.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -373,6 +394,7 @@ impl Default for Config {
             dashboards_dir: String::new(),
             scheduler: SchedulerConfig::default(),
             http: HttpConfig::default(),
+            ingest: IngestConfig::default(),
             query: QueryConfig::default(),
             pg: PgConfig::default(),
             flight: FlightConfig::default(),

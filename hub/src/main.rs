@@ -2,6 +2,15 @@
 
 fn main() -> std::process::ExitCode {
     keep_freed_memory();
+    let mut args = std::env::args_os().skip(1);
+    if args
+        .next()
+        .is_some_and(|first| first == simpul_connectors::file::SPREADSHEET_CHILD_COMMAND)
+    {
+        // The hub started itself to read one spreadsheet under limits (see the sandbox in
+        // `simpul_connectors::file`); nothing else runs in this process.
+        return simpul_connectors::file::run_spreadsheet_child(args);
+    }
     simpul_hub::cli::main()
 }
 

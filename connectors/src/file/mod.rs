@@ -23,7 +23,10 @@ use crate::raw::{RawBatchReader, ReadProgress, SourceError};
 
 pub use self::csv::CsvOptions;
 pub use self::encoding::encoding_for;
-pub use self::excel::{ExcelOptions, HEADER_SEARCH_ROWS};
+pub use self::excel::{
+    CHILD_COMMAND as SPREADSHEET_CHILD_COMMAND, ExcelOptions, HEADER_SEARCH_ROWS,
+    SpreadsheetSandbox, isolate_spreadsheets, run_spreadsheet_child,
+};
 pub(crate) use self::json::{json_kind, objects_batch};
 pub use self::source::{FileSource, FileSourceConfig};
 
@@ -164,6 +167,10 @@ pub fn open_as(
         }
         FileFormat::Parquet => {
             let (file, progress) = open_file()?;
+            let file = parquet::CheckedFile::new(file).map_err(|source| SourceError::Io {
+                path: name.clone(),
+                source,
+            })?;
             Ok(Box::new(parquet::ParquetReader::new(
                 name.clone(),
                 file,
@@ -175,6 +182,7 @@ pub fn open_as(
             Ok(Box::new(arrow_ipc::ArrowIpcReader::new(
                 name.clone(),
                 CountingRead::new(std::io::BufReader::new(file), progress.clone()),
+                Some(progress.total()),
                 progress,
             )?))
         }
@@ -213,6 +221,7 @@ pub fn open_bytes(
         FileFormat::ArrowIpc => Ok(Box::new(arrow_ipc::ArrowIpcReader::new(
             name,
             CountingRead::new(std::io::Cursor::new(data), progress.clone()),
+            Some(progress.total()),
             progress,
         )?)),
         FileFormat::Spreadsheet(options) => Ok(Box::new(excel::ExcelReader::from_bytes(

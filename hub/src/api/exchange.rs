@@ -7,7 +7,6 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use futures::StreamExt;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use simpul_catalog::{DatasetMeta, IdempotencyClaim, KeyClaim, MessageEntry, Role};
@@ -68,18 +67,7 @@ fn publish_format(raw: Option<&str>, headers: &HeaderMap) -> Result<FileFormat, 
 /// Reads the whole body, refusing it past the limit.
 async fn read_body(app: &AppState, body: Body, headers: &HeaderMap) -> Result<Bytes, ApiError> {
     let limit = app.config.http.body_limit_bytes;
-    let declared = super::extract::declared_length(headers, limit)?;
-    let mut stream = body.into_data_stream();
-    let mut buffer = Vec::with_capacity(declared.unwrap_or(0).min(limit) as usize);
-    while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::bad_request(format!("the body was interrupted: {e}")))?;
-        if (buffer.len() + chunk.len()) as u64 > limit {
-            return Err(ApiError::too_large(limit));
-        }
-        buffer.extend_from_slice(&chunk);
-    }
-    Ok(Bytes::from(buffer))
+    super::extract::read_limited(body, headers, limit, || ApiError::too_large(limit)).await
 }
 
 /// `POST /api/v1/bus/datasets/{id}/records`: validates the records, lands them in the next

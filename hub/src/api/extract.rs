@@ -1,8 +1,10 @@
 //! Extractors whose rejections are problem+json like every other error.
 
+use axum::body::Body;
 use axum::extract::{FromRef, FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
+use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
@@ -64,4 +66,41 @@ pub fn declared_length(headers: &HeaderMap, limit: u64) -> Result<Option<u64>, s
         return Err(super::ApiError::too_large(limit));
     }
     Ok(declared)
+}
+
+/// The most a route that has not yet checked who sent it reads (Open311 posts before their
+/// `api_key`, SMS webhooks before their signature, the login and logout forms).
+pub const UNAUTHENTICATED_BODY_LIMIT: u64 = 64 * 1024;
+
+/// Reads a body of at most `limit` bytes. The answer is `too_large` as soon as the declared
+/// length or the bytes read pass the limit; nothing past it is read.
+pub async fn read_limited(
+    body: Body,
+    headers: &HeaderMap,
+    limit: u64,
+    too_large: impl Fn() -> ApiError,
+) -> Result<Bytes, ApiError> {
+    let declared = declared_length(headers, limit).map_err(|_| too_large())?;
+    let mut stream = body.into_data_stream();
+    let mut buffer = Vec::with_capacity(declared.unwrap_or(0).min(limit) as usize);
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("the body was interrupted: {e}")))?;
+        if (buffer.len() + chunk.len()) as u64 > limit {
+            return Err(too_large());
+        }
+        buffer.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buffer))
+}
+
+/// Reads the body of a route that has not yet checked who sent it, at most
+/// [`UNAUTHENTICATED_BODY_LIMIT`] bytes.
+pub async fn read_unauthenticated(body: Body, headers: &HeaderMap) -> Result<Bytes, ApiError> {
+    read_limited(body, headers, UNAUTHENTICATED_BODY_LIMIT, || {
+        ApiError::payload_too_large(format!(
+            "this route reads at most {UNAUTHENTICATED_BODY_LIMIT} bytes before it knows the sender"
+        ))
+    })
+    .await
 }

@@ -88,6 +88,20 @@ enum Command {
     Config,
 }
 
+/// Makes every spreadsheet this process reads be parsed by a child process of this binary,
+/// under the configured memory and CPU limits.
+fn isolate_spreadsheets(config: &Config) -> Result<(), String> {
+    let program = std::env::current_exe()
+        .map_err(|e| format!("cannot find this program's own path to read spreadsheets: {e}"))?;
+    simpul_connectors::file::isolate_spreadsheets(simpul_connectors::file::SpreadsheetSandbox {
+        program,
+        args: vec![simpul_connectors::file::SPREADSHEET_CHILD_COMMAND.into()],
+        memory_bytes: config.ingest.spreadsheet_memory_mib.saturating_mul(1 << 20),
+        cpu_seconds: config.ingest.spreadsheet_cpu_secs.max(1),
+    });
+    Ok(())
+}
+
 /// Runs the command line and maps failures to a message on stderr and exit code 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -102,6 +116,7 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), String> {
     let config = load_config(&cli)?;
+    isolate_spreadsheets(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

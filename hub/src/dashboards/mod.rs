@@ -40,12 +40,23 @@ pub async fn register_queries(catalog: &simpul_catalog::Catalog) -> Result<(), S
 }
 
 /// The pages: `/dashboards…`, `/login`, `/logout`.
+/// The login and logout forms are read before anyone is known: a few fields, never more than
+/// [`crate::api::UNAUTHENTICATED_BODY_LIMIT`] bytes.
+fn public_form_limit() -> axum::extract::DefaultBodyLimit {
+    axum::extract::DefaultBodyLimit::max(crate::api::UNAUTHENTICATED_BODY_LIMIT as usize)
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/dashboards", get(pages::index))
         .route("/dashboards/{name}", get(pages::show))
         .route("/dashboards/{name}/panels/{file}", get(pages::panel_csv))
         .route("/assets/dashboards.css", get(pages::style))
-        .route("/login", get(pages::login_form).post(pages::login))
-        .route("/logout", post(pages::logout))
+        .route(
+            "/login",
+            get(pages::login_form)
+                .post(pages::login)
+                .layer(public_form_limit()),
+        )
+        .route("/logout", post(pages::logout).layer(public_form_limit()))
 }

@@ -12,6 +12,7 @@ mod dashboards;
 mod exchange;
 mod federation;
 mod flight_sql;
+mod hostile_files;
 mod ingest_and_sql;
 mod limits;
 mod pgwire;

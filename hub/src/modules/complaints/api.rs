@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -609,7 +608,7 @@ pub(crate) async fn overdue(
 pub(crate) async fn sms_inbound(
     State(app): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let module = module(&app)?;
     if module.config.sms_secret.is_empty() {
@@ -617,6 +616,7 @@ pub(crate) async fn sms_inbound(
             "La Pewarta's SMS webhook is off: set complaints.sms_secret (SIMPUL_COMPLAINTS_SMS_SECRET)",
         ));
     }
+    let body = crate::api::read_unauthenticated(body, &headers).await?;
     let sms = crate::sms::Inbound::parse(&module.config.sms_secret, &headers, &body)?;
     let (phone, text, received, dedup) = (
         sms.phone.clone(),

@@ -196,9 +196,10 @@ fn post_fields(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, Stri
 async fn create(
     State(app): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let module = module(&app)?;
+    let body = crate::api::read_unauthenticated(body, &headers).await?;
     let fields = post_fields(&headers, &body)?;
     let key = fields
         .get("api_key")

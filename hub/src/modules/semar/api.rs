@@ -1158,7 +1158,7 @@ pub(crate) async fn put_oncall(
 pub(crate) async fn sms_inbound(
     State(app): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let semar = semar(&app)?;
     if semar.config.sms_secret.is_empty() {
@@ -1166,6 +1166,7 @@ pub(crate) async fn sms_inbound(
             "the SMS fallback is off on this hub: set semar.sms_secret (SIMPUL_SEMAR_SMS_SECRET) to the gateway's shared secret",
         ));
     }
+    let body = crate::api::read_unauthenticated(body, &headers).await?;
     let sms = crate::sms::Inbound::parse(&semar.config.sms_secret, &headers, &body)?;
     let (phone, text, received, dedup) = (
         sms.phone.clone(),
