@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{Expr, SortExpr, col, lit, when};
+use datafusion::prelude::DataFrame;
 use deltalake::delta_datafusion::DeltaCdfTableProvider;
 
 use crate::dataset_id::DatasetId;
@@ -30,8 +30,9 @@ pub struct ChangeFeed {
     /// The last version covered: the table's version when the read started, or the end of a
     /// bounded read. Resume with `since_version = to_version`.
     pub to_version: i64,
-    /// The rows, in commit order; `None` when no version is newer than `since_version`.
-    pub rows: Option<SendableRecordBatchStream>,
+    /// The plan of the rows, in commit order; `None` when no version is newer than
+    /// `since_version`. The hub runs it through its read door.
+    pub frame: Option<DataFrame>,
 }
 
 impl Catalog {
@@ -72,7 +73,7 @@ impl Catalog {
             return Ok(ChangeFeed {
                 from_version,
                 to_version: latest.max(since_version),
-                rows: None,
+                frame: None,
             });
         }
         let to_version = match max_versions {
@@ -115,11 +116,10 @@ impl Catalog {
             .filter(quoted(CHANGE_TYPE).not_eq(lit("update_preimage")))?
             .select(projection)?
             .sort(vec![SortExpr::new(quoted(COMMIT_VERSION), true, false)])?;
-        let frame = plain_text(frame)?;
         Ok(ChangeFeed {
             from_version,
             to_version,
-            rows: Some(frame.execute_stream().await?),
+            frame: Some(plain_text(frame)?),
         })
     }
 }

@@ -19,6 +19,7 @@ mod execute;
 mod grants;
 mod idempotency;
 mod lake;
+mod logins;
 mod mask;
 mod messagelog;
 mod metadata;
@@ -56,6 +57,7 @@ pub use lake::{
     AppTransaction, CommitOptions, Lake, LakeTable, StagedFiles, TableStats, TableWriter,
     VersionInfo, WriteMode,
 };
+pub use logins::{AttemptKind, Reservation};
 pub use mask::MaskKind;
 pub use messagelog::{
     Broken, GENESIS_HASH, LoggedMessage, MessageEntry, Seal, Verifier, VerifyReport, seal_bytes,
@@ -69,7 +71,9 @@ pub use peers::{Peer, check_peer};
 pub use query_log::{QueryOutcome, QueryRecord};
 pub use read_only::{check_read_only, check_read_only_statement};
 pub use runs::{LineageEdge, NewRun, PipelineRun, RunOutcome, RunStatus, parse_freshness};
-pub use saved_queries::{ParamType, QueryDefinition, QueryParam, SavedQuery};
+pub use saved_queries::{
+    ParamType, QueryDefinition, QueryParam, QueryVersion, SaveOutcome, SavedQuery,
+};
 pub use scan::{plain_text, plain_text_schema};
 pub use schemas::{CompiledCache, Registration, SchemaBinding, SchemaVersion};
 pub use session::{

@@ -3,6 +3,13 @@
 //! A masked table is a view over the real one that replaces each personal column by its
 //! masked text. Filters and joins then see only the masked values, so a caller cannot test
 //! guesses of a NIK against the real column.
+//!
+//! A rejects table holds personal data in three columns: the raw `record`, and the reasons,
+//! which quote the values they refuse (`nik: '3214…' is not a valid NIK`). For a caller
+//! without the grant, `record` is redacted, and in `errors` only the messages about columns
+//! the schema does not mark personal, and a few record-level messages that quote nothing,
+//! are kept; every other message becomes `[disamarkan]`. `reason` is rebuilt from those
+//! masked errors, so the two always agree.
 
 use std::sync::Arc;
 
@@ -93,16 +100,101 @@ fn keep_ends(value: &str, head: usize, tail: usize) -> String {
         .collect()
 }
 
-/// The scalar function that masks a text column.
+/// How one column of a view is masked.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum ColumnMask {
+    /// The column's values, masked by kind.
+    Value(MaskKind),
+    /// A rejects table's `errors`: messages kept only about these (non-personal) columns.
+    RejectErrors(Arc<[String]>),
+    /// A rejects table's `reason`, rebuilt from `errors` masked as above.
+    RejectReason(Arc<[String]>),
+}
+
+impl ColumnMask {
+    /// The masked form of one value (for the reject masks, of the row's `errors`).
+    fn apply(&self, value: &str) -> String {
+        match self {
+            Self::Value(kind) => kind.mask(value),
+            Self::RejectErrors(kept) => {
+                serde_json::to_string(&masked_errors(value, kept)).unwrap_or_else(|_| "[]".into())
+            }
+            Self::RejectReason(kept) => simpul_schemas::reason_of(&masked_errors(value, kept)),
+        }
+    }
+
+    /// The masks of a rejects table whose dataset's non-personal columns are `kept`.
+    pub(crate) fn rejects(kept: Vec<String>) -> Vec<(String, ColumnMask)> {
+        let kept: Arc<[String]> = kept.into();
+        vec![
+            ("record".into(), Self::Value(MaskKind::Redacted)),
+            ("errors".into(), Self::RejectErrors(kept.clone())),
+            ("reason".into(), Self::RejectReason(kept)),
+        ]
+    }
+}
+
+/// Record-level messages that quote no value: a wrong field count, bad encoding, a missing
+/// location. Every other message about the whole record may quote it.
+const VALUE_FREE_RECORD_ERRORS: [&str; 3] = ["fields", "encoding", "x-koordinat"];
+
+/// `errors` (the JSON array of a rejects row) with the messages that may quote personal
+/// values replaced by `[disamarkan]`: every message but those about a column in `kept` and
+/// the value-free record-level ones. Text that is not such an array is redacted whole.
+fn masked_errors(errors: &str, kept: &[String]) -> Vec<simpul_schemas::FieldError> {
+    let Ok(mut errors) = serde_json::from_str::<Vec<simpul_schemas::FieldError>>(errors) else {
+        return vec![simpul_schemas::FieldError::record(
+            "masked",
+            MaskKind::Redacted.mask(""),
+        )];
+    };
+    for error in &mut errors {
+        let column = error.pointer.strip_prefix('/').map(|p| {
+            p.split('/')
+                .next()
+                .unwrap_or_default()
+                .replace("~1", "/")
+                .replace("~0", "~")
+        });
+        let value_free = match &column {
+            Some(column) => kept.contains(column),
+            None => VALUE_FREE_RECORD_ERRORS.contains(&error.keyword.as_str()),
+        };
+        if !value_free {
+            error.message = MaskKind::Redacted.mask(&error.message);
+        }
+    }
+    errors
+}
+
+/// The first argument of a scalar function call as text.
+fn text_argument(args: ScalarFunctionArgs) -> DfResult<StringArray> {
+    let rows = args.number_rows;
+    let array = match args.args.into_iter().next() {
+        Some(value) => value.into_array(rows)?,
+        None => return Ok(StringArray::new_null(rows)),
+    };
+    let text = cast(&array, &DataType::Utf8)?;
+    text.as_any()
+        .downcast_ref::<StringArray>()
+        .cloned()
+        .ok_or_else(|| datafusion::error::DataFusionError::Internal("masking needs text".into()))
+}
+
+/// The scalar function that masks a column.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct MaskUdf {
-    kind: MaskKind,
+    mask: ColumnMask,
     signature: Signature,
 }
 
 impl ScalarUDFImpl for MaskUdf {
     fn name(&self) -> &str {
-        self.kind.udf_name()
+        match &self.mask {
+            ColumnMask::Value(kind) => kind.udf_name(),
+            ColumnMask::RejectErrors(_) => "simpul_mask_reject_errors",
+            ColumnMask::RejectReason(_) => "simpul_mask_reject_reason",
+        }
     }
 
     fn signature(&self) -> &Signature {
@@ -114,29 +206,26 @@ impl ScalarUDFImpl for MaskUdf {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let rows = args.number_rows;
-        let array = match args.args.into_iter().next() {
-            Some(value) => value.into_array(rows)?,
-            None => return Ok(ColumnarValue::Array(Arc::new(StringArray::new_null(rows)))),
-        };
-        let text = cast(&array, &DataType::Utf8)?;
-        let text = text.as_any().downcast_ref::<StringArray>().ok_or_else(|| {
-            datafusion::error::DataFusionError::Internal("masking needs text".into())
-        })?;
+        let text = text_argument(args)?;
         let masked: StringArray = text
             .iter()
-            .map(|value| value.map(|v| self.kind.mask(v)))
+            .map(|value| value.map(|v| self.mask.apply(v)))
             .collect();
         Ok(ColumnarValue::Array(Arc::new(masked) as ArrayRef))
     }
 }
 
-fn mask_expr(kind: MaskKind, column: &str) -> Expr {
+fn mask_expr(mask: &ColumnMask, column: &str) -> Expr {
+    // A rejects table's reasons are both masked from its `errors`.
+    let input = match mask {
+        ColumnMask::Value(_) => column,
+        ColumnMask::RejectErrors(_) | ColumnMask::RejectReason(_) => "errors",
+    };
     let udf = ScalarUDF::new_from_impl(MaskUdf {
-        kind,
+        mask: mask.clone(),
         signature: Signature::any(1, Volatility::Immutable),
     });
-    udf.call(vec![col(format!("\"{column}\""))]).alias(column)
+    udf.call(vec![col(format!("\"{input}\""))]).alias(column)
 }
 
 /// A view of `provider` in which the `personal` columns are masked. Columns the table does
@@ -144,7 +233,7 @@ fn mask_expr(kind: MaskKind, column: &str) -> Expr {
 pub fn masked_provider(
     table_name: &str,
     provider: Arc<dyn TableProvider>,
-    personal: &[(String, MaskKind)],
+    personal: &[(String, ColumnMask)],
 ) -> DfResult<Arc<dyn TableProvider>> {
     let schema = provider.schema();
     let projection: Vec<Expr> = schema
@@ -153,7 +242,7 @@ pub fn masked_provider(
         .map(|field| {
             let name = field.name();
             match personal.iter().find(|(column, _)| column == name) {
-                Some((_, kind)) => mask_expr(*kind, name),
+                Some((_, mask)) => mask_expr(mask, name),
                 None => col(format!("\"{name}\"")),
             }
         })
@@ -178,6 +267,41 @@ mod tests {
         assert_eq!(MaskKind::Name.mask("Budi  Santoso"), "B*** S******");
         assert_eq!(MaskKind::Redacted.mask("Jl. Veteran 1"), "[disamarkan]");
         assert_eq!(MaskKind::Identifier.mask("12345"), "*****");
+    }
+
+    #[test]
+    fn reject_messages_are_kept_only_about_columns_that_are_not_personal() {
+        let errors = r#"[
+            {"pointer": "/nik", "keyword": "format", "message": "'3214010101900012' is not a valid NIK"},
+            {"pointer": "/tahun", "keyword": "type", "message": "'dua ribu' is not a whole number"},
+            {"pointer": "/nama_ibu", "keyword": "additionalProperties", "message": "'Siti' is not in the schema"},
+            {"pointer": "", "keyword": "x-primary-key", "message": "duplicate primary key (nik = 3214010101900012)"},
+            {"pointer": "", "keyword": "fields", "message": "expected 8 fields, found 9"}
+        ]"#;
+        let kept: Vec<String> = vec!["tahun".into()];
+        let masked = masked_errors(errors, &kept);
+        let messages: Vec<&str> = masked.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            vec![
+                "[disamarkan]",
+                "'dua ribu' is not a whole number",
+                "[disamarkan]",
+                "[disamarkan]",
+                "expected 8 fields, found 9"
+            ]
+        );
+        assert_eq!(masked[0].pointer, "/nik", "pointers and keywords stay");
+        let reason = simpul_schemas::reason_of(&masked);
+        assert!(!reason.contains("3214"), "{reason}");
+        assert!(
+            reason.starts_with("nik: [disamarkan]; tahun: 'dua ribu'"),
+            "{reason}"
+        );
+        assert_eq!(
+            masked_errors("not json 3214010101900012", &kept)[0].message,
+            "[disamarkan]"
+        );
     }
 
     #[test]

@@ -109,6 +109,8 @@ pub struct SavedQuery {
     pub source: String,
     /// Who saved it last.
     pub updated_by: String,
+    /// Who saved it first: an analyst may change or delete only the queries it saved.
+    pub created_by: String,
     /// When it was first saved.
     pub created_at: DateTime<Utc>,
     /// When it was last saved.
@@ -223,14 +225,46 @@ impl QueryParam {
     }
 }
 
+/// What a save did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveOutcome {
+    /// The query is new.
+    Created,
+    /// The query existed and its definition or source changed.
+    Changed,
+    /// The query existed with the same definition and source; nothing was written.
+    Unchanged,
+}
+
+/// One version of a saved query: a save that changed it, or its delete.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryVersion {
+    /// 1 for the first save, counting up.
+    pub version: i64,
+    /// `save` or `delete`.
+    pub action: String,
+    /// The definition saved (for a delete, the one deleted).
+    pub definition: QueryDefinition,
+    /// Where it came from: `api`, a file, or a module that ships it.
+    pub source: String,
+    /// Who did it.
+    pub actor: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+const SAVED_COLUMNS: &str = "name, description, sql_text, params, source, updated_by, created_by, \
+     created_at, updated_at, aggregate";
+
 impl StateStore {
-    /// Saves a query, replacing one of the same name. Returns whether it was new.
+    /// Saves a query by name (created or replaced), and records the version when anything
+    /// changed.
     pub async fn save_query(
         &self,
         definition: &QueryDefinition,
         source: &str,
         actor: &str,
-    ) -> Result<bool, CatalogError> {
+    ) -> Result<SaveOutcome, CatalogError> {
         let now = timestamp(Utc::now());
         let params = serde_json::to_string(&definition.params)
             .map_err(|e| CatalogError::Invalid(e.to_string()))?;
@@ -240,10 +274,26 @@ impl StateStore {
             .map(serde_json::to_string)
             .transpose()
             .map_err(|e| CatalogError::Invalid(e.to_string()))?;
-        let existed = self.saved_query(&definition.name).await?.is_some();
+        let mut tx = self.pool().begin().await?;
+        let existing = sqlx::query(&format!(
+            "SELECT {SAVED_COLUMNS} FROM saved_queries WHERE name = $1"
+        ))
+        .bind(&definition.name)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|row| saved_query(&row))
+        .transpose()?;
+        let outcome = match &existing {
+            None => SaveOutcome::Created,
+            Some(old) if old.definition == *definition && old.source == source => {
+                return Ok(SaveOutcome::Unchanged);
+            }
+            Some(_) => SaveOutcome::Changed,
+        };
         sqlx::query(
             "INSERT INTO saved_queries (name, description, sql_text, params, source, updated_by, \
-             created_at, updated_at, aggregate) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) \
+             created_by, created_at, updated_at, aggregate) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $7, $8) \
              ON CONFLICT (name) DO UPDATE SET description = $2, sql_text = $3, params = $4, \
              source = $5, updated_by = $6, updated_at = $7, aggregate = $8",
         )
@@ -253,19 +303,20 @@ impl StateStore {
         .bind(params)
         .bind(source)
         .bind(actor)
-        .bind(now)
+        .bind(&now)
         .bind(aggregate)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
-        Ok(!existed)
+        record_version(&mut tx, definition, "save", source, actor, &now).await?;
+        tx.commit().await?;
+        Ok(outcome)
     }
 
-    /// One saved query.
+    /// A saved query by name.
     pub async fn saved_query(&self, name: &str) -> Result<Option<SavedQuery>, CatalogError> {
-        let row = sqlx::query(
-            "SELECT name, description, sql_text, params, source, updated_by, created_at, \
-             updated_at, aggregate FROM saved_queries WHERE name = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {SAVED_COLUMNS} FROM saved_queries WHERE name = $1"
+        ))
         .bind(name)
         .fetch_optional(self.pool())
         .await?;
@@ -274,23 +325,105 @@ impl StateStore {
 
     /// Every saved query, by name.
     pub async fn saved_queries(&self) -> Result<Vec<SavedQuery>, CatalogError> {
-        let rows = sqlx::query(
-            "SELECT name, description, sql_text, params, source, updated_by, created_at, \
-             updated_at, aggregate FROM saved_queries ORDER BY name",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {SAVED_COLUMNS} FROM saved_queries ORDER BY name"
+        ))
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(saved_query).collect()
     }
 
-    /// Deletes a saved query; false when there was none.
-    pub async fn delete_saved_query(&self, name: &str) -> Result<bool, CatalogError> {
-        let deleted = sqlx::query("DELETE FROM saved_queries WHERE name = $1")
+    /// Deletes a saved query, recording the delete as its last version; false when there was
+    /// none.
+    pub async fn delete_saved_query(&self, name: &str, actor: &str) -> Result<bool, CatalogError> {
+        let mut tx = self.pool().begin().await?;
+        let existing = sqlx::query(&format!(
+            "SELECT {SAVED_COLUMNS} FROM saved_queries WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|row| saved_query(&row))
+        .transpose()?;
+        let Some(existing) = existing else {
+            return Ok(false);
+        };
+        sqlx::query("DELETE FROM saved_queries WHERE name = $1")
             .bind(name)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
-        Ok(deleted.rows_affected() > 0)
+        let now = timestamp(Utc::now());
+        record_version(
+            &mut tx,
+            &existing.definition,
+            "delete",
+            &existing.source,
+            actor,
+            &now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
+
+    /// Every version of the saved query `name`, newest first.
+    pub async fn saved_query_versions(
+        &self,
+        name: &str,
+    ) -> Result<Vec<QueryVersion>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT version, action, definition, source, actor, at FROM saved_query_versions \
+             WHERE name = $1 ORDER BY version DESC",
+        )
+        .bind(name)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let definition: String = row.try_get("definition")?;
+                let at: String = row.try_get("at")?;
+                Ok(QueryVersion {
+                    version: row.try_get("version")?,
+                    action: row.try_get("action")?,
+                    definition: serde_json::from_str(&definition).map_err(|e| {
+                        CatalogError::State(format!("saved query version of {name}: {e}"))
+                    })?,
+                    source: row.try_get("source")?,
+                    actor: row.try_get("actor")?,
+                    at: parse_timestamp(&at).ok_or_else(|| {
+                        CatalogError::State(format!("saved query version time '{at}'"))
+                    })?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Appends the next version of `definition`'s query.
+async fn record_version(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    definition: &QueryDefinition,
+    action: &str,
+    source: &str,
+    actor: &str,
+    at: &str,
+) -> Result<(), CatalogError> {
+    let text =
+        serde_json::to_string(definition).map_err(|e| CatalogError::Invalid(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO saved_query_versions (name, version, action, definition, source, actor, at) \
+         SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5, $6 \
+         FROM saved_query_versions WHERE name = $1",
+    )
+    .bind(&definition.name)
+    .bind(action)
+    .bind(text)
+    .bind(source)
+    .bind(actor)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 fn saved_query(row: &sqlx::any::AnyRow) -> Result<SavedQuery, CatalogError> {
@@ -316,6 +449,7 @@ fn saved_query(row: &sqlx::any::AnyRow) -> Result<SavedQuery, CatalogError> {
         },
         source: row.try_get("source")?,
         updated_by: row.try_get("updated_by")?,
+        created_by: row.try_get("created_by")?,
         created_at: at("created_at")?,
         updated_at: at("updated_at")?,
     })

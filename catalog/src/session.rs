@@ -23,7 +23,7 @@ use crate::dataset_id::{DatasetId, REJECTS_SUFFIX};
 use crate::error::CatalogError;
 use crate::grants::{Principal, Right, may_read};
 use crate::lake::LakeTable;
-use crate::mask::{MaskKind, masked_provider};
+use crate::mask::{ColumnMask, MaskKind, masked_provider};
 use crate::query_log::{OPERATIONAL_TABLES, OperationalTable};
 use crate::read_only::check_read_only;
 use crate::time_travel::{self, TimeTravelTables};
@@ -186,8 +186,8 @@ pub struct PlannedQuery {
     pub tables: Vec<String>,
 }
 
-/// The masks of one table: personal column name and how it is masked.
-pub(crate) type Masks = Vec<(String, MaskKind)>;
+/// The masks of one table: column name and how it is masked.
+pub(crate) type Masks = Vec<(String, ColumnMask)>;
 
 /// What one caller's session is made of: every dataset with its schema binding, and the
 /// masks the caller needs by table.
@@ -309,8 +309,9 @@ impl Catalog {
     }
 
     /// The masks `access` needs, by table (`namespace.name` and `namespace.name__rejects`):
-    /// the personal columns of each dataset's schema, and the raw record of its rejects,
-    /// except in the datasets `unmasked` holds `pii` grants on.
+    /// the personal columns of each dataset's schema, and the raw record and the reasons of
+    /// its rejects (`ColumnMask::rejects`), except in the datasets `unmasked` holds `pii`
+    /// grants on.
     async fn masks(
         &self,
         datasets: &[(DatasetId, Option<String>)],
@@ -332,14 +333,23 @@ impl Catalog {
             let compiled = self.schemas.resolve(&self.state, &binding).await?;
             let personal: Masks = compiled
                 .pii_columns()
-                .map(|column| (column.to_string(), MaskKind::for_column(column)))
+                .map(|column| {
+                    let kind = MaskKind::for_column(column);
+                    (column.to_string(), ColumnMask::Value(kind))
+                })
                 .collect();
             if personal.is_empty() {
                 continue;
             }
+            let plain = compiled
+                .properties
+                .iter()
+                .filter(|p| !p.pii)
+                .map(|p| p.name.clone())
+                .collect();
             masks.insert(
                 format!("{}{REJECTS_SUFFIX}", id),
-                vec![("record".to_string(), MaskKind::Redacted)],
+                ColumnMask::rejects(plain),
             );
             masks.insert(id.to_string(), personal);
         }

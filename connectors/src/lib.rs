@@ -9,6 +9,7 @@
 
 pub mod ckan;
 pub mod file;
+pub mod net;
 pub mod opendata_jabar;
 pub mod peer;
 pub mod rest_json;

@@ -345,6 +345,60 @@ where
     }
 }
 
+/// A caller when a key is sent, none when no `Authorization` header is: for the open routes
+/// that tell a key's holder more (`/health/ready` gives admins the details).
+impl<S> axum::extract::OptionalFromRequestParts<S> for Caller
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        if !parts.headers.contains_key(header::AUTHORIZATION) {
+            return Ok(None);
+        }
+        <Caller as FromRequestParts<S>>::from_request_parts(parts, state)
+            .await
+            .map(Some)
+    }
+}
+
+/// The address a request came from: the peer, or, when the peer is one of the configured
+/// reverse proxies (`http.trusted_proxies`), the last address in `X-Forwarded-For` that is
+/// not one of them.
+pub fn source_address(
+    peer: Option<std::net::IpAddr>,
+    headers: &axum::http::HeaderMap,
+    trusted_proxies: &str,
+) -> Option<std::net::IpAddr> {
+    let trusted: Vec<std::net::IpAddr> = trusted_proxies
+        .split(',')
+        .filter_map(|p| p.trim().parse().ok())
+        .collect();
+    let peer = peer?;
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+        .collect::<Vec<_>>();
+    Some(
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|a| !trusted.contains(a))
+            .unwrap_or(peer),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,5 +422,27 @@ mod tests {
                 && !valid_client_id("Dinkes")
                 && !valid_client_id("a b")
         );
+    }
+
+    #[test]
+    fn the_source_is_the_peer_unless_a_trusted_proxy_forwarded_it() {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("x-forwarded-for", "1.2.3.4, 10.0.0.9".parse().unwrap());
+        let peer = |a: &str| Some(a.parse().unwrap());
+        // A client that is not a proxy cannot choose its address.
+        assert_eq!(
+            source_address(peer("8.8.8.8"), &headers, ""),
+            peer("8.8.8.8")
+        );
+        assert_eq!(
+            source_address(peer("10.0.0.1"), &headers, "10.0.0.1, 10.0.0.9"),
+            peer("1.2.3.4")
+        );
+        assert_eq!(
+            source_address(peer("10.0.0.1"), &headers, "10.0.0.1"),
+            peer("10.0.0.9"),
+            "the last hop not trusted"
+        );
+        assert_eq!(source_address(None, &headers, "10.0.0.1"), None);
     }
 }

@@ -5,12 +5,15 @@
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
+use datafusion::execution::SendableRecordBatchStream;
 use futures::StreamExt;
 use http_body::Frame;
 use sha2::{Digest, Sha256};
-use simpul_catalog::{ChangeFeed, DatasetId, FeedSeal, MessageEntry, Signature, Signed};
+use simpul_catalog::{DatasetId, FeedSeal, MessageEntry, Signature, Signed, SqlAccess};
 use tokio::sync::mpsc;
 
+use crate::api::ApiError;
+use crate::read::{Planned, Read, RowLimit};
 use crate::server::AppState;
 
 /// Header: the last version the read covers; the next read's `since_version`.
@@ -51,12 +54,77 @@ impl FeedFormat {
     }
 }
 
+/// A change-feed read through the read door: its rows and the last version they cover.
+pub struct FeedRows {
+    /// The last version covered; the next read's `since_version`.
+    pub to_version: i64,
+    /// The rows, in commit order, recorded in the query log when they end.
+    pub rows: SendableRecordBatchStream,
+}
+
+/// Reads the rows of `dataset` committed after `since_version` (at most `max_versions`
+/// commits of them) as `access` may see them, through the read door as `protocol`.
+pub async fn read(
+    app: &AppState,
+    access: &SqlAccess,
+    protocol: &'static str,
+    dataset: &DatasetId,
+    since_version: i64,
+    max_versions: Option<i64>,
+) -> Result<FeedRows, ApiError> {
+    let read = Read {
+        client_id: access.client_id.clone(),
+        protocol,
+        text: format!(
+            "changes of {dataset} since_version={since_version}{}",
+            max_versions.map_or(String::new(), |n| format!(" max_versions={n}"))
+        ),
+        rows: RowLimit::Every,
+    };
+    let mut to_version = since_version;
+    let reading = app
+        .reads
+        .read(read, async {
+            let feed = app
+                .catalog
+                .changes(
+                    dataset,
+                    access,
+                    since_version,
+                    max_versions,
+                    &app.session_settings(),
+                )
+                .await?;
+            to_version = feed.to_version;
+            let frame = match feed.frame {
+                Some(frame) => frame,
+                // No version is newer: a plan of no rows, still read (and logged).
+                None => datafusion::prelude::DataFrame::new(
+                    datafusion::prelude::SessionContext::new().state(),
+                    datafusion::logical_expr::LogicalPlanBuilder::empty(false).build()?,
+                ),
+            };
+            Ok(Planned {
+                frame,
+                tables: vec![format!(
+                    "{dataset}@v{}..v{}",
+                    feed.from_version, feed.to_version
+                )],
+            })
+        })
+        .await?;
+    Ok(FeedRows {
+        to_version,
+        rows: reading.stream,
+    })
+}
+
 /// Streams `feed` and logs the exchange once the body ended.
 pub fn respond(
     app: &AppState,
     dataset: &DatasetId,
     since_version: i64,
-    feed: ChangeFeed,
+    feed: FeedRows,
     format: FeedFormat,
     mut entry: MessageEntry,
 ) -> Response {
@@ -114,7 +182,7 @@ pub fn respond(
 }
 
 async fn stream_rows(
-    feed: ChangeFeed,
+    feed: FeedRows,
     format: FeedFormat,
     tx: &mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>,
     seal: &mut FeedSeal,
@@ -122,34 +190,33 @@ async fn stream_rows(
 ) -> Result<(), String> {
     let mut hasher = Sha256::new();
     let mut arrow_writer = None;
-    if let Some(mut rows) = feed.rows {
-        while let Some(batch) = rows.next().await {
-            let batch = batch.map_err(|e| e.to_string())?;
-            let bytes = match format {
-                FeedFormat::Ndjson => {
-                    let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
-                    writer.write(&batch).map_err(|e| e.to_string())?;
-                    writer.finish().map_err(|e| e.to_string())?;
-                    writer.into_inner()
-                }
-                FeedFormat::Arrow => {
-                    let writer = match &mut arrow_writer {
-                        Some(w) => w,
-                        None => arrow_writer.insert(
-                            arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &batch.schema())
-                                .map_err(|e| e.to_string())?,
-                        ),
-                    };
-                    writer.write(&batch).map_err(|e| e.to_string())?;
-                    std::mem::take(writer.get_mut())
-                }
-            };
-            seal.rows += batch.num_rows() as u64;
-            hasher.update(&bytes);
-            *sent += bytes.len() as u64;
-            if tx.send(Ok(Frame::data(Bytes::from(bytes)))).await.is_err() {
-                return Err("the client went away".into());
+    let mut rows = feed.rows;
+    while let Some(batch) = rows.next().await {
+        let batch = batch.map_err(|e| e.to_string())?;
+        let bytes = match format {
+            FeedFormat::Ndjson => {
+                let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
+                writer.write(&batch).map_err(|e| e.to_string())?;
+                writer.finish().map_err(|e| e.to_string())?;
+                writer.into_inner()
             }
+            FeedFormat::Arrow => {
+                let writer = match &mut arrow_writer {
+                    Some(w) => w,
+                    None => arrow_writer.insert(
+                        arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &batch.schema())
+                            .map_err(|e| e.to_string())?,
+                    ),
+                };
+                writer.write(&batch).map_err(|e| e.to_string())?;
+                std::mem::take(writer.get_mut())
+            }
+        };
+        seal.rows += batch.num_rows() as u64;
+        hasher.update(&bytes);
+        *sent += bytes.len() as u64;
+        if tx.send(Ok(Frame::data(Bytes::from(bytes)))).await.is_err() {
+            return Err("the client went away".into());
         }
     }
     if let Some(mut writer) = arrow_writer {

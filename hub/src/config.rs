@@ -41,6 +41,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Reading input files (uploads, `simpul ingest`, pipelines).
     pub ingest: IngestConfig,
+    /// Requests to addresses that data or members chose (webhooks, API sources).
+    pub outbound: OutboundConfig,
     /// SQL and records queries.
     pub query: QueryConfig,
     /// The PostgreSQL wire protocol endpoint.
@@ -245,6 +247,22 @@ pub struct HttpConfig {
     pub listen: String,
     /// Largest accepted request body, in bytes (uploads included).
     pub body_limit_bytes: u64,
+    /// Mark session cookies `Secure` (sent over HTTPS only; browsers also send them to
+    /// `http://localhost`). Turn off only for a trial over plain HTTP on a LAN.
+    pub secure_cookies: bool,
+    /// Addresses of reverse proxies in front of the hub, comma-separated: for requests from
+    /// them the client's address is taken from `X-Forwarded-For` (login limits per address).
+    pub trusted_proxies: String,
+}
+
+/// Which internal hosts outbound requests may reach.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboundConfig {
+    /// Host names or addresses, comma-separated (`simpus.dinkes.local, 10.20.0.5,
+    /// *.opd.purwakartakab.go.id`), that webhooks and API sources may reach although they
+    /// are loopback, private or link-local. Empty: public addresses only.
+    pub allow_hosts: String,
 }
 
 /// Limits on reading input files.
@@ -395,6 +413,7 @@ impl Default for Config {
             scheduler: SchedulerConfig::default(),
             http: HttpConfig::default(),
             ingest: IngestConfig::default(),
+            outbound: OutboundConfig::default(),
             query: QueryConfig::default(),
             pg: PgConfig::default(),
             flight: FlightConfig::default(),
@@ -413,6 +432,8 @@ impl Default for HttpConfig {
         Self {
             listen: "127.0.0.1:8080".into(),
             body_limit_bytes: 256 * 1024 * 1024,
+            secure_cookies: true,
+            trusted_proxies: String::new(),
         }
     }
 }

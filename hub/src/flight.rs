@@ -226,7 +226,8 @@ impl SimpulFlight {
         let limits = &app.config.query;
         let ticket = QueryTicket::new(&app.catalog.state, &client.id, "flight", sql);
         let (mut ticket, permit) = app
-            .gate
+            .reads
+            .gate()
             .admit_ticket(ticket)
             .await
             .map_err(|busy| Status::unavailable(busy.message))?;

@@ -46,8 +46,8 @@ pub async fn track_requests(request: Request, next: Next) -> Response {
 /// `GET /metrics`: any valid key may scrape (Prometheus sends it as a bearer token).
 pub async fn render(State(app): State<AppState>, _caller: Caller) -> Result<Response, ApiError> {
     record_pipeline_gauges(&app).await?;
-    metrics::gauge!("simpul_sql_queries_running").set(app.gate.running() as f64);
-    metrics::gauge!("simpul_sql_queries_waiting").set(app.gate.waiting() as f64);
+    metrics::gauge!("simpul_sql_queries_running").set(app.reads.gate().running() as f64);
+    metrics::gauge!("simpul_sql_queries_waiting").set(app.reads.gate().waiting() as f64);
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         app.metrics.render(),

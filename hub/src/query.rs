@@ -160,6 +160,12 @@ impl QueryTicket {
         self.record(0, 0, outcome, error);
     }
 
+    /// Records a read that answered `rows` rows without streaming them (a module's own
+    /// records).
+    pub fn answered(self, rows: u64) {
+        self.record(rows, 0, QueryOutcome::Succeeded, None);
+    }
+
     fn record(self, rows: u64, bytes: u64, outcome: QueryOutcome, error: Option<String>) {
         crate::metrics::sql_query(self.protocol, outcome.as_str());
         let record = QueryRecord {

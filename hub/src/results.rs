@@ -375,7 +375,7 @@ impl Encoder for CsvEncoder {
         let mut writer = arrow::csv::WriterBuilder::new()
             .with_header(self.header)
             .build(&mut out);
-        writer.write(batch)?;
+        writer.write(&neutralized(batch)?)?;
         drop(writer);
         self.header = false;
         Ok(out)
@@ -384,6 +384,64 @@ impl Encoder for CsvEncoder {
     fn finish(&mut self, _outcome: &Outcome) -> Result<Vec<u8>, arrow::error::ArrowError> {
         Ok(Vec::new())
     }
+}
+
+/// A CSV cell that a spreadsheet would run as a formula (it starts with `=`, `+`, `-`, `@`,
+/// a tab or a carriage return, and is not a plain number) with a `'` put before it, so that
+/// Excel and LibreOffice show it as text (OWASP's advice against CSV injection). Data keeps
+/// what was sent; only the downloaded file is changed.
+pub fn neutralize_csv_cell(text: &str) -> std::borrow::Cow<'_, str> {
+    let risky = text.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if risky && text.trim().parse::<f64>().is_err() {
+        std::borrow::Cow::Owned(format!("'{text}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+/// `batch` with its text cells and column names neutralized for CSV; the batch itself when
+/// nothing needed it.
+fn neutralized(batch: &RecordBatch) -> Result<RecordBatch, arrow::error::ArrowError> {
+    use arrow::array::{Array, ArrayRef, AsArray, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::borrow::Cow;
+    let owned = |v: &str| matches!(neutralize_csv_cell(v), Cow::Owned(_));
+    let schema = batch.schema();
+    let mut changed = false;
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        let mut field: Field = field.as_ref().clone();
+        if owned(field.name()) {
+            let name = neutralize_csv_cell(field.name()).into_owned();
+            field = field.with_name(name);
+            changed = true;
+        }
+        let risky = match column.data_type() {
+            DataType::Utf8 => column.as_string::<i32>().iter().flatten().any(owned),
+            DataType::LargeUtf8 => column.as_string::<i64>().iter().flatten().any(owned),
+            DataType::Utf8View => column.as_string_view().iter().flatten().any(owned),
+            _ => false,
+        };
+        if risky {
+            let text = arrow::compute::cast(column, &DataType::Utf8)?;
+            let out: StringArray = text
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.map(neutralize_csv_cell))
+                .collect();
+            fields.push(field.with_data_type(DataType::Utf8));
+            columns.push(Arc::new(out) as ArrayRef);
+            changed = true;
+        } else {
+            fields.push(field);
+            columns.push(column.clone());
+        }
+    }
+    if !changed {
+        return Ok(batch.clone());
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }
 
 /// A `Write` whose bytes are taken out after each write, to stream a file format.
@@ -500,6 +558,41 @@ pub fn deadline(timeout_secs: u64) -> Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_cells_that_a_spreadsheet_would_run_get_a_quote_first() {
+        for (given, sent) in [
+            ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+            ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1:A9)", "'@SUM(A1:A9)"),
+            ("\t=1", "'\t=1"),
+            ("-6.5", "-6.5"),
+            ("+62812", "+62812"),
+            ("Purwakarta", "Purwakarta"),
+        ] {
+            assert_eq!(neutralize_csv_cell(given), sent);
+        }
+        let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("=x", arrow::datatypes::DataType::Utf8, true),
+            arrow::datatypes::Field::new("n", arrow::datatypes::DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(arrow::array::StringArray::from(vec![
+                    Some("=1+1"),
+                    None,
+                    Some("ok"),
+                ])),
+                Arc::new(arrow::array::Int64Array::from(vec![1, -2, 3])),
+            ],
+        )
+        .unwrap();
+        let mut encoder = CsvEncoder { header: true };
+        let text = String::from_utf8(encoder.batch(&batch).unwrap()).unwrap();
+        assert_eq!(text, "'=x,n\n'=1+1,1\n,-2\nok,3\n");
+    }
 
     fn accept(value: &str) -> Result<ResultFormat, ApiError> {
         ResultFormat::negotiate(None, Some(&HeaderValue::from_str(value).unwrap()))

@@ -20,16 +20,18 @@ use simpul_catalog::{
 /// Who saves the queries of the folder.
 const FOLDER_ACTOR: &str = "system";
 
-/// Checks a definition: its name and parameters, that it is one read-only statement, and
-/// that its `$name` placeholders are exactly the declared parameters.
+/// Checks a definition, planned as `access` reads: its name and parameters, that it is one
+/// read-only statement, and that its `$name` placeholders are exactly the declared
+/// parameters.
 pub async fn check(
     catalog: &Arc<Catalog>,
     settings: &SessionSettings,
     definition: &QueryDefinition,
+    access: &SqlAccess,
 ) -> Result<(), CatalogError> {
     definition.check()?;
     let planned = catalog
-        .plan_read_query(&definition.sql, settings, &SqlAccess::full(FOLDER_ACTOR))
+        .plan_read_query(&definition.sql, settings, access)
         .await?;
     if let Some(rule) = &definition.aggregate {
         rule.check_plan(&definition.name, planned.frame.logical_plan())?;
@@ -84,9 +86,14 @@ pub async fn load_dir(
             let text = std::fs::read_to_string(&file).map_err(|e| e.to_string())?;
             let definition: QueryDefinition =
                 toml::from_str(&text).map_err(|e| e.message().to_string())?;
-            check(catalog, settings, &definition)
-                .await
-                .map_err(|e| e.to_string())?;
+            check(
+                catalog,
+                settings,
+                &definition,
+                &SqlAccess::full(FOLDER_ACTOR),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             catalog
                 .state
                 .save_query(&definition, &file.display().to_string(), FOLDER_ACTOR)

@@ -12,7 +12,6 @@ use simpul_pipelines::Runner;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::query::QueryGate;
 use crate::saved_queries::ResultCache;
 
 /// What every handler can reach.
@@ -29,8 +28,8 @@ pub struct AppInner {
     pub metrics: PrometheusHandle,
     /// Runs pipelines, for the scheduler and the API.
     pub runner: Arc<Runner>,
-    /// Admits SQL queries from every protocol.
-    pub gate: QueryGate,
+    /// The one read door: the query gate, the limits and the query log of every read.
+    pub reads: crate::read::ReadDoor,
     /// Results of saved queries, keyed on the table versions they read.
     pub query_cache: ResultCache,
     /// Where every HTTP call's op-monitoring record goes.
@@ -67,7 +66,7 @@ impl AppState {
         config: Config,
         metrics: PrometheusHandle,
     ) -> Result<Self, simpul_catalog::CatalogError> {
-        let gate = QueryGate::new(&config.query);
+        let reads = crate::read::ReadDoor::new(catalog.clone(), &config.query);
         let query_cache = ResultCache::new(
             usize::try_from(config.query.cache_mb * 1024 * 1024).unwrap_or(usize::MAX),
         );
@@ -92,7 +91,7 @@ impl AppState {
                 crate::modules::semar::Semar::open(
                     catalog.clone(),
                     config.semar.clone(),
-                    config.query.session_settings(),
+                    reads.clone(),
                 )
                 .await?,
             )
@@ -126,9 +125,50 @@ impl AppState {
             config,
             metrics,
             runner,
-            gate,
+            reads,
             query_cache,
         })))
+    }
+
+    /// Why callers may not write `id` through the API, if they may not: the modules' own
+    /// namespaces are written by their modules only, and the datasets a module reads as
+    /// truth (the population SEMAR checks NIKs against, the facilities it dispatches to, the
+    /// service standards Saluyu shows) may be created by admins only, so that no producer
+    /// claims one first. `creating` says whether the dataset does not exist yet.
+    pub fn write_refusal(
+        &self,
+        caller: &crate::auth::Caller,
+        id: &simpul_catalog::DatasetId,
+        creating: bool,
+    ) -> Option<String> {
+        const MODULE_NAMESPACES: [(&str, &str); 2] =
+            [("semar", "SEMAR"), ("complaints", "the complaints module")];
+        if let Some((_, module)) = MODULE_NAMESPACES
+            .iter()
+            .find(|(namespace, _)| id.namespace() == *namespace)
+        {
+            return Some(format!("{id} is written by {module} only"));
+        }
+        let wired = [
+            (
+                &self.config.semar.population_dataset,
+                "SEMAR checks NIKs against it",
+            ),
+            (
+                &self.config.semar.facilities_dataset,
+                "SEMAR dispatches to its facilities",
+            ),
+            (
+                &self.config.portal.services_dataset,
+                "the portal shows it as the service standards",
+            ),
+        ];
+        let reason = wired
+            .iter()
+            .find(|(wired, _)| **wired == id.to_string())
+            .map(|(_, reason)| *reason)?;
+        (creating && caller.0.role != simpul_catalog::Role::Admin)
+            .then(|| format!("{id} does not exist yet, and only an admin may create it: {reason}"))
     }
 
     /// Session settings for SQL and records queries.
@@ -146,7 +186,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::dashboards::routes())
         .merge(crate::portal::routes())
         .merge(crate::health::routes())
-        .route("/metrics", axum::routing::get(crate::metrics::render))
+        .layer(axum::middleware::map_response(security_headers))
         .layer(axum::middleware::from_fn(crate::metrics::track_requests))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -154,6 +194,29 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+/// The content security policy of every answer: the pages load their style sheet from the
+/// hub and run no script; nothing may frame them; forms post back to the hub only.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Headers every answer carries: no framing (clickjacking), no content sniffing (a CSV or
+/// JSON answer is never run as a page), no referrer to other sites, and the policy above.
+async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+    ] {
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// Binds the listener; port 0 picks a free port.
@@ -179,9 +242,13 @@ pub async fn serve(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    // The peer's address reaches handlers (login limits per address) as `ConnectInfo`.
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Resolves on SIGINT or SIGTERM.

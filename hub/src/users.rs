@@ -5,17 +5,20 @@
 //! decide what it may do, exactly as for a key, and revoking it (`DELETE /api/v1/users/{id}` or
 //! `/keys/{id}`) ends its sessions at the next page. Passwords are stored as Argon2id hashes
 //! (the OWASP parameters: 19 MiB, two passes) and checked on a blocking thread. Five wrong
-//! passwords for one user name within 15 minutes lock that name for the rest of the window, so
-//! a password cannot be guessed online.
+//! passwords for one user name, or from one source address, within 15 minutes lock that name
+//! or address for the rest of the window, so a password cannot be guessed online
+//! ([`LoginThrottle`]).
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use argon2::password_hash::SaltString;
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
+use chrono::Utc;
 use rand::RngCore;
-use simpul_catalog::{ApiClient, CatalogError, Role, StateStore};
+use simpul_catalog::{ApiClient, AttemptKind, CatalogError, Reservation, Role, StateStore};
 
 use crate::auth::{
     audit_new_client, check_client_id, key_hash, new_client, registered_subsystem, revoke_client,
@@ -26,12 +29,11 @@ use crate::auth::{
 pub const MIN_PASSWORD_CHARS: usize = 12;
 /// The longest password accepted (hashing is costly; a megabyte password is an attack).
 const MAX_PASSWORD_BYTES: usize = 1024;
-/// Wrong passwords for one user name allowed within [`LOCK_WINDOW`].
-const MAX_FAILURES: u32 = 5;
+/// Wrong passwords for one user name, and from one source address, allowed within
+/// [`LOCK_WINDOW`].
+const MAX_FAILURES: i64 = 5;
 /// How long failures count, and how long a locked name stays locked.
 const LOCK_WINDOW: Duration = Duration::from_secs(15 * 60);
-/// At most this many user names are tracked; the oldest go first.
-const MAX_TRACKED: usize = 10_000;
 
 /// What is needed to make a user account.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -58,8 +60,11 @@ pub enum LoginRefused {
     /// The user name or password is wrong, or the account is revoked. One answer for all, so
     /// that the answer does not tell which user names exist.
     Wrong,
-    /// Too many wrong passwords for this user name; try again after this long.
+    /// Too many wrong passwords for this user name, or from this address; try again after
+    /// this long.
     Locked(Duration),
+    /// Too many password checks are waiting; try again in a moment.
+    Busy,
 }
 
 /// Checks a new password against the policy.
@@ -181,132 +186,269 @@ pub async fn revoke_user(state: &StateStore, id: &str, actor: &str) -> Result<bo
 }
 
 /// Password checks running at once, at most: each takes 19 MiB and a core for tens of
-/// milliseconds, so a flood of logins under many names queues instead of exhausting the hub.
+/// milliseconds.
 const CONCURRENT_CHECKS: usize = 2;
+/// Password checks that may wait for a slot, per lane; more are refused as busy.
+const MAX_WAITING: usize = 64;
 
-/// Wrong passwords per user name, for locking names that are being guessed, and the permits
-/// that bound how many passwords are checked at once.
+/// Where a login came from, as the throttle counts it: an IPv4 address, or an IPv6 /64
+/// (one host holds a whole /64).
+pub fn source_key(address: IpAddr) -> String {
+    match address {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+/// The login throttle shared by `/login` and the PostgreSQL start-up.
+///
+/// - Attempts are counted in the state store before the password is checked, per user name
+///   and per source address: at most [`MAX_FAILURES`] wrong passwords each in
+///   [`LOCK_WINDOW`], however many arrive at once, and no flood of other names can push a
+///   name's count out.
+/// - Password checks (Argon2id) run [`CONCURRENT_CHECKS`] at a time. Attempts from an address
+///   with no wrong password in its window wait in a lane of their own that is served first,
+///   so a flood of guesses from other addresses delays a real user by at most the checks
+///   already running and the other clean attempts ahead of it. Each lane holds at most
+///   [`MAX_WAITING`]; past that an attempt is refused as busy at once.
 pub struct LoginThrottle {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
-    checks: tokio::sync::Semaphore,
+    slots: Mutex<Slots>,
+}
+
+#[derive(Default)]
+struct Slots {
+    running: usize,
+    clean: VecDeque<tokio::sync::oneshot::Sender<()>>,
+    suspect: VecDeque<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Default for LoginThrottle {
     fn default() -> Self {
         Self {
-            failures: Mutex::default(),
-            checks: tokio::sync::Semaphore::new(CONCURRENT_CHECKS),
+            slots: Mutex::new(Slots::default()),
         }
     }
 }
 
+/// An attempt waiting for a slot. Dropped before it took one that was handed to it (the
+/// request went away), it gives that slot on.
+struct Waiting<'a> {
+    rx: Option<tokio::sync::oneshot::Receiver<()>>,
+    throttle: &'a LoginThrottle,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Some(mut rx) = self.rx.take() {
+            rx.close();
+            if rx.try_recv().is_ok() {
+                self.throttle.release();
+            }
+        }
+    }
+}
+
+/// A held password-check slot; dropping it hands the slot to the next waiter.
+struct Slot<'a>(&'a LoginThrottle);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
 impl LoginThrottle {
-    /// How much longer `user` stays locked, if it is, and whether this is the first attempt
-    /// refused for it (so that a name hammered while locked is audited once, not per try).
-    fn locked_for(&self, user: &str) -> Option<(Duration, bool)> {
-        let mut held = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let (count, first) = held.get_mut(user)?;
-        let left = LOCK_WINDOW.checked_sub(first.elapsed())?;
-        if *count < MAX_FAILURES {
-            return None;
+    /// Waits for a password-check slot in the `clean` lane or the other; `None` when that
+    /// lane is full.
+    async fn slot(&self, clean: bool) -> Option<Slot<'_>> {
+        let waiting = {
+            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            if slots.running < CONCURRENT_CHECKS {
+                slots.running += 1;
+                return Some(Slot(self));
+            }
+            let lane = if clean {
+                &mut slots.clean
+            } else {
+                &mut slots.suspect
+            };
+            lane.retain(|w| !w.is_closed());
+            if lane.len() >= MAX_WAITING {
+                return None;
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            lane.push_back(tx);
+            rx
+        };
+        // The slot is handed over with `running` already counted for us; a waiter dropped
+        // after the hand-over gives it back (`Waiting`'s drop).
+        let mut waiting = Waiting {
+            rx: Some(waiting),
+            throttle: self,
+        };
+        let handed = match waiting.rx.as_mut() {
+            Some(rx) => rx.await.is_ok(),
+            None => false,
+        };
+        waiting.rx = None;
+        handed.then_some(Slot(self))
+    }
+
+    fn release(&self) {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let next = match slots.clean.pop_front() {
+                Some(waiter) => Some(waiter),
+                None => slots.suspect.pop_front(),
+            };
+            match next {
+                // A waiter that went away cannot take the slot; try the next.
+                Some(waiter) => {
+                    if waiter.send(()).is_ok() {
+                        return;
+                    }
+                }
+                None => {
+                    slots.running -= 1;
+                    return;
+                }
+            }
         }
-        *count = count.saturating_add(1);
-        Some((left, *count == MAX_FAILURES + 1))
     }
 
-    fn fail(&self, user: &str) {
-        let mut held = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        held.retain(|_, (_, first)| first.elapsed() < LOCK_WINDOW);
-        if held.len() >= MAX_TRACKED
-            && let Some(oldest) = held
-                .iter()
-                .min_by_key(|(_, (_, first))| *first)
-                .map(|(k, _)| k.clone())
-        {
-            held.remove(&oldest);
-        }
-        let entry = held.entry(user.to_string()).or_insert((0, Instant::now()));
-        entry.0 += 1;
-    }
-
-    fn succeed(&self, user: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(user);
-    }
-
-    /// Checks a user name and password: the active client on success. Every attempt is
-    /// audited, as `user.login` or `user.login_refused`, except the second and later tries
-    /// on a locked name.
+    /// Checks a user name and password from `source`: the active client on success. Every
+    /// attempt is audited, as `user.login` or `user.login_refused`, except the second and
+    /// later tries on a locked name or address in a window.
     pub async fn login(
         &self,
         state: &StateStore,
         user: &str,
         password: &str,
+        source: Option<IpAddr>,
         via: &str,
     ) -> Result<Result<ApiClient, LoginRefused>, CatalogError> {
-        // What a caller typed is kept (in the throttle and the audit) at most as long as a
+        // What a caller typed is kept (in the counts and the audit) at most as long as a
         // valid user name; a longer one names no account anyway.
         let user: String = user.trim().to_lowercase().chars().take(64).collect();
-        if let Some((left, first_refusal)) = self.locked_for(&user) {
-            if first_refusal {
-                state
-                    .audit(
-                        &user,
-                        "user.login_refused",
-                        &user,
-                        serde_json::json!({"via": via, "reason": "locked"}),
-                    )
-                    .await?;
+        let window = chrono::Duration::from_std(LOCK_WINDOW).unwrap_or(chrono::Duration::MAX);
+        let source = source.map(source_key);
+        let refused = |until: chrono::DateTime<Utc>| {
+            LoginRefused::Locked((until - Utc::now()).to_std().unwrap_or_default())
+        };
+        let audit_refusal = |reason: &'static str| {
+            state.audit(
+                &user,
+                "user.login_refused",
+                &user,
+                serde_json::json!({"via": via, "reason": reason, "source": source}),
+            )
+        };
+        match state
+            .reserve_login_attempt(AttemptKind::Name, &user, MAX_FAILURES, window)
+            .await?
+        {
+            Reservation::Granted { .. } => {}
+            Reservation::Refused {
+                until,
+                first_refusal,
+            } => {
+                if first_refusal {
+                    audit_refusal("locked").await?;
+                }
+                return Ok(Err(refused(until)));
             }
-            return Ok(Err(LoginRefused::Locked(left)));
         }
+        let clean = match &source {
+            None => true,
+            Some(address) => match state
+                .reserve_login_attempt(AttemptKind::Address, address, MAX_FAILURES, window)
+                .await?
+            {
+                Reservation::Granted { nth } => nth == 1,
+                Reservation::Refused {
+                    until,
+                    first_refusal,
+                } => {
+                    state.refund_login_attempt(AttemptKind::Name, &user).await?;
+                    if first_refusal {
+                        audit_refusal("address_locked").await?;
+                    }
+                    return Ok(Err(refused(until)));
+                }
+            },
+        };
         let account = if valid_client_id(&user) {
             state.active_user(&user).await?
         } else {
             None
         };
         // A password longer than any that can be set is wrong without hashing it.
-        let matches = password.len() <= MAX_PASSWORD_BYTES && {
+        let matches = if password.len() > MAX_PASSWORD_BYTES {
+            false
+        } else {
+            let Some(_slot) = self.slot(clean).await else {
+                self.refund(state, &user, source.as_deref()).await?;
+                return Ok(Err(LoginRefused::Busy));
+            };
             let hash = account
                 .as_ref()
                 .map_or_else(|| decoy_hash().to_string(), |(_, h)| h.clone());
             let password = password.to_string();
-            let _permit =
-                self.checks.acquire().await.map_err(|e| {
-                    CatalogError::State(format!("the password checks stopped: {e}"))
-                })?;
             tokio::task::spawn_blocking(move || verify_password(&password, &hash))
                 .await
                 .map_err(|e| CatalogError::State(format!("the hashing task failed: {e}")))?
         };
         match account {
             Some((client, _)) if matches => {
-                self.succeed(&user);
+                state.clear_login_attempts(AttemptKind::Name, &user).await?;
+                if let Some(address) = &source {
+                    state
+                        .refund_login_attempt(AttemptKind::Address, address)
+                        .await?;
+                }
                 state
                     .audit(
                         &client.id,
                         "user.login",
                         &client.id,
-                        serde_json::json!({"via": via}),
+                        serde_json::json!({"via": via, "source": source}),
                     )
                     .await?;
                 Ok(Ok(client))
             }
             _ => {
-                self.fail(&user);
-                state
-                    .audit(
-                        &user,
-                        "user.login_refused",
-                        &user,
-                        serde_json::json!({"via": via, "reason": "wrong"}),
-                    )
-                    .await?;
+                audit_refusal("wrong").await?;
                 Ok(Err(LoginRefused::Wrong))
             }
         }
+    }
+
+    /// Gives back the attempts reserved for a password that was never checked.
+    async fn refund(
+        &self,
+        state: &StateStore,
+        user: &str,
+        source: Option<&str>,
+    ) -> Result<(), CatalogError> {
+        state.refund_login_attempt(AttemptKind::Name, user).await?;
+        if let Some(address) = source {
+            state
+                .refund_login_attempt(AttemptKind::Address, address)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Forgets the counts whose window has passed; the hub calls it now and then.
+    pub async fn prune(&self, state: &StateStore) -> Result<u64, CatalogError> {
+        let window = chrono::Duration::from_std(LOCK_WINDOW).unwrap_or(chrono::Duration::MAX);
+        state.prune_login_attempts(window).await
     }
 }
 
@@ -335,21 +477,47 @@ mod tests {
     }
 
     #[test]
-    fn five_failures_lock_a_name_and_others_stay_open() {
+    fn a_source_is_an_ipv4_address_or_an_ipv6_64() {
+        assert_eq!(source_key("10.1.2.3".parse().unwrap()), "10.1.2.3");
+        assert_eq!(source_key("::ffff:10.1.2.3".parse().unwrap()), "10.1.2.3");
+        assert_eq!(
+            source_key("2001:db8:1:2:aaaa::1".parse().unwrap()),
+            source_key("2001:db8:1:2:bbbb::9".parse().unwrap()),
+            "one /64 is one source"
+        );
+    }
+
+    #[tokio::test]
+    async fn clean_attempts_take_the_next_free_slot_before_the_others() {
+        use futures::FutureExt;
         let throttle = LoginThrottle::default();
-        for _ in 0..MAX_FAILURES - 1 {
-            throttle.fail("ani");
+        let mut held = Vec::new();
+        for _ in 0..CONCURRENT_CHECKS {
+            held.push(throttle.slot(false).await.unwrap());
         }
-        assert_eq!(throttle.locked_for("ani"), None);
-        throttle.fail("ani");
-        let (left, first) = throttle
-            .locked_for("ani")
-            .expect("locked after five failures");
-        assert!(left <= LOCK_WINDOW && left > LOCK_WINDOW - Duration::from_secs(60));
-        assert!(first, "the first refusal is the one audited");
-        assert!(!throttle.locked_for("ani").unwrap().1, "later ones are not");
-        assert_eq!(throttle.locked_for("budi"), None);
-        throttle.succeed("ani");
-        assert_eq!(throttle.locked_for("ani"), None);
+        let mut suspect = Box::pin(throttle.slot(false));
+        assert!(suspect.as_mut().now_or_never().is_none(), "queued first");
+        let mut clean = Box::pin(throttle.slot(true));
+        assert!(clean.as_mut().now_or_never().is_none(), "queued second");
+        held.pop();
+        let clean_slot = clean.as_mut().now_or_never().flatten();
+        assert!(
+            clean_slot.is_some(),
+            "the freed slot goes to the clean attempt"
+        );
+        assert!(suspect.as_mut().now_or_never().is_none());
+        held.pop();
+        assert!(suspect.as_mut().now_or_never().flatten().is_some());
+        drop(clean_slot);
+        // A waiter that went away after a slot was handed to it gives the slot on.
+        let mut held = vec![throttle.slot(true).await.unwrap()];
+        held.push(throttle.slot(true).await.unwrap());
+        let mut gone = Box::pin(throttle.slot(true));
+        assert!(gone.as_mut().now_or_never().is_none());
+        let mut next = Box::pin(throttle.slot(true));
+        assert!(next.as_mut().now_or_never().is_none());
+        held.pop();
+        drop(gone);
+        assert!(next.as_mut().now_or_never().flatten().is_some());
     }
 }

@@ -44,7 +44,7 @@ pub fn backoff(base: Duration, attempt: u32) -> Duration {
 
 /// Runs the dispatcher until the process ends.
 pub async fn run(app: AppState) {
-    let client = match reqwest::Client::builder()
+    let client = match simpul_connectors::net::guarded_client()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(app.config.bus.webhook_timeout_secs))
         .user_agent(concat!("simpul/", env!("CARGO_PKG_VERSION")))
@@ -180,6 +180,21 @@ async fn attempt(app: &AppState, client: &reqwest::Client, delivery: Delivery) {
         .await;
 }
 
+/// An error with its causes, `outer: inner: innermost`, so that a refused address says why.
+fn reasons(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// What an attempt sent.
 #[derive(Default)]
 struct Sent {
@@ -197,6 +212,13 @@ async fn send(
     delivery: &Delivery,
 ) -> (Result<u16, Failure>, Sent) {
     let mut sent = Sent::default();
+    // Names are checked as they resolve; an address written in the URL is checked here.
+    if let Err(reason) = url::Url::parse(&webhook.url)
+        .map_err(|e| e.to_string())
+        .and_then(|url| simpul_connectors::net::check_outbound_url(&url))
+    {
+        return (Err((None, reason)), sent);
+    }
     let body = match body(app, webhook, delivery, &mut sent).await {
         Ok(body) => body,
         Err(error) => return (Err((None, error)), sent),
@@ -233,7 +255,10 @@ async fn send(
                 app.config.bus.webhook_timeout_secs
             ),
         )),
-        Err(e) => Err((None, format!("the target could not be reached: {e}"))),
+        Err(e) => Err((
+            None,
+            format!("the target could not be reached: {}", reasons(&e)),
+        )),
     };
     (outcome, sent)
 }
@@ -254,29 +279,25 @@ async fn body(
         .filter(|c| c.revoked_at.is_none())
         .ok_or_else(|| format!("the subscriber's key {} was revoked", webhook.client_id))?;
     let access = crate::auth::sql_access(&client);
-    let feed = app
-        .catalog
-        .changes(
-            &webhook.dataset,
-            &access,
-            delivery.from_version - 1,
-            Some(delivery.to_version - delivery.from_version + 1),
-            &app.session_settings(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut rows = Vec::new();
-    if let Some(mut stream) = feed.rows {
-        use futures::StreamExt;
-        let mut writer = arrow::json::ArrayWriter::new(Vec::new());
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|e| e.to_string())?;
-            sent.rows += batch.num_rows() as u64;
-            writer.write(&batch).map_err(|e| e.to_string())?;
-        }
-        writer.finish().map_err(|e| e.to_string())?;
-        rows = writer.into_inner();
+    let feed = crate::changes::read(
+        app,
+        &access,
+        "webhook",
+        &webhook.dataset,
+        delivery.from_version - 1,
+        Some(delivery.to_version - delivery.from_version + 1),
+    )
+    .await
+    .map_err(|e| e.detail().to_string())?;
+    let mut stream = feed.rows;
+    let mut writer = arrow::json::ArrayWriter::new(Vec::new());
+    while let Some(batch) = futures::StreamExt::next(&mut stream).await {
+        let batch = batch.map_err(|e| e.to_string())?;
+        sent.rows += batch.num_rows() as u64;
+        writer.write(&batch).map_err(|e| e.to_string())?;
     }
+    writer.finish().map_err(|e| e.to_string())?;
+    let rows = writer.into_inner();
     let rows: serde_json::Value = if rows.is_empty() {
         json!([])
     } else {

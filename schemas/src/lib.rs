@@ -36,7 +36,7 @@ pub use infer::{delta_compatible_schema, infer_schema};
 pub use naming::{ColumnMismatch, check_columns, normalize_column_name};
 pub use raw::{RAW_ENCODING_JSON, RAW_ENCODING_KEY};
 pub use registry::{SHIPPED_SCHEMAS, SchemaFile, load_schema_file, parse_schema_document};
-pub use reject::{FieldError, RejectedRow, SourcePosition};
+pub use reject::{FieldError, RejectedRow, SourcePosition, reason_of};
 pub use validate::{Validation, text_number};
 
 /// Positions `first_line..` for a batch whose rows are consecutive lines.

@@ -56,16 +56,22 @@ pub struct RejectedRow {
 impl RejectedRow {
     /// One line that summarises the reasons, for tables and logs.
     pub fn reason(&self) -> String {
-        self.errors
-            .iter()
-            .map(|e| {
-                if e.pointer.is_empty() {
-                    e.message.clone()
-                } else {
-                    format!("{}: {}", e.pointer.trim_start_matches('/'), e.message)
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("; ")
+        reason_of(&self.errors)
     }
+}
+
+/// One line that summarises `errors`: `column: message` (or the message alone for the whole
+/// record), joined by `; `.
+pub fn reason_of(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| {
+            if e.pointer.is_empty() {
+                e.message.clone()
+            } else {
+                format!("{}: {}", e.pointer.trim_start_matches('/'), e.message)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }

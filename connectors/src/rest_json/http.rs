@@ -35,7 +35,7 @@ pub(super) struct Client {
 
 impl Client {
     pub(super) fn new(config: RestJsonConfig) -> Result<Self, SourceError> {
-        let http = reqwest::Client::builder()
+        let http = crate::net::guarded_client()
             .timeout(Duration::from_secs_f64(config.timeout_seconds.max(0.001)))
             .user_agent(concat!("simpul/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -52,6 +52,14 @@ impl Client {
 
     /// GETs a page, retrying what is worth retrying.
     pub(super) async fn get(&self, url: &str) -> Result<Page, SourceError> {
+        let parsed = url::Url::parse(url).map_err(|e| SourceError::Api {
+            url: url.to_string(),
+            reason: format!("not a URL: {e}"),
+        })?;
+        crate::net::check_outbound_url(&parsed).map_err(|reason| SourceError::Connect {
+            url: url.to_string(),
+            reason,
+        })?;
         let mut attempt = 0;
         loop {
             self.wait_for_slot().await;

@@ -320,10 +320,23 @@ impl Reader<'_> {
             url: page.url.clone(),
             reason: e.to_string(),
         })?;
-        base.join(&next).map(Some).map_err(|e| SourceError::Api {
+        let next = base.join(&next).map_err(|e| SourceError::Api {
             url: page.url.clone(),
             reason: format!("the next page '{next}' is not a URL: {e}"),
-        })
+        })?;
+        // A source's credentials go with every page; they must never leave its host.
+        if next.origin() != base.origin() {
+            return Err(SourceError::Api {
+                url: page.url.clone(),
+                reason: format!(
+                    "the next page {} is on another host than {}; a source's pages are read \
+                     from its own host only, so that its credentials go nowhere else",
+                    next.origin().ascii_serialization(),
+                    base.origin().ascii_serialization()
+                ),
+            });
+        }
+        Ok(Some(next))
     }
 
     /// Queues a page's records; returns how many it had.

@@ -441,3 +441,46 @@ fn refuses_configs_that_cannot_work() {
     let error = RestJson::new(bad_pointer).err().unwrap().to_string();
     assert!(error.contains("JSON pointer"), "{error}");
 }
+
+#[tokio::test]
+async fn a_next_page_on_another_host_is_refused_and_gets_no_credentials() {
+    let stolen = Arc::new(AtomicUsize::new(0));
+    let elsewhere = serve(
+        Router::new()
+            .route(
+                "/steal",
+                get(|State(stolen): State<Arc<AtomicUsize>>| async move {
+                    stolen.fetch_add(1, Ordering::SeqCst);
+                    Json(json!({ "items": [] }))
+                }),
+            )
+            .with_state(stolen.clone()),
+    )
+    .await;
+    let next = format!("{elsewhere}/steal");
+    let base = serve(Router::new().route(
+        "/items",
+        get(move || {
+            let next = next.clone();
+            async move { Json(json!({ "items": numbered(0..2), "next": next })) }
+        }),
+    ))
+    .await;
+    let mut config = config(
+        format!("{base}/items"),
+        Pagination::NextUrl {
+            pointer: "/next".into(),
+        },
+    );
+    config.auth = Auth::Bearer {
+        token: "rahasia-opd".into(),
+    };
+    let source = RestJson::new(config).unwrap();
+    let error = read_all(&source, None).await.unwrap_err().to_string();
+    assert!(error.contains("another host"), "{error}");
+    assert_eq!(
+        stolen.load(Ordering::SeqCst),
+        0,
+        "the other host was never called"
+    );
+}

@@ -82,6 +82,9 @@ pub(super) async fn publish(
 ) -> Result<Response, ApiError> {
     let id = dataset_id(&id)?;
     let dataset = app.catalog.dataset(&id).await?;
+    if let Some(reason) = app.write_refusal(&caller, &id, false) {
+        return Err(ApiError::forbidden(reason));
+    }
     if !crate::auth::may_publish(&app, &caller, &dataset).await? {
         return Err(ApiError::forbidden(format!(
             "{} may not publish to {id}: publishing needs a producer key of {}, an admin key, or a publish grant",
@@ -298,16 +301,15 @@ pub(super) async fn changes(
 ) -> Result<Response, ApiError> {
     let id = dataset_id(&id)?;
     let query = ChangesQuery::parse(raw.as_deref(), &headers)?;
-    let feed = app
-        .catalog
-        .changes(
-            &id,
-            &caller.sql_access(),
-            query.since_version,
-            query.max_versions,
-            &app.session_settings(),
-        )
-        .await?;
+    let feed = crate::changes::read(
+        &app,
+        &caller.sql_access(),
+        "changes",
+        &id,
+        query.since_version,
+        query.max_versions,
+    )
+    .await?;
     let entry = MessageEntry {
         message_id: uuid::Uuid::now_v7().to_string(),
         at: chrono::Utc::now(),

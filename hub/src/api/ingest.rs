@@ -63,6 +63,9 @@ pub(super) async fn upload(
 ) -> Result<Response, ApiError> {
     let id = dataset_id(&id)?;
     let existing = app.catalog.state.dataset(&id).await?;
+    if let Some(reason) = app.write_refusal(&caller, &id, existing.is_none()) {
+        return Err(ApiError::forbidden(reason));
+    }
     if !caller.can_write(existing.as_ref()) {
         let owner = existing.as_ref().map_or("its owner", |d| d.owner.as_str());
         return Err(ApiError::forbidden(format!(

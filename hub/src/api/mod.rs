@@ -1,6 +1,6 @@
-//! The `/api/v1` routes, composed per area. One table, [`api_routes!`], makes both the
-//! router and the operation list that `/api/v1/openapi.json` is written from, so the document
-//! cannot miss a route.
+//! The `/api/v1` routes, composed per area. One table (`crate::routes::route_table!`) makes
+//! both the router and the operation list that `/api/v1/openapi.json` is written from, so the
+//! document cannot miss a route.
 
 mod bus;
 mod datasets;
@@ -18,7 +18,6 @@ pub(crate) mod sql;
 mod users;
 mod webhooks;
 
-use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -28,7 +27,6 @@ pub use extract::{ApiJson, UNAUTHENTICATED_BODY_LIMIT, media_type, read_unauthen
 use crate::modules::complaints::api as complaints;
 use crate::modules::complaints::attachments as complaints_attachments;
 use crate::modules::semar::api as semar;
-use crate::server::AppState;
 
 /// A stored answer: JSON, or problem+json for an error status.
 pub(crate) fn answer(status: u16, body: String) -> Response {
@@ -55,25 +53,8 @@ pub(crate) fn replay(status: u16, body: String) -> Response {
     response
 }
 
-/// Declares every `/api/v1` route once: `"/path" => { method handler: "summary", … }`.
-/// Makes `routes()` and `OPERATIONS` (path, method, summary) from the same list.
-macro_rules! api_routes {
-    ($( $path:literal => { $( $method:ident $handler:path : $summary:literal ),+ $(,)? } )*) => {
-        pub(crate) fn routes() -> Router<AppState> {
-            Router::new() $( .route($path, api_routes!(@chain $( $method $handler ),+ )) )*
-        }
-
-        /// Every operation: path under `/api/v1`, HTTP method, summary.
-        pub(crate) const OPERATIONS: &[(&str, &str, &str)] = &[
-            $( $( ($path, stringify!($method), $summary), )+ )*
-        ];
-    };
-    (@chain $first:ident $first_handler:path $(, $method:ident $handler:path)*) => {
-        axum::routing::$first($first_handler) $( .$method($handler) )*
-    };
-}
-
-api_routes! {
+crate::routes::route_table! {
+    prefix "/api/v1";
     "/sql" => { post sql::run: "Run one read-only SQL statement; results as JSON, CSV, Arrow IPC or Parquet" }
     "/datasets" => { get datasets::list: "Search the catalog (q, owner, tag, classification, limit, offset)" }
     "/datasets/{id}" => {
@@ -142,9 +123,10 @@ api_routes! {
     "/queries" => { get queries::list: "Saved queries with their SQL and parameters" }
     "/queries/{name}" => {
         get queries::run: "Run a saved query with its parameters",
-        put queries::save: "Save a query",
-        delete queries::delete: "Delete a saved query",
+        put queries::save: "Save a query; analysts change only queries they saved that no dashboard, module or file uses",
+        delete queries::delete: "Delete a saved query, under the same rule",
     }
+    "/queries/{name}/versions" => { get queries::versions: "Every version of a saved query: each change and the delete, with who and when" }
     "/semar/residents" => { post semar::register: "SEMAR: register a resident by NIK (checked against the population dataset when present)" }
     "/semar/calls" => {
         get semar::list_calls: "SEMAR: open calls, newest first (status= for others); operators",
@@ -161,7 +143,7 @@ api_routes! {
     "/semar/facilities/nearest" => { get semar::nearest_facilities: "SEMAR: nearest facilities (lat, lng, jenis, limit) with distance and estimated time" }
     "/semar/drupadi" => { get semar::drupadi: "SEMAR Drupadi: on-call doctors and midwives of a desa, then its kecamatan" }
     "/semar/drupadi/{id}" => { put semar::put_oncall: "SEMAR Drupadi: add or change a doctor or midwife on the roster" }
-    "/semar/sms/inbound" => { post semar::sms_inbound: "SEMAR SMS fallback: a gateway webhook signed with the shared secret (HMAC-SHA256)" }
+    "/semar/sms/inbound" => { post semar::sms_inbound [signed]: "SEMAR SMS fallback: a gateway webhook signed with the shared secret (HMAC-SHA256)" }
     "/semar/stream" => { get semar::stream: "SEMAR operator console: Server-Sent Events of calls, dispatches and units" }
     "/semar/kpi" => { get semar::kpi: "SEMAR KPIs: 90th-percentile response, % within 10 minutes, intervals, units, calls by area and channel" }
     "/complaints" => {
@@ -169,7 +151,7 @@ api_routes! {
         post complaints::create: "PLIPMAS: file a complaint or an information request; deadlines in working days",
     }
     "/complaints/overdue" => { get complaints::overdue: "PLIPMAS: open cases past an agency deadline, by OPD" }
-    "/complaints/sms/inbound" => { post complaints::sms_inbound: "La Pewarta: an SMS gateway webhook (HMAC-SHA256), routed by keyword to the OPD" }
+    "/complaints/sms/inbound" => { post complaints::sms_inbound [signed]: "La Pewarta: an SMS gateway webhook (HMAC-SHA256), routed by keyword to the OPD" }
     "/complaints/{id}" => { get complaints::show: "PLIPMAS: one case with its deadline, history and messages" }
     "/complaints/{id}/transitions" => { post complaints::transition: "PLIPMAS: one workflow step; 409 with the allowed next states" }
     "/complaints/{id}/answer" => { post complaints::answer: "PLIPMAS / La Pewarta: the OPD's answer, sent to the resident by SMS, the Regent told" }

@@ -1,52 +1,10 @@
-//! `GET /api/v1/openapi.json`: an OpenAPI 3.1 document of every route, written from the same
-//! table the router is built from (`super::OPERATIONS`), plus the routes outside `/api/v1`.
+//! `GET /api/v1/openapi.json`: an OpenAPI 3.1 document of every route, written from the
+//! tables the routers are built from (`crate::routes::all`).
 
 use axum::Json;
 use serde_json::{Map, Value, json};
 
 use crate::auth::Caller;
-
-/// Routes outside `/api/v1`: path, method, summary, whether a key is needed.
-const OTHER_OPERATIONS: &[(&str, &str, &str, bool)] = &[
-    ("/health/live", "get", "Liveness", false),
-    (
-        "/health/ready",
-        "get",
-        "Readiness: the state store and the lake answer; pipelines and freshness",
-        false,
-    ),
-    ("/metrics", "get", "Prometheus metrics", true),
-    (
-        "/open311/v2/services.json",
-        "get",
-        "Open311 GeoReport v2: the services (complaint categories)",
-        false,
-    ),
-    (
-        "/open311/v2/services/{code}",
-        "get",
-        "Open311: one service's definition ({code}.json)",
-        false,
-    ),
-    (
-        "/open311/v2/requests.json",
-        "get",
-        "Open311: requests (service_request_id, service_code, status, start_date/end_date within 90 days; at most 1000); never identity",
-        false,
-    ),
-    (
-        "/open311/v2/requests.json",
-        "post",
-        "Open311: post a request with api_key (form-encoded or JSON)",
-        false,
-    ),
-    (
-        "/open311/v2/requests/{id}",
-        "get",
-        "Open311: one request ({id}.json)",
-        false,
-    ),
-];
 
 pub(super) async fn document(_caller: Caller) -> Json<Value> {
     Json(build())
@@ -55,14 +13,10 @@ pub(super) async fn document(_caller: Caller) -> Json<Value> {
 /// The document.
 pub(crate) fn build() -> Value {
     let mut paths: Map<String, Value> = Map::new();
-    let api = super::OPERATIONS
-        .iter()
-        .map(|(path, method, summary)| (format!("/api/v1{path}"), *method, *summary, true));
-    let other = OTHER_OPERATIONS
-        .iter()
-        .map(|(path, method, summary, key)| (path.to_string(), *method, *summary, *key));
-    for (path, method, summary, key) in api.chain(other) {
-        let parameters: Vec<Value> = path_parameters(&path)
+    for operation in crate::routes::all() {
+        let (path, method, summary) = (operation.path, operation.method, operation.summary);
+        let key = operation.access == crate::routes::Access::Key;
+        let parameters: Vec<Value> = path_parameters(path)
             .into_iter()
             .map(|name| {
                 json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}})
@@ -70,8 +24,8 @@ pub(crate) fn build() -> Value {
             .collect();
         let mut operation = json!({
             "summary": summary,
-            "operationId": operation_id(method, &path),
-            "tags": [tag(&path)],
+            "operationId": operation_id(method, path),
+            "tags": [tag(path)],
             "responses": {
                 "200": {"description": "Success"},
                 "default": {
@@ -87,7 +41,7 @@ pub(crate) fn build() -> Value {
             operation["security"] = json!([]);
         }
         let entry = paths
-            .entry(path)
+            .entry(path.to_string())
             .or_insert_with(|| Value::Object(Map::new()));
         entry[method] = operation;
     }
@@ -169,10 +123,7 @@ mod tests {
                 assert_eq!(declared, path_parameters(path), "{method} {path}");
             }
         }
-        assert_eq!(
-            count,
-            super::super::OPERATIONS.len() + OTHER_OPERATIONS.len()
-        );
+        assert_eq!(count, crate::routes::all().count());
         assert_eq!(
             document["paths"]["/api/v1/bus/requests/{id}/{verb}"]["post"]["parameters"][1]["name"],
             "verb"

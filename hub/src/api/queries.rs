@@ -10,7 +10,7 @@ use axum::response::Response;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use simpul_catalog::{CatalogError, QueryDefinition, QueryOutcome, Role};
+use simpul_catalog::{CatalogError, QueryDefinition, QueryOutcome, Role, SaveOutcome};
 
 use super::{ApiError, ApiJson};
 use crate::auth::Caller;
@@ -50,7 +50,7 @@ pub(super) async fn save(
             "saving a published aggregate (it reads data its callers may not)",
         )?;
     }
-    guard_aggregate(&app, &caller, &name, "replacing").await?;
+    guard_change(&app, &caller, &name, "change").await?;
     if definition.name.is_empty() {
         definition.name = name.clone();
     }
@@ -60,23 +60,32 @@ pub(super) async fn save(
             definition.name
         )));
     }
-    check(&app.catalog, &app.session_settings(), &definition).await?;
-    let created = app
+    // Planned as the caller reads, so a failed save names only what the caller may see.
+    check(
+        &app.catalog,
+        &app.session_settings(),
+        &definition,
+        &caller.sql_access(),
+    )
+    .await?;
+    let outcome = app
         .catalog
         .state
         .save_query(&definition, "api", caller.id())
         .await?;
-    app.catalog
-        .state
-        .audit(
-            caller.id(),
-            "query.save",
-            &name,
-            json!({ "sql": definition.sql }),
-        )
-        .await?;
+    if outcome != SaveOutcome::Unchanged {
+        app.catalog
+            .state
+            .audit(
+                caller.id(),
+                "query.save",
+                &name,
+                json!({ "sql": definition.sql }),
+            )
+            .await?;
+    }
     let saved = app.catalog.state.saved_query(&name).await?;
-    let status = if created {
+    let status = if outcome == SaveOutcome::Created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
@@ -84,22 +93,42 @@ pub(super) async fn save(
     Ok((status, Json(json!({ "query": saved }))))
 }
 
-/// Refuses a non-admin `doing` something to saved query `name` when it is a published
-/// aggregate: public pages show it, so only admins change or remove it.
-async fn guard_aggregate(
+/// Refuses `caller` changing or deleting saved query `name` unless it may: admins may
+/// change any query; an analyst only one it saved itself that nothing depends on. A query
+/// a dashboard shows, a module ships, or a file defines is what decision makers and the
+/// public see, so only admins change it; so is a published aggregate.
+async fn guard_change(
     app: &AppState,
     caller: &Caller,
     name: &str,
     doing: &str,
 ) -> Result<(), ApiError> {
-    let existing = app.catalog.state.saved_query(name).await?;
-    if existing.is_some_and(|q| q.definition.aggregate.is_some()) {
-        caller.require(
-            &[Role::Admin],
-            &format!("{doing} '{name}', a published aggregate"),
-        )?;
+    let Some(existing) = app.catalog.state.saved_query(name).await? else {
+        return Ok(());
+    };
+    if caller.0.role == Role::Admin {
+        return Ok(());
     }
-    Ok(())
+    let dashboards = crate::dashboards::queries_in_use(&app.config.effective_dashboards_dir());
+    let used_by = dashboards.get(name);
+    let refusal = if let Some(boards) = used_by {
+        Some(format!("dashboard {} shows it", boards.join(", ")))
+    } else if existing.definition.aggregate.is_some() {
+        Some("it is a published aggregate".to_string())
+    } else if existing.source != "api" {
+        Some(format!("it comes from {}", existing.source))
+    } else if existing.created_by != caller.id() {
+        Some(format!("{} saved it", existing.created_by))
+    } else {
+        None
+    };
+    match refusal {
+        Some(why) => Err(ApiError::forbidden(format!(
+            "{} may not {doing} saved query '{name}': {why}; ask an admin",
+            caller.id()
+        ))),
+        None => Ok(()),
+    }
 }
 
 pub(super) async fn delete(
@@ -108,8 +137,13 @@ pub(super) async fn delete(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(&READERS, "deleting saved queries")?;
-    guard_aggregate(&app, &caller, &name, "deleting").await?;
-    if !app.catalog.state.delete_saved_query(&name).await? {
+    guard_change(&app, &caller, &name, "delete").await?;
+    if !app
+        .catalog
+        .state
+        .delete_saved_query(&name, caller.id())
+        .await?
+    {
         return Err(ApiError::not_found(format!(
             "there is no saved query '{name}'"
         )));
@@ -119,6 +153,22 @@ pub(super) async fn delete(
         .audit(caller.id(), "query.delete", &name, json!({}))
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /queries/{name}/versions`: every version the query has had, newest first.
+pub(super) async fn versions(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&READERS, "reading a saved query's versions")?;
+    let versions = app.catalog.state.saved_query_versions(&name).await?;
+    if versions.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "there is no saved query '{name}', nor was there"
+        )));
+    }
+    Ok(Json(json!({ "name": name, "versions": versions })))
 }
 
 pub(super) async fn run(
@@ -219,7 +269,7 @@ pub(crate) async fn start_saved(
         "saved",
         &format!("{name}: {}", definition.sql),
     );
-    let (mut ticket, permit) = app.gate.admit_ticket(ticket).await?;
+    let (mut ticket, permit) = app.reads.gate().admit_ticket(ticket).await?;
     let limits = &app.config.query;
     let deadline = results::deadline(limits.timeout_secs);
     let planned = async {

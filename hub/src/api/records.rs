@@ -12,6 +12,7 @@ use simpul_catalog::LakeTable;
 use super::ApiError;
 use super::datasets::dataset_id;
 use crate::auth::Caller;
+use crate::read::{PlanError, Planned, Read, RowLimit};
 use crate::results::{self, ResultFormat};
 use crate::server::AppState;
 
@@ -155,24 +156,46 @@ async fn serve_table(
     }
     let query = RecordsQuery::parse(raw.as_deref())?;
     let format = ResultFormat::negotiate(query.format.as_deref(), headers.get(header::ACCEPT))?;
+    let (protocol, path) = match &table {
+        LakeTable::Data(_) => ("records", "records"),
+        LakeTable::Rejects(_) => ("rejects", "rejects"),
+    };
+    let read = Read {
+        client_id: caller.id().to_string(),
+        protocol,
+        text: format!(
+            "GET /api/v1/datasets/{}/{path}?{}",
+            table.dataset(),
+            raw.as_deref().unwrap_or_default()
+        ),
+        rows: query.limit.map_or(RowLimit::Configured, RowLimit::AtMost),
+    };
+    let access = caller.sql_access();
+    let version = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let resolved = version.clone();
+    let reading = app
+        .reads
+        .read(read, async {
+            let (frame, at) = table_frame(&app, &table, query.version, &access).await?;
+            resolved.store(at, std::sync::atomic::Ordering::Relaxed);
+            Ok(Planned {
+                frame: shape(frame, &query)?,
+                tables: vec![format!("{}@v{at}", table.qualified_name())],
+            })
+        })
+        .await?;
     let limits = &app.config.query;
-    let row_limit = query
-        .limit
-        .unwrap_or(limits.row_limit)
-        .min(limits.row_limit);
-    let deadline = results::deadline(limits.timeout_secs);
-
-    let (frame, version) = table_frame(&app, &table, query.version, &caller.sql_access()).await?;
-    let frame = shape(frame, &query, row_limit).map_err(|e| match e {
-        ShapeError::Api(e) => e,
-        ShapeError::DataFusion(e) => super::datafusion_error(e),
-    })?;
-    let stream = simpul_catalog::execute(frame).await?;
-    let started = results::start(stream, deadline, limits.timeout_secs).await?;
-    let mut response = results::respond(started, format, row_limit, deadline, "records")?;
+    let started = results::start(reading.stream, reading.deadline, limits.timeout_secs).await?;
+    let mut response = results::respond(
+        started,
+        format,
+        reading.row_limit,
+        reading.deadline,
+        "records",
+    )?;
     response.headers_mut().insert(
         HeaderName::from_static(VERSION_HEADER),
-        HeaderValue::from(version),
+        HeaderValue::from(version.load(std::sync::atomic::Ordering::Relaxed)),
     );
     Ok(response)
 }
@@ -195,30 +218,8 @@ pub(crate) async fn table_frame(
     Ok((frame, version))
 }
 
-enum ShapeError {
-    Api(ApiError),
-    DataFusion(datafusion::error::DataFusionError),
-}
-
-impl From<datafusion::error::DataFusionError> for ShapeError {
-    fn from(e: datafusion::error::DataFusionError) -> Self {
-        Self::DataFusion(e)
-    }
-}
-
-impl From<ApiError> for ShapeError {
-    fn from(e: ApiError) -> Self {
-        Self::Api(e)
-    }
-}
-
-/// Applies filters, sort, projection and paging. Fetches one row past the limit so the
-/// response can say whether more rows exist.
-fn shape(
-    mut frame: DataFrame,
-    query: &RecordsQuery,
-    row_limit: u64,
-) -> Result<DataFrame, ShapeError> {
+/// Applies filters, sort, projection and paging (the read door applies the row limit).
+fn shape(mut frame: DataFrame, query: &RecordsQuery) -> Result<DataFrame, PlanError> {
     let schema = frame.schema().as_arrow().clone();
     let column_type = |name: &str| {
         schema
@@ -250,7 +251,7 @@ fn shape(
         }
         frame = frame.select(columns.iter().map(ident).collect::<Vec<_>>())?;
     }
-    Ok(frame.limit(query.offset as usize, Some((row_limit + 1) as usize))?)
+    Ok(frame.limit(query.offset as usize, None)?)
 }
 
 /// `column op value`, the value parsed as the column's type (never spliced into SQL).

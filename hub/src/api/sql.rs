@@ -4,11 +4,10 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use serde::Deserialize;
-use simpul_catalog::{CatalogError, QueryOutcome, Role};
+use simpul_catalog::Role;
 
 use super::{ApiError, ApiJson};
 use crate::auth::Caller;
-use crate::query::{QueryTicket, StreamLimits};
 use crate::results::{self, ResultFormat};
 use crate::server::AppState;
 
@@ -50,9 +49,9 @@ pub(super) async fn run(
     results::respond(started, format, limits.row_limit, deadline, "sql")
 }
 
-/// Starts one read-only statement for `client_id` with `access`, through the query gate and
-/// the query log (`kind` names where it came from): its rows, within the configured limits,
-/// and when it must be done. The portal's downloads use it too.
+/// Starts one read-only statement for `client_id` with `access`, through the read door
+/// (`kind` names where it came from): its rows, within the configured limits, and when it
+/// must be done. The portal's downloads use it too.
 pub(crate) async fn start_sql(
     app: &AppState,
     client_id: &str,
@@ -66,37 +65,15 @@ pub(crate) async fn start_sql(
     ),
     ApiError,
 > {
-    let ticket = QueryTicket::new(&app.catalog.state, client_id, kind, sql);
-    let (mut ticket, permit) = app.gate.admit_ticket(ticket).await?;
-    let limits = &app.config.query;
-    let deadline = results::deadline(limits.timeout_secs);
-    let planned = tokio::time::timeout_at(deadline, async {
-        let planned = app
-            .catalog
-            .plan_read_query(sql, &app.session_settings(), access)
-            .await?;
-        // One row past the limit tells us whether the limit cut the result.
-        let frame = simpul_catalog::limit_rows(planned.frame, limits.row_limit + 1)?;
-        Ok::<_, CatalogError>((planned.tables, simpul_catalog::execute(frame).await?))
-    })
-    .await;
-    let (tables, stream) = match planned {
-        Ok(Ok(planned)) => planned,
-        Ok(Err(e)) => {
-            let outcome = crate::query::outcome_of(&e);
-            let error = ApiError::from(e);
-            ticket.finish(outcome, Some(error.detail().to_string()));
-            return Err(error);
-        }
-        Err(_) => {
-            let error = ApiError::timeout(limits.timeout_secs);
-            ticket.finish(QueryOutcome::TimedOut, Some(error.detail().to_string()));
-            return Err(error);
-        }
+    let read = crate::read::Read {
+        client_id: client_id.to_string(),
+        protocol: kind,
+        text: sql.to_string(),
+        rows: crate::read::RowLimit::Configured,
     };
-    ticket.reads(tables);
-    Ok((
-        ticket.stream(stream, StreamLimits::configured(limits, deadline, permit)),
-        deadline,
-    ))
+    let reading = app
+        .reads
+        .read(read, app.reads.plan_sql(sql, None, access))
+        .await?;
+    Ok((reading.stream, reading.deadline))
 }

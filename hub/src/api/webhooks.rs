@@ -79,6 +79,9 @@ pub(super) async fn create(
         .ok_or_else(|| {
             ApiError::bad_request(format!("url '{}' is not an http(s) URL", request.url))
         })?;
+    simpul_connectors::net::check_outbound_target(&url)
+        .await
+        .map_err(ApiError::unprocessable)?;
     let secret = match request.secret {
         Some(secret) if secret.len() >= 16 => secret,
         Some(_) => {

@@ -117,6 +117,9 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), String> {
     let config = load_config(&cli)?;
     isolate_spreadsheets(&config)?;
+    simpul_connectors::net::restrict_outbound(simpul_connectors::net::OutboundPolicy::allowing(
+        config.outbound.allow_hosts.split(','),
+    ));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -106,6 +106,7 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
     tracing::info!(%address, lake = %lake_root, "simpul is ready");
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let webhooks = tokio::spawn(crate::webhooks::run(app.clone()));
+    let logins = tokio::spawn(prune_logins(app.clone()));
     let semar = app.semar.as_ref().map(|s| tokio::spawn(s.clone().run()));
     let complaints = app
         .complaints
@@ -159,6 +160,7 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
     // Webhook attempts in flight are leased: a delivery cut short is attempted again after
     // the next start.
     webhooks.abort();
+    logins.abort();
     if let Some(complaints_task) = complaints {
         complaints_task.abort();
         if let Some(complaints) = &app.complaints
@@ -185,4 +187,14 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
         );
     }
     served.map_err(|e| format!("the HTTP server stopped: {e}"))
+}
+
+/// Forgets login counts whose window has passed, every ten minutes.
+async fn prune_logins(app: AppState) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        if let Err(e) = app.logins.prune(&app.catalog.state).await {
+            tracing::warn!(error = %e, "pruning the login counts failed");
+        }
+    }
 }

@@ -186,6 +186,21 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
+/// The saved queries the dashboards show, each with the dashboards that show it. A query
+/// that a dashboard shows may be changed by admins only.
+pub fn queries_in_use(dir: &Path) -> BTreeMap<String, Vec<String>> {
+    let mut used: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for dashboard in load(dir).0 {
+        for panel in &dashboard.panels {
+            let boards = used.entry(panel.query.clone()).or_default();
+            if !boards.contains(&dashboard.name) {
+                boards.push(dashboard.name.clone());
+            }
+        }
+    }
+    used
+}
+
 /// The built-ins, then the files of `dir` (a file named like a built-in replaces it). A
 /// file that does not parse is left out and its error returned beside the others.
 pub fn load(dir: &Path) -> (Vec<Dashboard>, Vec<String>) {

@@ -8,15 +8,11 @@
 //! reads public datasets only.
 
 pub mod definition;
+pub use definition::queries_in_use;
 mod map;
 mod pages;
 pub mod render;
 pub mod session;
-
-use axum::Router;
-use axum::routing::{get, post};
-
-use crate::server::AppState;
 
 /// The dashboards' built-in saved queries (the modules ship their own KPI queries).
 const QUERIES: [&str; 11] = [
@@ -39,24 +35,18 @@ pub async fn register_queries(catalog: &simpul_catalog::Catalog) -> Result<(), S
     crate::modules::register_queries(catalog, "dashboards", &definitions).await
 }
 
-/// The pages: `/dashboards…`, `/login`, `/logout`.
-/// The login and logout forms are read before anyone is known: a few fields, never more than
-/// [`crate::api::UNAUTHENTICATED_BODY_LIMIT`] bytes.
-fn public_form_limit() -> axum::extract::DefaultBodyLimit {
-    axum::extract::DefaultBodyLimit::max(crate::api::UNAUTHENTICATED_BODY_LIMIT as usize)
-}
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/dashboards", get(pages::index))
-        .route("/dashboards/{name}", get(pages::show))
-        .route("/dashboards/{name}/panels/{file}", get(pages::panel_csv))
-        .route("/assets/dashboards.css", get(pages::style))
-        .route(
-            "/login",
-            get(pages::login_form)
-                .post(pages::login)
-                .layer(public_form_limit()),
-        )
-        .route("/logout", post(pages::logout).layer(public_form_limit()))
+// The pages: `/dashboards…`, `/login`, `/logout`. A page needs a login session unless its
+// dashboard is public; the forms are read before anyone is known, at most
+// `crate::api::UNAUTHENTICATED_BODY_LIMIT` bytes.
+crate::routes::route_table! {
+    prefix "";
+    "/dashboards" => { get pages::index [page]: "The dashboards the viewer may see" }
+    "/dashboards/{name}" => { get pages::show [page]: "One dashboard: its panels for the filters in the query string" }
+    "/dashboards/{name}/panels/{file}" => { get pages::panel_csv [page]: "One panel's rows as CSV ({n}.csv)" }
+    "/assets/dashboards.css" => { get pages::style [open]: "The pages' style sheet" }
+    "/login" => {
+        get pages::login_form [page]: "The login form",
+        post pages::login [page]: "Log in with a user name and password, or a key; sets the session cookie",
+    }
+    "/logout" => { post pages::logout [page]: "End the session" }
 }

@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -586,10 +585,30 @@ pub(super) async fn style() -> Response {
 }
 
 /// `?next=` of the login form: a path on this hub, never another site.
+/// Where to go after logging in: `next` when it is a path on this hub, else the dashboards.
+///
+/// `next` is resolved the way a browser resolves a `Location` (WHATWG URL parsing: tabs and
+/// newlines dropped, `\\` read as `/`, percent-decoding of the host), against a stand-in
+/// origin; anything that lands on another origin, or on a path a browser would read as
+/// another host (`//…`), goes to the dashboards. What is returned is the parsed path and
+/// query, re-serialized, never the text as sent.
 fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
-        _ => "/dashboards".into(),
+    const HOME: &str = "/dashboards";
+    let Some(next) = next.filter(|n| n.starts_with('/')) else {
+        return HOME.into();
+    };
+    let Ok(base) = url::Url::parse("http://simpul.invalid/") else {
+        return HOME.into();
+    };
+    let Ok(target) = base.join(next) else {
+        return HOME.into();
+    };
+    if target.origin() != base.origin() || target.path().starts_with("//") {
+        return HOME.into();
+    }
+    match target.query() {
+        Some(query) => format!("{}?{query}", target.path()),
+        None => target.path().to_string(),
     }
 }
 
@@ -625,7 +644,10 @@ fn login_page(next: &str, csrf: &str, message: Option<&str>) -> String {
 }
 
 /// `GET /login?next=`: the form, with a fresh CSRF token in a cookie and in the form.
-pub(super) async fn login_form(Query(query): Query<NextQuery>, headers: HeaderMap) -> Response {
+pub(super) async fn login_form(
+    State(app): State<AppState>,
+    Query(query): Query<NextQuery>,
+) -> Response {
     let csrf = session::token();
     let mut response = html(
         StatusCode::OK,
@@ -635,11 +657,29 @@ pub(super) async fn login_form(Query(query): Query<NextQuery>, headers: HeaderMa
         CSRF_COOKIE,
         &csrf,
         std::time::Duration::from_secs(3600),
-        session::secure(&headers),
+        app.config.http.secure_cookies,
     )) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     response
+}
+
+/// A form posted before anyone is known: at most
+/// [`crate::api::UNAUTHENTICATED_BODY_LIMIT`] bytes, `application/x-www-form-urlencoded`.
+async fn read_form<T: serde::de::DeserializeOwned>(
+    body: axum::body::Body,
+    headers: &HeaderMap,
+) -> Result<T, Response> {
+    let bytes = crate::api::read_unauthenticated(body, headers)
+        .await
+        .map_err(|e| error_page(e.status(), "Formulir ditolak", e.detail()))?;
+    serde_urlencoded::from_bytes(&bytes).map_err(|e| {
+        error_page(
+            StatusCode::BAD_REQUEST,
+            "Formulir tidak lengkap",
+            &format!("Formulir ini tidak bisa dibaca: {e}"),
+        )
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -658,9 +698,20 @@ pub(super) struct LoginForm {
 /// `POST /login`: a user name and password, or a key, becomes a session cookie.
 pub(super) async fn login(
     State(app): State<AppState>,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
-    Form(form): Form<LoginForm>,
+    body: axum::body::Body,
 ) -> Response {
+    let form: LoginForm = match read_form(body, &headers).await {
+        Ok(form) => form,
+        Err(response) => return response,
+    };
+    let peer = extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+    let source = crate::auth::source_address(
+        peer.map(|p| p.0.ip()),
+        &headers,
+        &app.config.http.trusted_proxies,
+    );
     let next = safe_next(form.next.as_deref());
     let refuse = |status: StatusCode, message: &str| {
         html(status, login_page(&next, &form.csrf, Some(message)))
@@ -676,7 +727,7 @@ pub(super) async fn login(
     let client = if !form.user.trim().is_empty() {
         match app
             .logins
-            .login(state, &form.user, &form.password, "dashboards")
+            .login(state, &form.user, &form.password, source, "dashboards")
             .await
         {
             Ok(Ok(client)) => client,
@@ -686,12 +737,18 @@ pub(super) async fn login(
                     "Nama pengguna atau kata sandi salah, atau akun sudah dicabut.",
                 );
             }
+            Ok(Err(LoginRefused::Busy)) => {
+                return refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Terlalu banyak percobaan masuk saat ini. Coba lagi sebentar lagi.",
+                );
+            }
             Ok(Err(LoginRefused::Locked(left))) => {
                 let minutes = left.as_secs().div_ceil(60).max(1);
                 return refuse(
                     StatusCode::TOO_MANY_REQUESTS,
                     &format!(
-                        "Terlalu banyak kata sandi salah untuk nama pengguna ini. Coba lagi dalam {minutes} menit."
+                        "Terlalu banyak kata sandi salah untuk nama pengguna ini atau dari alamat ini. Coba lagi dalam {minutes} menit."
                     ),
                 );
             }
@@ -737,7 +794,7 @@ pub(super) async fn login(
     };
     let (cookie, _) = app.sessions.open(client.id);
     let mut response = StatusCode::SEE_OTHER.into_response();
-    let secure = session::secure(&headers);
+    let secure = app.config.http.secure_cookies;
     let headers = response.headers_mut();
     if let Ok(location) = HeaderValue::from_str(&next) {
         headers.insert(header::LOCATION, location);
@@ -762,8 +819,12 @@ pub(super) struct LogoutForm {
 pub(super) async fn logout(
     State(app): State<AppState>,
     headers: HeaderMap,
-    Form(form): Form<LogoutForm>,
+    body: axum::body::Body,
 ) -> Response {
+    let form: LogoutForm = match read_form(body, &headers).await {
+        Ok(form) => form,
+        Err(response) => return response,
+    };
     let Some(cookie) = session::cookie(&headers, SESSION_COOKIE) else {
         return error_page(
             StatusCode::BAD_REQUEST,
@@ -789,7 +850,7 @@ pub(super) async fn logout(
         SESSION_COOKIE,
         "",
         std::time::Duration::ZERO,
-        session::secure(&headers),
+        app.config.http.secure_cookies,
     )) {
         headers_out.append(header::SET_COOKIE, value);
     }
@@ -801,6 +862,45 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn after_login_a_browser_stays_on_this_hub_whatever_next_says() {
+        for hostile in [
+            "/%09/evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r\n/evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "/\\/evil.example",
+            "\\/evil.example",
+            "https://evil.example/",
+            "http:evil.example",
+            "//evil.example/%2F..",
+            "/%2F/evil.example",
+            "/.//evil.example",
+            "javascript:alert(1)",
+            " /dashboards",
+            "",
+        ] {
+            let next = safe_next(Some(hostile));
+            let resolved = url::Url::parse("http://hub.example/")
+                .unwrap()
+                .join(&next)
+                .unwrap();
+            assert_eq!(
+                resolved.host_str(),
+                Some("hub.example"),
+                "{hostile:?} gave {next:?}"
+            );
+            assert!(!next.starts_with("//"), "{hostile:?} gave {next:?}");
+        }
+        assert_eq!(
+            safe_next(Some("/dashboards/semar?from=2026-01-01")),
+            "/dashboards/semar?from=2026-01-01"
+        );
+        assert_eq!(safe_next(None), "/dashboards");
+    }
 
     fn rows(units: &[serde_json::Value]) -> Vec<Row> {
         units

@@ -130,6 +130,7 @@ pub fn table(rows: &[Row]) -> String {
 pub fn csv(rows: &[Row]) -> String {
     let columns = columns(rows);
     let quote = |text: &str| {
+        let text = crate::results::neutralize_csv_cell(text);
         if text.contains([',', '"', '\n', '\r']) {
             format!("\"{}\"", text.replace('"', "\"\""))
         } else {

@@ -5,16 +5,15 @@ pub mod complaints;
 pub(crate) mod export;
 pub mod semar;
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
 use datafusion::common::ParamValues;
 use serde_json::{Map, Value, json};
-use simpul_catalog::{Catalog, QueryDefinition, SessionSettings, SqlAccess};
+use simpul_catalog::{Catalog, QueryDefinition, SqlAccess};
 use simpul_connectors::file::{FileFormat, open_bytes};
 
 use crate::api::ApiError;
+use crate::read::{Read, ReadDoor, RowLimit};
 
 /// Validates one record against the newest version of a canonical schema's major 1; every
 /// error is in the answer.
@@ -58,25 +57,27 @@ pub(crate) async fn check_record(
     }
 }
 
-/// Runs one read-only query over the lake as `access`, within `settings`' limits, with `$1…`
-/// parameters, and returns the rows as JSON objects.
+/// Runs one read-only query over the lake as `access` through the read door (recorded
+/// for `client_id` as `protocol`), with `$name` parameters, and returns the rows as JSON
+/// objects.
 pub(crate) async fn run_query(
-    catalog: &Arc<Catalog>,
+    reads: &ReadDoor,
+    client_id: &str,
+    protocol: &'static str,
     sql: &str,
     params: ParamValues,
     access: &SqlAccess,
-    settings: &SessionSettings,
 ) -> Result<Vec<Map<String, Value>>, String> {
-    let planned = catalog
-        .plan_read_query(sql, settings, access)
+    let read = Read {
+        client_id: client_id.to_string(),
+        protocol,
+        text: sql.to_string(),
+        rows: RowLimit::Configured,
+    };
+    reads
+        .rows(read, reads.plan_sql(sql, Some(params), access))
         .await
-        .map_err(|e| e.to_string())?;
-    let frame = planned
-        .frame
-        .with_param_values(params)
-        .map_err(|e| e.to_string())?;
-    let batches = frame.collect().await.map_err(|e| e.to_string())?;
-    json_rows(&batches)
+        .map_err(|e| e.detail().to_string())
 }
 
 /// Query results as JSON objects, one per row.
@@ -135,13 +136,14 @@ pub(crate) async fn register_queries(
     Ok(())
 }
 
-/// Runs shipped queries as `access`, each given the parameters it declares out of `given`.
+/// Runs shipped queries as `access` for `client_id` (as KPIs), each given the parameters it
+/// declares out of `given`.
 pub(crate) async fn run_definitions(
-    catalog: &Arc<Catalog>,
+    reads: &ReadDoor,
+    client_id: &str,
     definitions: &[QueryDefinition],
     given: &std::collections::HashMap<String, String>,
     access: &SqlAccess,
-    settings: &SessionSettings,
 ) -> Result<Vec<Vec<Map<String, Value>>>, String> {
     let mut answers = Vec::with_capacity(definitions.len());
     for definition in definitions {
@@ -151,7 +153,7 @@ pub(crate) async fn run_definitions(
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let params = definition.bind(&wanted).map_err(|e| e.to_string())?;
-        answers.push(run_query(catalog, &definition.sql, params, access, settings).await?);
+        answers.push(run_query(reads, client_id, "kpi", &definition.sql, params, access).await?);
     }
     Ok(answers)
 }

@@ -61,7 +61,12 @@ impl KeyStartup {
         }
     }
 
-    async fn authenticate(&self, user: &str, key: &str) -> PgWireResult<ApiClient> {
+    async fn authenticate(
+        &self,
+        user: &str,
+        key: &str,
+        source: std::net::IpAddr,
+    ) -> PgWireResult<ApiClient> {
         let refused = |message: String| {
             PgWireError::UserError(Box::new(ErrorInfo::new(
                 "FATAL".into(),
@@ -87,7 +92,7 @@ impl KeyStartup {
             None => match self
                 .app
                 .logins
-                .login(state, user, key, "postgres")
+                .login(state, user, key, Some(source), "postgres")
                 .await
                 .map_err(|e| PgWireError::ApiError(Box::new(e)))?
             {
@@ -99,10 +104,17 @@ impl KeyStartup {
                          password of user account \"{user}\""
                     )));
                 }
+                Err(LoginRefused::Busy) => {
+                    return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                        "FATAL".into(),
+                        "53300".into(),
+                        "too many password checks are waiting; try again in a moment".into(),
+                    ))));
+                }
                 Err(LoginRefused::Locked(left)) => {
                     return Err(refused(format!(
                         "password authentication failed for user \"{user}\": too many wrong \
-                         passwords; try again in {} minutes",
+                         passwords for this user or from this address; try again in {} minutes",
                         left.as_secs().div_ceil(60).max(1)
                     )));
                 }
@@ -154,7 +166,9 @@ impl StartupHandler for KeyStartup {
                     .get(METADATA_USER)
                     .cloned()
                     .unwrap_or_default();
-                let authenticated = match self.authenticate(&user, &password.password).await {
+                let source = client.socket_addr().ip();
+                let authenticated = match self.authenticate(&user, &password.password, source).await
+                {
                     Ok(authenticated) => authenticated,
                     Err(e) => {
                         tracing::warn!(user = %user, peer = %client.socket_addr(), "PostgreSQL login refused");

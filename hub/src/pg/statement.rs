@@ -390,7 +390,8 @@ impl SqlHandler {
             return Err(catalog_error(e));
         }
         let (mut ticket, permit) = app
-            .gate
+            .reads
+            .gate()
             .admit_ticket(ticket)
             .await
             .map_err(|busy| pg_error("53000", busy.message))?;

@@ -8,11 +8,13 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures::TryStreamExt;
+use datafusion::functions_aggregate::count::count_all;
 use serde_json::{Value, json};
 use simpul_catalog::{DatasetMeta, LakeTable, SqlAccess};
 
 use super::{DOWNLOADS, PORTAL_CLIENT, base_url, matches, public_dataset, public_datasets};
+use crate::api::ApiError;
+use crate::read::{PlanError, Planned, Read, RowLimit};
 use crate::server::AppState;
 
 /// A CKAN answer.
@@ -331,63 +333,54 @@ pub(super) async fn datastore_search(
             return internal(&base, action, e.detail().to_string());
         }
     };
-    let access = SqlAccess::public(PORTAL_CLIENT);
     let table = LakeTable::Data(meta.id.clone());
-    let (mut frame, _) = match crate::api::records::table_frame(&app, &table, None, &access).await {
-        Ok(f) => f,
-        Err(e) => {
-            return internal(&base, action, e.detail().to_string());
-        }
+    let read = |what: &str, rows: RowLimit| Read {
+        client_id: PORTAL_CLIENT.to_string(),
+        protocol: "ckan",
+        text: format!(
+            "datastore_search {what}: resource_id={resource} filters={}",
+            Value::Object(filters.clone())
+        ),
+        rows,
     };
-    let schema = frame.schema().as_arrow().clone();
-    for (column, value) in &filters {
-        let Ok(field) = schema.field_with_name(column) else {
-            return bad(format!("filters: column '{column}' does not exist"));
-        };
-        let text = match value {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        let expr = match crate::api::records::filter_expr(
-            column,
-            crate::api::records::FilterOp::Eq,
-            &text,
-            field.data_type(),
-        ) {
-            Ok(expr) => expr,
-            Err(e) => return bad(format!("filters: {}", e.detail())),
-        };
-        frame = match frame.filter(expr) {
-            Ok(f) => f,
-            Err(e) => return bad(e.to_string()),
-        };
-    }
-    let total = match frame.clone().count().await {
-        Ok(n) => n,
-        Err(e) => {
-            return internal(&base, action, e.to_string());
-        }
+    let total = app
+        .reads
+        .rows(read("total", RowLimit::AtMost(1)), async {
+            let (frame, tables) = filtered(&app, &table, &filters).await?;
+            Ok(Planned {
+                frame: frame.aggregate(vec![], vec![count_all().alias("total")])?,
+                tables,
+            })
+        })
+        .await;
+    let total = match total {
+        Ok(rows) => rows
+            .first()
+            .and_then(|r| r.get("total"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+        Err(e) if e.status().is_client_error() => return bad(e.detail().to_string()),
+        Err(e) => return internal(&base, action, e.detail().to_string()),
     };
-    let page = match frame.limit(offset, Some(limit)) {
-        Ok(f) => f,
-        Err(e) => return bad(e.to_string()),
+    let mut schema = None;
+    let records = app
+        .reads
+        .rows(read("page", RowLimit::AtMost(limit as u64)), async {
+            let (frame, tables) = filtered(&app, &table, &filters).await?;
+            schema = Some(frame.schema().as_arrow().clone());
+            Ok(Planned {
+                frame: frame.limit(offset, Some(limit))?,
+                tables,
+            })
+        })
+        .await;
+    let records = match records {
+        Ok(records) => records,
+        Err(e) if e.status().is_client_error() => return bad(e.detail().to_string()),
+        Err(e) => return internal(&base, action, e.detail().to_string()),
     };
-    let batches = match simpul_catalog::execute(page).await {
-        Ok(stream) => match stream.try_collect::<Vec<_>>().await {
-            Ok(b) => b,
-            Err(e) => {
-                return internal(&base, action, e.to_string());
-            }
-        },
-        Err(e) => {
-            return internal(&base, action, e.to_string());
-        }
-    };
-    let records = match crate::modules::json_rows(&batches) {
-        Ok(r) => r,
-        Err(e) => {
-            return internal(&base, action, e);
-        }
+    let Some(schema) = schema else {
+        return internal(&base, action, "the page was not planned");
     };
     let fields: Vec<Value> = schema
         .fields()
@@ -411,6 +404,39 @@ pub(super) async fn datastore_search(
             },
         }),
     )
+}
+
+/// The public dataset's `table` with `filters` (equality, by column) applied, and the table
+/// read, for the read door.
+async fn filtered(
+    app: &AppState,
+    table: &LakeTable,
+    filters: &serde_json::Map<String, Value>,
+) -> Result<(datafusion::prelude::DataFrame, Vec<String>), PlanError> {
+    let access = SqlAccess::public(PORTAL_CLIENT);
+    let (mut frame, version) = crate::api::records::table_frame(app, table, None, &access).await?;
+    let schema = frame.schema().as_arrow().clone();
+    for (column, value) in filters {
+        let field = schema.field_with_name(column).map_err(|_| {
+            ApiError::bad_request(format!("filters: column '{column}' does not exist"))
+        })?;
+        let text = match value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let expr = crate::api::records::filter_expr(
+            column,
+            crate::api::records::FilterOp::Eq,
+            &text,
+            field.data_type(),
+        )
+        .map_err(|e| ApiError::bad_request(format!("filters: {}", e.detail())))?;
+        frame = frame.filter(expr)?;
+    }
+    Ok((
+        frame,
+        vec![format!("{}@v{version}", table.qualified_name())],
+    ))
 }
 
 /// A datastore field type, as CKAN names them.

@@ -10,9 +10,7 @@ mod pages;
 pub(crate) use pages::column_docs;
 mod saluyu;
 
-use axum::Router;
 use axum::http::HeaderMap;
-use axum::routing::get;
 use simpul_catalog::{Classification, DatasetFilter, DatasetMeta};
 
 use crate::api::ApiError;
@@ -21,26 +19,20 @@ use crate::server::AppState;
 /// The client id the portal's queries are logged under.
 pub const PORTAL_CLIENT: &str = "public";
 
-/// The portal's routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(pages::home))
-        .route("/data", get(pages::search))
-        .route("/data/{id}", get(pages::dataset))
-        .route("/data/{id}/{file}", get(pages::download))
-        .route("/layanan", get(saluyu::list))
-        .route("/layanan/{kode}", get(saluyu::show))
-        .route("/catalog.jsonld", get(ckan::dcat))
-        .route("/api/3/action/package_search", get(ckan::package_search))
-        .route("/api/3/action/package_show", get(ckan::package_show))
-        .route(
-            "/api/3/action/organization_list",
-            get(ckan::organization_list),
-        )
-        .route(
-            "/api/3/action/datastore_search",
-            get(ckan::datastore_search),
-        )
+// The portal's routes, all open.
+crate::routes::route_table! {
+    prefix "";
+    "/" => { get pages::home [open]: "The portal's home page" }
+    "/data" => { get pages::search [open]: "Open data: search the public datasets (q, owner, tag)" }
+    "/data/{id}" => { get pages::dataset [open]: "Open data: one public dataset, its schema and a preview" }
+    "/data/{id}/{file}" => { get pages::download [open]: "Open data: download a public dataset (data.csv, data.json, data.parquet)" }
+    "/layanan" => { get saluyu::list [open]: "Saluyu: the public service standards" }
+    "/layanan/{kode}" => { get saluyu::show [open]: "Saluyu: one service's standard" }
+    "/catalog.jsonld" => { get ckan::dcat [open]: "DCAT-AP catalogue of the public datasets (JSON-LD)" }
+    "/api/3/action/package_search" => { get ckan::package_search [open]: "CKAN: search the public datasets" }
+    "/api/3/action/package_show" => { get ckan::package_show [open]: "CKAN: one public dataset" }
+    "/api/3/action/organization_list" => { get ckan::organization_list [open]: "CKAN: the organisations (OPD) that publish" }
+    "/api/3/action/datastore_search" => { get ckan::datastore_search [open]: "CKAN: the rows of a public dataset (filters, limit, offset)" }
 }
 
 /// Every public dataset, newest change first.

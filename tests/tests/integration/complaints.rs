@@ -657,15 +657,36 @@ async fn open311_georeport_v2_from_a_clients_side() {
         working_day_after(today_wib(), 3),
         "expected_datetime is the SLA deadline"
     );
-    assert_eq!(
-        (mine["lat"].as_f64(), mine["long"].as_f64()),
-        (Some(-6.5569), Some(107.4433))
+    // The public sees the desa the report is in, by its name and centroid: not the point,
+    // not the street address, not the text.
+    let (lat, long) = (
+        mine["lat"].as_f64().unwrap(),
+        mine["long"].as_f64().unwrap(),
     );
+    assert!(
+        (lat, long) != (-6.5569, 107.4433)
+            && (lat - -6.5569).abs() < 0.05
+            && (long - 107.4433).abs() < 0.05,
+        "a desa centroid near the report: {mine}"
+    );
+    assert!(
+        mine["address"]
+            .as_str()
+            .is_some_and(|a| a.contains("Kecamatan"))
+            && mine["address_id"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("32.14.")),
+        "{mine}"
+    );
+    assert!(mine.get("description").is_none(), "{mine}");
     assert_eq!(mine["simpul_status"], "received");
     let text = mine.to_string();
     assert!(
-        !text.contains("Asep") && !text.contains("567300"),
-        "no identity in the public listing: {text}"
+        !text.contains("Asep")
+            && !text.contains("567300")
+            && !text.contains("Ipik Gandamanah")
+            && !text.contains("berlubang"),
+        "no identity, street address or text in the public listing: {text}"
     );
     let (_, one) = public(&format!("/open311/v2/requests/{id}.json")).await;
     assert_eq!(one.as_array().unwrap().len(), 1);

@@ -94,6 +94,10 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Every mock server of the tests listens on loopback, so the hubs they start may call it
+/// (`outbound.allow_hosts`); a test of the outbound guard sets its own value.
+pub const LOOPBACK_HOSTS: &str = "127.0.0.1,::1,localhost";
+
 /// A running hub with its own data directory. Killed when dropped.
 pub struct Hub {
     pub dir: TempDir,
@@ -130,6 +134,7 @@ fn start_serve(dir: &Path, extra_env: &[(&str, &str)]) -> Started {
         .args(["--http-listen", "127.0.0.1:0", "--pg-listen", "127.0.0.1:0"])
         .args(["--flight-listen", "127.0.0.1:0"])
         .env("SIMPUL_LOG", "warn")
+        .env("SIMPUL_OUTBOUND_ALLOW_HOSTS", LOOPBACK_HOSTS)
         .env_remove("SIMPUL_CONFIG")
         .current_dir(dir)
         .stdout(Stdio::piped())
@@ -258,6 +263,7 @@ impl Hub {
             .arg("--data-dir")
             .arg(self.dir.path())
             .args(args)
+            .env("SIMPUL_OUTBOUND_ALLOW_HOSTS", LOOPBACK_HOSTS)
             .envs(self.env.iter().cloned())
             .env_remove("SIMPUL_CONFIG")
             .current_dir(self.dir.path());

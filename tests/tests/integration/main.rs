@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod access_matrix;
 mod auth;
 mod bad_input;
 mod browser;

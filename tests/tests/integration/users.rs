@@ -14,7 +14,24 @@ const PASSWORD: &str = "kata-sandi-bappeda-2026";
 
 /// Posts the login form (with a fresh CSRF pair) and returns the response.
 async fn log_in(hub: &Hub, fields: &[(&str, &str)]) -> reqwest::Response {
-    let http = client();
+    log_in_with(hub, client(), fields).await
+}
+
+/// Logs in from another loopback address, which the hub counts apart (`127.0.0.<n>`).
+async fn log_in_from(hub: &Hub, n: u8, fields: &[(&str, &str)]) -> reqwest::Response {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(std::net::IpAddr::from([127, 0, 0, n]))
+        .build()
+        .unwrap();
+    log_in_with(hub, http, fields).await
+}
+
+async fn log_in_with(
+    hub: &Hub,
+    http: reqwest::Client,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
     let form = http
         .get(format!("{}/login?next=/dashboards/pengaduan", hub.url))
         .send()
@@ -232,17 +249,19 @@ async fn a_user_account_logs_in_with_its_password_to_the_pages_and_to_postgresql
     .await;
     assert_eq!(after.status(), 401);
 
-    // Five wrong passwords lock the name, on every door, even for the right password: the
-    // one on PostgreSQL above and four more here.
-    for _ in 0..4 {
-        let wrong = log_in(
+    // Five wrong passwords lock the name, on every door and from every address, even for
+    // the right password: the one on PostgreSQL above and four more here, each from an
+    // address of its own (an address has its own limit of five).
+    for n in 10..14 {
+        let wrong = log_in_from(
             &hub,
+            n,
             &[("user", "siti"), ("password", "tebakan-yang-salah")],
         )
         .await;
         assert_eq!(wrong.status(), 401);
     }
-    let locked = log_in(&hub, &[("user", "siti"), ("password", PASSWORD)]).await;
+    let locked = log_in_from(&hub, 14, &[("user", "siti"), ("password", PASSWORD)]).await;
     assert_eq!(locked.status(), 429);
     assert!(locked.text().await.unwrap().contains("Coba lagi dalam"));
     let locked_pg = tokio_postgres::connect(&pg_url(&hub, "siti", PASSWORD), NoTls)

@@ -710,11 +710,10 @@ pub(crate) async fn kpi(
         ))
     })?;
     let answer = super::kpi::compute(
-        module,
+        &app.reads,
         &timestamp(from),
         &timestamp(to),
         &caller.sql_access(),
-        &app.session_settings(),
     )
     .await
     .map_err(|e| ApiError::unavailable(format!("the complaints KPI queries failed: {e}")))?;

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 
 use chrono::Utc;
 use serde_json::{Map, Value, json};
-use simpul_catalog::{QueryDefinition, SessionSettings, SqlAccess};
+use simpul_catalog::{QueryDefinition, SqlAccess};
 
 use super::Complaints;
 use crate::calendar::wib_date;
@@ -54,11 +54,10 @@ fn round1(value: Option<&Value>) -> Value {
 /// Runs the KPI queries over `[from, to)` (RFC 3339) as `access` and puts their answers
 /// together.
 pub async fn compute(
-    complaints: &Complaints,
+    reads: &crate::read::ReadDoor,
     from: &str,
     to: &str,
     access: &SqlAccess,
-    settings: &SessionSettings,
 ) -> Result<Value, String> {
     let today = wib_date(Utc::now());
     let given: HashMap<String, String> = [
@@ -69,14 +68,9 @@ pub async fn compute(
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let answers = crate::modules::run_definitions(
-        &complaints.catalog,
-        &definitions()?,
-        &given,
-        access,
-        settings,
-    )
-    .await?;
+    let answers =
+        crate::modules::run_definitions(reads, &access.client_id, &definitions()?, &given, access)
+            .await?;
     let [sla, times, backlog, escalations, trend, channels]: [Vec<Map<String, Value>>; 6] = answers
         .try_into()
         .map_err(|_| "the KPI queries did not all answer".to_string())?;

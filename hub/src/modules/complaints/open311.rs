@@ -1,13 +1,18 @@
 //! Open311 GeoReport v2 (JSON) at `/open311/v2`, for the apps and clients that already speak
-//! it. Services are the routing categories. Reading is public and never shows who
-//! complained; posting needs an API key (`api_key` as Open311 says, or a bearer header).
+//! it. Services are the routing categories. Posting needs an API key (`api_key` as Open311
+//! says, or a bearer header).
+//!
+//! Reading is public, so it shows what a request is about and where it stands, never who
+//! made it or where they are: the category, the status, the dates, the OPD, and the place
+//! to the desa (its name and its centroid). The street address (`x-pii` in the `pengaduan`
+//! schema), the exact point and the free text (where residents write names and phone
+//! numbers, SMS reports verbatim) stay with the handling OPD.
 
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, FixedOffset, Utc};
@@ -94,6 +99,8 @@ fn module(app: &AppState) -> Result<&Complaints, ApiError> {
 
 impl Complaints {
     fn service_request(&self, case: &CaseRow) -> ServiceRequest {
+        let place = PublicPlace::of(case);
+        let place = place.as_ref();
         let closed = workflow::is_closed(case.kind(), &case.status);
         let category = case
             .category
@@ -113,21 +120,66 @@ impl Complaints {
             status_notes: Some(format!("PLIPMAS: {}", case.status)),
             service_name: category.map(|c| c.name.clone()),
             service_code: case.category.clone(),
-            description: Some(case.description.clone()),
+            description: None,
             agency_responsible: case.opd.clone(),
             service_notice: None,
             requested_datetime: in_wib(&case.received_at)
                 .unwrap_or_else(|| Utc::now().with_timezone(&wib())),
             updated_datetime: in_wib(&case.updated_at),
             expected_datetime: expected,
-            address: case.address.clone(),
-            address_id: None,
+            address: place.map(|p| p.name.clone()),
+            address_id: place.map(|p| p.kode.clone()),
             zipcode: None,
-            lat: case.lat,
-            long: case.lng,
+            lat: place.map(|p| p.lat),
+            long: place.map(|p| p.lng),
             media_url: None,
             simpul_status: Some(case.status.clone()),
         }
+    }
+}
+
+/// Where a request is, as far as the public is told: its desa (or kecamatan), by name and
+/// centroid.
+#[derive(Debug, Clone, PartialEq)]
+struct PublicPlace {
+    kode: String,
+    name: String,
+    lat: f64,
+    lng: f64,
+}
+
+impl PublicPlace {
+    /// The case's desa from its `kode_wilayah`, else from its point; a kecamatan when the
+    /// case names only that.
+    fn of(case: &CaseRow) -> Option<Self> {
+        let desa_map = crate::geo::Boundaries::purwakarta();
+        let kecamatan_map = crate::geo::Boundaries::kecamatan();
+        let point = case
+            .lat
+            .zip(case.lng)
+            .and_then(|(lat, lng)| crate::geo::Point::new(lat, lng));
+        let by_code = case.kode_wilayah.as_deref();
+        if let Some(desa) = by_code
+            .and_then(|k| desa_map.desa(k))
+            .or_else(|| point.and_then(|p| desa_map.locate(p)))
+        {
+            let kecamatan = kecamatan_map
+                .desa(desa.kecamatan())
+                .map_or(String::new(), |k| format!(", Kecamatan {}", k.nama));
+            return Some(Self {
+                kode: desa.kode.clone(),
+                name: format!("{}{kecamatan}", desa.nama),
+                lat: desa.centroid.lat,
+                lng: desa.centroid.lng,
+            });
+        }
+        let kecamatan = by_code.and_then(|k| kecamatan_map.desa(crate::geo::kecamatan_of(k)))?;
+        Some(Self {
+            kode: kecamatan.kode.clone(),
+            name: format!("Kecamatan {}", kecamatan.nama),
+            lat: kecamatan.centroid.lat,
+            lng: kecamatan.centroid.lng,
+        })
     }
 }
 
@@ -311,6 +363,7 @@ fn date_param(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
 async fn list(
     State(app): State<AppState>,
     Query(query): Query<ListQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Json<Vec<ServiceRequest>>, ApiError> {
     let module = module(&app)?;
     let end = query
@@ -381,7 +434,27 @@ async fn list(
         .iter()
         .map(|c| module.service_request(c))
         .collect();
+    log_read(
+        &app,
+        format!(
+            "GET /open311/v2/requests.json?{}",
+            raw.as_deref().unwrap_or_default()
+        ),
+        requests.len(),
+    );
     Ok(Json(requests))
+}
+
+/// Records a public read of the complaints in the query log, as every read is.
+fn log_read(app: &AppState, text: String, rows: usize) {
+    let read = crate::read::Read {
+        client_id: crate::portal::PORTAL_CLIENT.to_string(),
+        protocol: "open311",
+        text,
+        rows: crate::read::RowLimit::Configured,
+    };
+    app.reads
+        .record(&read, vec!["complaint_cases".into()], rows as u64);
 }
 
 /// `GET /open311/v2/requests/{id}.json`: one request, in a one-element array.
@@ -396,19 +469,21 @@ async fn show(
         .await?
         .filter(|c| c.kind() == workflow::Kind::Complaint)
         .ok_or_else(|| ApiError::not_found(format!("no service request {id}")))?;
+    log_read(&app, format!("GET /open311/v2/requests/{id}.json"), 1);
     Ok(Json(vec![module.service_request(&case)]))
 }
 
-/// The Open311 routes, outside `/api/v1`.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/open311/v2/services.json", axum::routing::get(services))
-        .route("/open311/v2/services/{code}", axum::routing::get(service))
-        .route(
-            "/open311/v2/requests.json",
-            axum::routing::get(list).post(create),
-        )
-        .route("/open311/v2/requests/{id}", axum::routing::get(show))
+// The Open311 routes, outside `/api/v1`. Reading is open; a post carries its `api_key`
+// (as GeoReport v2 has it) or a bearer header, checked by the handler.
+crate::routes::route_table! {
+    prefix "";
+    "/open311/v2/services.json" => { get services [open]: "Open311 GeoReport v2: the services (complaint categories)" }
+    "/open311/v2/services/{code}" => { get service [open]: "Open311: one service's definition ({code}.json)" }
+    "/open311/v2/requests.json" => {
+        get list [open]: "Open311: requests (service_request_id, service_code, status, start_date/end_date within 90 days; at most 1000); never identity, the address, the exact point or the text",
+        post create [open]: "Open311: post a request with api_key (form-encoded or JSON)",
+    }
+    "/open311/v2/requests/{id}" => { get show [open]: "Open311: one request ({id}.json)" }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use datafusion::common::ParamValues;
 use datafusion::scalar::ScalarValue;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use simpul_catalog::{DatasetId, SessionSettings, SqlAccess};
+use simpul_catalog::{DatasetId, SqlAccess};
 
 use super::Semar;
 use crate::geo::Point;
@@ -111,20 +111,20 @@ impl Index {
     }
 }
 
-/// Runs one read-only query over the lake with the module's own (full) access, with `$1…`
-/// parameters, and returns the rows as JSON objects.
+/// Runs one of the module's own read-only queries over the lake (full access, recorded for
+/// `semar`), with `$1…` parameters, and returns the rows as JSON objects.
 pub async fn query_json(
     semar: &Semar,
     sql: &str,
     params: Vec<ScalarValue>,
 ) -> Result<Vec<Map<String, Value>>, String> {
-    // The module's own small reads are not an analyst's query: no memory limit.
     crate::modules::run_query(
-        &semar.catalog,
+        &semar.reads,
+        "semar",
+        "module",
         sql,
         ParamValues::from(params),
         &SqlAccess::full("semar"),
-        &SessionSettings::default(),
     )
     .await
 }

@@ -54,11 +54,11 @@ pub async fn compute(semar: &Semar, period: &Period, access: &SqlAccess) -> Resu
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     let answers = crate::modules::run_definitions(
-        &semar.catalog,
+        &semar.reads,
+        &access.client_id,
         &definitions()?,
         &given,
         access,
-        &semar.session,
     )
     .await?;
     let [spans, calls, units]: [Vec<Map<String, Value>>; 3] = answers

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use simpul_catalog::{Catalog, CatalogError, SessionSettings, parse_timestamp, timestamp};
+use simpul_catalog::{Catalog, CatalogError, parse_timestamp, timestamp};
 use tokio::sync::{Mutex, broadcast};
 
 use crate::api::ApiError;
@@ -42,7 +42,8 @@ use travel::{Estimate, Travel};
 pub struct Semar {
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) config: SemarConfig,
-    pub(crate) session: SessionSettings,
+    /// The read door the module's queries go through.
+    pub(crate) reads: crate::read::ReadDoor,
     fleet: Mutex<Fleet>,
     positions: StdMutex<HashMap<String, Position>>,
     pub(crate) live: broadcast::Sender<Arc<LiveEvent>>,
@@ -140,7 +141,7 @@ impl Semar {
     pub async fn open(
         catalog: Arc<Catalog>,
         config: SemarConfig,
-        session: SessionSettings,
+        reads: crate::read::ReadDoor,
     ) -> Result<Arc<Self>, CatalogError> {
         let (live, _) = broadcast::channel(4096);
         let semar = Arc::new(Self {
@@ -149,7 +150,7 @@ impl Semar {
             facilities: facilities::Index::default(),
             catalog,
             config,
-            session,
+            reads,
             fleet: Mutex::new(Fleet::default()),
             positions: StdMutex::new(HashMap::new()),
             live,
