@@ -208,4 +208,35 @@ mod tests {
             "names and addresses count apart"
         );
     }
+
+    #[tokio::test]
+    async fn a_flood_of_other_names_leaves_a_locked_name_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateStore::connect(&format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("state.db").display()
+        ))
+        .await
+        .unwrap();
+        let window = Duration::minutes(15);
+        for _ in 0..5 {
+            state
+                .reserve_login_attempt(AttemptKind::Name, "ani", 5, window)
+                .await
+                .unwrap();
+        }
+        for i in 0..10_000 {
+            state
+                .reserve_login_attempt(AttemptKind::Name, &format!("banjir{i}"), 5, window)
+                .await
+                .unwrap();
+        }
+        assert!(matches!(
+            state
+                .reserve_login_attempt(AttemptKind::Name, "ani", 5, window)
+                .await
+                .unwrap(),
+            Reservation::Refused { .. }
+        ));
+    }
 }

@@ -1,7 +1,9 @@
 //! The read-only rule of SQL access: exactly one statement that reads.
 
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
-use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{Statement as SqlStatement, visit_statements};
 
 use crate::error::CatalogError;
 
@@ -34,30 +36,46 @@ pub fn check_read_only_statement(statement: &SqlStatement) -> Result<(), Catalog
 }
 
 fn check_statement(statement: &DfStatement) -> Result<(), CatalogError> {
-    let allowed = match statement {
-        DfStatement::Statement(inner) => matches!(
-            inner.as_ref(),
-            SqlStatement::Query(_)
-                | SqlStatement::ShowTables { .. }
-                | SqlStatement::ShowColumns { .. }
-                | SqlStatement::ShowVariable { .. }
-                | SqlStatement::ShowFunctions { .. }
-                | SqlStatement::ExplainTable { .. }
-        ),
+    let refused = match statement {
+        // Every statement inside counts, not only the outer one: `WITH t AS (…) INSERT …` is
+        // a query whose body is an INSERT, and a CTE may hold one too.
+        DfStatement::Statement(inner) => match visit_statements(inner.as_ref(), |nested| {
+            if reads(nested) {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(nested.to_string())
+            }
+        }) {
+            ControlFlow::Break(writer) => Some(writer),
+            ControlFlow::Continue(()) => None,
+        },
         DfStatement::Explain(explain) => return check_statement(&explain.statement),
         DfStatement::CreateExternalTable(_) | DfStatement::CopyTo(_) | DfStatement::Reset(_) => {
-            false
+            Some(statement.to_string())
         }
     };
-    if allowed {
-        Ok(())
-    } else {
-        Err(CatalogError::ReadOnly(format!(
+    match refused {
+        None => Ok(()),
+        Some(writer) => Err(CatalogError::ReadOnly(format!(
             "{} is not allowed: SQL access is read-only (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE). \
              Data enters the hub through ingest, pipelines or the bus.",
-            statement_kind(&statement.to_string())
-        )))
+            statement_kind(&writer)
+        ))),
     }
+}
+
+/// Whether a statement only reads.
+fn reads(statement: &SqlStatement) -> bool {
+    matches!(
+        statement,
+        SqlStatement::Query(_)
+            | SqlStatement::ShowTables { .. }
+            | SqlStatement::ShowColumns { .. }
+            | SqlStatement::ShowVariable { .. }
+            | SqlStatement::ShowFunctions { .. }
+            | SqlStatement::ExplainTable { .. }
+            | SqlStatement::Explain { .. }
+    )
 }
 
 /// The statement's leading keywords (`CREATE TABLE`, `INSERT INTO`, `SET`), for messages.
@@ -132,6 +150,15 @@ mod tests {
         assert!(
             refused("explain analyze insert into stats.x values (1)").starts_with("INSERT INTO")
         );
+        // A write inside a query: the body of a WITH, or one of its CTEs.
+        assert!(
+            refused("with t as (select 1) insert into stats.x values (1)")
+                .starts_with("INSERT INTO")
+        );
+        assert!(
+            refused("with t as (delete from stats.x returning *) select * from t")
+                .starts_with("DELETE FROM")
+        );
     }
 
     #[test]
@@ -165,5 +192,87 @@ mod tests {
             check_read_only("  "),
             Err(CatalogError::SqlSyntax(_))
         ));
+    }
+
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Writes in many disguises: any casing, comments and line breaks between words,
+        /// behind a CTE, under EXPLAIN (ANALYZE), with a trailing semicolon.
+        fn disguised_write() -> impl Strategy<Value = String> {
+            let writes = prop::sample::select(vec![
+                "insert into stats.x values (1)",
+                "insert into stats.x select * from stats.y",
+                "update stats.x set a = 1 where b = 2",
+                "delete from stats.x where a = 1",
+                "create table t as select 1",
+                "create view v as select 1",
+                "create external table t stored as csv location '/etc/passwd'",
+                "drop table stats.x",
+                "copy (select 1) to '/tmp/x.csv'",
+                "copy stats.x to '/tmp/x.parquet'",
+                "set datafusion.execution.batch_size = 1",
+                "truncate stats.x",
+                "alter table stats.x add column b int",
+                "create schema s",
+                "create function f() returns int return 1",
+            ]);
+            let separator =
+                prop::sample::select(vec![" ", "  ", "\n", "\t", " /* c */ ", " -- c\n"]);
+            (
+                writes,
+                prop::collection::vec(separator, 16),
+                any::<u64>(),
+                0..4u8,
+                any::<bool>(),
+            )
+                .prop_map(|(write, separators, casing, wrap, semicolon)| {
+                    let mut out = String::new();
+                    for (i, word) in write.split(' ').enumerate() {
+                        if i > 0 {
+                            out.push_str(separators[i % separators.len()]);
+                        }
+                        for (j, c) in word.chars().enumerate() {
+                            if casing >> (j % 64) & 1 == 1 {
+                                out.extend(c.to_uppercase());
+                            } else {
+                                out.push(c);
+                            }
+                        }
+                    }
+                    let mut sql = match wrap {
+                        1 => format!("explain {out}"),
+                        2 => format!("explain analyze {out}"),
+                        3 => format!("with t as (select 1) {out}"),
+                        _ => out,
+                    };
+                    if semicolon {
+                        sql.push(';');
+                    }
+                    sql
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn no_disguise_gets_a_write_past_the_check(sql in disguised_write()) {
+                prop_assert!(check_read_only(&sql).is_err(), "{sql}");
+            }
+
+            #[test]
+            fn any_text_is_answered_without_a_panic(sql in ".{0,200}") {
+                let _ = check_read_only(&sql);
+            }
+
+            #[test]
+            fn deep_nesting_is_an_error_not_a_stack_overflow(depth in 1usize..5000) {
+                let sql = format!("select {}1{}", "(".repeat(depth), ")".repeat(depth));
+                let _ = check_read_only(&sql);
+            }
+        }
     }
 }

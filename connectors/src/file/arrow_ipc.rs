@@ -19,7 +19,12 @@ pub(super) struct ArrowIpcReader<R: Read> {
     schema: Arc<Schema>,
     rows_read: u64,
     progress: ReadProgress,
+    /// Set after an error: the decoder is not asked again.
+    failed: bool,
 }
+
+/// How errors name the format.
+const FORMAT: &str = "Arrow IPC stream";
 
 impl<R: Read> ArrowIpcReader<R> {
     /// Reads `input`, of `total` bytes when that is known (a file, a body in memory).
@@ -29,14 +34,10 @@ impl<R: Read> ArrowIpcReader<R> {
         total: Option<u64>,
         progress: ReadProgress,
     ) -> Result<Self, SourceError> {
-        let reader =
-            StreamReader::try_new(CheckedIpcRead::new(input, total), None).map_err(|e| {
-                SourceError::Format {
-                    path: path.clone(),
-                    format: "Arrow IPC stream",
-                    reason: e.to_string(),
-                }
-            })?;
+        let reader = super::contained(&path, FORMAT, || {
+            StreamReader::try_new(CheckedIpcRead::new(input, total), None)
+                .map_err(|e| e.to_string())
+        })?;
         let source_schema = reader.schema();
         let schema = normalized_schema(&source_schema);
         Ok(Self {
@@ -46,6 +47,7 @@ impl<R: Read> ArrowIpcReader<R> {
             schema,
             rows_read: 0,
             progress,
+            failed: false,
         })
     }
 }
@@ -54,14 +56,17 @@ impl<R: Read> Iterator for ArrowIpcReader<R> {
     type Item = Result<RawBatch, SourceError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let batch = match self.reader.next()? {
-            Ok(batch) => batch,
+        if self.failed {
+            return None;
+        }
+        let reader = &mut self.reader;
+        let batch = match super::contained(&self.path, FORMAT, || {
+            reader.next().transpose().map_err(|e| e.to_string())
+        }) {
+            Ok(batch) => batch?,
             Err(e) => {
-                return Some(Err(SourceError::Format {
-                    path: self.path.clone(),
-                    format: "Arrow IPC stream",
-                    reason: e.to_string(),
-                }));
+                self.failed = true;
+                return Some(Err(e));
             }
         };
         let first = self.rows_read + 1;
@@ -412,6 +417,27 @@ mod tests {
         lying[at..at + 8].copy_from_slice(&(1i64 << 38).to_le_bytes());
         let error = rows(&lying, Some(lying.len() as u64)).unwrap_err();
         assert!(error.contains("unpack"), "{error}");
+    }
+
+    #[test]
+    fn a_schema_the_decoder_panics_on_is_a_format_error() {
+        // Found by the arrow_ipc fuzz target: arrow-ipc's schema conversion panics on a field
+        // type of NONE ("not implemented").
+        let crash = include_bytes!("../../../fuzz/corpus/arrow_ipc/regression-union-type-none");
+        let reader = crate::file::open_bytes(
+            "crash.arrows",
+            bytes::Bytes::from_static(crash),
+            &crate::file::FileFormat::ArrowIpc,
+        );
+        let error = match reader {
+            Err(e) => e.to_string(),
+            Ok(reader) => reader
+                .filter_map(Result::err)
+                .map(|e| e.to_string())
+                .next()
+                .expect("an error"),
+        };
+        assert!(error.contains("Arrow IPC"), "{error}");
     }
 
     #[test]

@@ -230,6 +230,34 @@ pub fn open_bytes(
     }
 }
 
+/// Runs one step of a decoder this crate does not own (arrow-ipc, parquet) on input from
+/// outside. Those decoders panic on some malformed input (an IPC schema with an integer of
+/// width 0, an unknown type); here that panic becomes a format error, so that a bad upload is
+/// answered with its reason and never unwinds through the hub's tasks.
+pub(crate) fn contained<T>(
+    path: &str,
+    format: &'static str,
+    step: impl FnOnce() -> Result<T, String>,
+) -> Result<T, SourceError> {
+    let reason = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)) {
+        Ok(Ok(value)) => return Ok(value),
+        Ok(Err(reason)) => reason,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|m| m.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "an unreadable part".into());
+            format!("its decoder refused it: {message}")
+        }
+    };
+    Err(SourceError::Format {
+        path: path.to_string(),
+        format,
+        reason,
+    })
+}
+
 /// A reader that reports the bytes it has read.
 struct CountingRead<R> {
     inner: R,

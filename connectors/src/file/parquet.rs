@@ -18,6 +18,8 @@ pub(super) struct ParquetReader {
     rows_read: u64,
     total_rows: u64,
     progress: ReadProgress,
+    /// Set after an error: the decoder is not asked again.
+    failed: bool,
 }
 
 impl ParquetReader {
@@ -26,24 +28,19 @@ impl ParquetReader {
         file: T,
         progress: ReadProgress,
     ) -> Result<Self, SourceError> {
-        let format_error = |e: parquet::errors::ParquetError| SourceError::Format {
-            path: path.clone(),
-            format: "Parquet",
-            reason: e.to_string(),
-        };
-        check_footer(&file).map_err(|reason| SourceError::Format {
-            path: path.clone(),
-            format: "Parquet",
-            reason,
+        let (reader, total_rows, source_schema) = super::contained(&path, "Parquet", || {
+            check_footer(&file)?;
+            let builder =
+                ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?;
+            let total_rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
+            let source_schema = builder.schema().clone();
+            let reader = builder
+                .with_batch_size(BATCH_ROWS)
+                .build()
+                .map_err(|e| e.to_string())?;
+            Ok((reader, total_rows, source_schema))
         })?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(format_error)?;
-        let total_rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
-        let source_schema = builder.schema().clone();
         let schema = normalized_schema(&source_schema);
-        let reader = builder
-            .with_batch_size(BATCH_ROWS)
-            .build()
-            .map_err(format_error)?;
         Ok(Self {
             source: path.as_str().into(),
             path,
@@ -52,6 +49,7 @@ impl ParquetReader {
             rows_read: 0,
             total_rows,
             progress,
+            failed: false,
         })
     }
 }
@@ -60,14 +58,17 @@ impl Iterator for ParquetReader {
     type Item = Result<RawBatch, SourceError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let batch = match self.reader.next()? {
-            Ok(batch) => batch,
+        if self.failed {
+            return None;
+        }
+        let reader = &mut self.reader;
+        let batch = match super::contained(&self.path, "Parquet", || {
+            reader.next().transpose().map_err(|e| e.to_string())
+        }) {
+            Ok(batch) => batch?,
             Err(e) => {
-                return Some(Err(SourceError::Format {
-                    path: self.path.clone(),
-                    format: "Parquet",
-                    reason: e.to_string(),
-                }));
+                self.failed = true;
+                return Some(Err(e));
             }
         };
         let first = self.rows_read + 1;
@@ -342,6 +343,15 @@ mod tests {
         }
         assert!(file.get_read(len + 1).is_err());
         assert_eq!(read_all(&three_rows()), Ok(3));
+    }
+
+    #[test]
+    fn an_embedded_schema_the_decoder_panics_on_is_a_format_error() {
+        // Found by the parquet fuzz target: the Arrow schema a Parquet footer carries is
+        // decoded by arrow-ipc, which panics on an integer type of width 0.
+        let crash = include_bytes!("../../../fuzz/corpus/parquet/regression-int-width-0");
+        let error = read_all(crash).unwrap_err();
+        assert!(error.contains("Parquet"), "{error}");
     }
 
     #[test]

@@ -26,13 +26,7 @@ pub(crate) fn build() -> Value {
             "summary": summary,
             "operationId": operation_id(method, path),
             "tags": [tag(path)],
-            "responses": {
-                "200": {"description": "Success"},
-                "default": {
-                    "description": "A problem (RFC 9457)",
-                    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-                }
-            }
+            "responses": responses(path, operation.access),
         });
         if !parameters.is_empty() {
             operation["parameters"] = Value::Array(parameters);
@@ -57,6 +51,18 @@ pub(crate) fn build() -> Value {
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
+                "CkanError": {
+                    "type": "object",
+                    "required": ["success", "error"],
+                    "properties": {
+                        "help": {"type": "string"},
+                        "success": {"const": false},
+                        "error": {
+                            "type": "object",
+                            "properties": {"__type": {"type": "string"}, "message": {"type": "string"}}
+                        }
+                    }
+                },
                 "Problem": {
                     "type": "object",
                     "properties": {
@@ -67,6 +73,39 @@ pub(crate) fn build() -> Value {
                     }
                 }
             }
+        }
+    })
+}
+
+/// What an operation answers. The API answers errors as problem+json; web pages answer
+/// them as pages (and redirect to the login form); the CKAN actions in CKAN's own envelope.
+fn responses(path: &str, access: crate::routes::Access) -> Value {
+    let success = json!({"description": "Success"});
+    let page = access == crate::routes::Access::Page
+        || ["/", "/data", "/layanan"]
+            .iter()
+            .any(|p| path == *p || path.starts_with(&format!("{p}/")));
+    if page {
+        return json!({
+            "2XX": success,
+            "3XX": {"description": "A redirect: to the login form, or after a login"},
+            "default": {"description": "An error page", "content": {"text/html": {}}}
+        });
+    }
+    if path.starts_with("/api/3/action/") {
+        return json!({
+            "2XX": success,
+            "default": {
+                "description": "A CKAN error: success false, with the error",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CkanError"}}}
+            }
+        });
+    }
+    json!({
+        "2XX": success,
+        "default": {
+            "description": "A problem (RFC 9457)",
+            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
         }
     })
 }

@@ -66,16 +66,6 @@ fn batches_text(batches: &[RecordBatch]) -> String {
     text
 }
 
-/// The state store, read beside the hub (the query log is written as reads end).
-async fn store(hub: &Hub) -> sqlx::SqlitePool {
-    sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}?mode=ro",
-        hub.dir.path().join("state.db").display()
-    ))
-    .await
-    .unwrap()
-}
-
 async fn logged(pool: &sqlx::SqlitePool, client: &str) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM query_log WHERE client_id = ?1")
         .bind(client)
@@ -275,7 +265,7 @@ async fn planted() -> (Hub, Vec<Reader>) {
 #[tokio::test(flavor = "multi_thread")]
 async fn no_raw_personal_value_leaves_by_any_read_path_without_the_pii_grant() {
     let (hub, readers) = planted().await;
-    let pool = store(&hub).await;
+    let pool = hub.state_store().await;
     for reader in &readers {
         let key = reader.key.as_deref().unwrap();
         let mut answers: Vec<(String, String, i64)> = Vec::new();
@@ -447,7 +437,7 @@ async fn webhooks_deliver_rows_as_the_subscriber_may_see_them() {
             .await;
         assert_eq!(answer.status(), 201, "{}", reader.name);
     }
-    let pool = store(&hub).await;
+    let pool = hub.state_store().await;
     let mut bodies = Vec::new();
     for _ in 0..300 {
         bodies = received.lock().unwrap().clone();
@@ -478,7 +468,7 @@ async fn webhooks_deliver_rows_as_the_subscriber_may_see_them() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_public_paths_show_no_personal_value_and_log_every_read() {
     let (hub, _) = planted().await;
-    let pool = store(&hub).await;
+    let pool = hub.state_store().await;
     // A complaint whose resident wrote identity into the text, posted through Open311.
     let posted = hub
         .http

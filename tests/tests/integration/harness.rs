@@ -441,6 +441,27 @@ impl Hub {
             .expect("send get")
     }
 
+    /// A DELETE with a key.
+    pub async fn delete(&self, key: &str, path: &str) -> reqwest::Response {
+        self.http
+            .delete(format!("{}{path}", self.url))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("send delete")
+    }
+
+    /// The hub's SQLite state store, opened read-only beside it (to read what it records
+    /// as it goes, such as the query log, without adding to it).
+    pub async fn state_store(&self) -> sqlx::SqlitePool {
+        sqlx::SqlitePool::connect(&format!(
+            "sqlite://{}?mode=ro",
+            self.dir.path().join("state.db").display()
+        ))
+        .await
+        .expect("open the state store")
+    }
+
     /// A GET as admin, answered with JSON.
     pub async fn json(&self, path: &str) -> serde_json::Value {
         self.get(&self.admin_key, path)

@@ -381,6 +381,62 @@ async fn lying_arrow_parquet_and_deep_json_get_a_reason_on_ingest_and_publish() 
         );
         assert_alive(&hub, what).await;
     }
+
+    // Evidence attachments are kept as bytes, never parsed; a file that is not the type it
+    // claims is refused by its first bytes, however it is dressed.
+    let case = hub
+        .post_json(
+            &hub.admin_key,
+            "/api/v1/complaints",
+            &serde_json::json!({"kind": "complaint", "channel": "web", "description": "Jalan rusak"}),
+        )
+        .await;
+    assert_eq!(case.status(), 201);
+    let case: serde_json::Value = case.json().await.unwrap();
+    let path = format!(
+        "{}/api/v1/complaints/{}/attachments",
+        hub.url,
+        case["id"].as_str().unwrap()
+    );
+    for (what, media, body) in [
+        (
+            "a Parquet file sent as a PDF",
+            "application/pdf",
+            lying_parquet(),
+        ),
+        (
+            "an Arrow stream sent as a PNG",
+            "image/png",
+            lying_arrow_ipc(),
+        ),
+        (
+            "a spreadsheet zip bomb sent as a JPEG",
+            "image/jpeg",
+            shared_strings_claim_xlsx(),
+        ),
+        (
+            "a spreadsheet",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            corner_cells_xlsx(),
+        ),
+    ] {
+        let response = hub
+            .http
+            .post(&path)
+            .bearer_auth(&hub.admin_key)
+            .header("content-type", media)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let answer = response.text().await.unwrap();
+        assert!(
+            (400..500).contains(&status),
+            "{what}: expected a 4xx, got {status}: {answer}"
+        );
+        assert_alive(&hub, what).await;
+    }
 }
 
 /// Sends a POST that declares `length` bytes over a raw connection, writing as much of the

@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod abuse;
 mod access_matrix;
 mod auth;
 mod bad_input;

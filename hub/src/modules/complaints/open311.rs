@@ -511,4 +511,49 @@ mod tests {
             serde_json::from_str(&serde_json::to_string(&requests).unwrap()).unwrap();
         assert_eq!(again, requests);
     }
+
+    mod fuzz {
+        use axum::body::Bytes;
+        use axum::http::HeaderMap;
+        use proptest::prelude::*;
+
+        use super::super::post_fields;
+
+        fn headers(json: bool) -> HeaderMap {
+            let mut headers = HeaderMap::new();
+            let media = if json {
+                "application/json"
+            } else {
+                "application/x-www-form-urlencoded"
+            };
+            headers.insert("content-type", media.parse().unwrap());
+            headers
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1024))]
+
+            #[test]
+            fn any_body_is_read_or_refused_without_a_panic(body in prop::collection::vec(any::<u8>(), 0..2048), json in any::<bool>()) {
+                let _ = post_fields(&headers(json), &Bytes::from(body));
+            }
+
+            #[test]
+            fn posted_fields_come_back_as_sent(fields in prop::collection::btree_map("[a-z_]{1,12}", ".{0,40}", 0..8)) {
+                let form: String = url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(&fields)
+                    .finish();
+                let read = post_fields(&headers(false), &Bytes::from(form)).unwrap();
+                prop_assert_eq!(read.len(), fields.len());
+                for (name, value) in &fields {
+                    prop_assert_eq!(read.get(name), Some(value));
+                }
+                let json = serde_json::to_vec(&fields).unwrap();
+                let read = post_fields(&headers(true), &Bytes::from(json)).unwrap();
+                for (name, value) in &fields {
+                    prop_assert_eq!(read.get(name), Some(value));
+                }
+            }
+        }
+    }
 }
