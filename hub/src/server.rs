@@ -197,9 +197,10 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The content security policy of every answer: the pages load their style sheet from the
-/// hub and run no script; nothing may frame them; forms post back to the hub only.
+/// hub and run no script; they fetch from the hub only; nothing may frame them; forms post
+/// back to the hub only.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
-     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+     connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Headers every answer carries: no framing (clickjacking), no content sniffing (a CSV or
 /// JSON answer is never run as a page), no referrer to other sites, and the policy above.
