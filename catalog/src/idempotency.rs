@@ -4,10 +4,34 @@ use chrono::Utc;
 use sqlx::Row;
 
 use crate::error::CatalogError;
-use crate::state::{StateStore, timestamp};
+use crate::instance::{instance_id, instance_is_gone};
+use crate::state::{StateStore, parse_timestamp, timestamp};
 
 /// Keys per statement when many are claimed or completed at once.
 const ROWS_PER_STATEMENT: usize = 200;
+
+/// How long a claim holds without its holder renewing it. The holder renews its keys'
+/// leases every [`KEY_LEASE`] / 6; a key whose lease ran out (or whose holder is known to be
+/// gone) is settled by recovery.
+pub const KEY_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A key claimed by a process that is gone (or stopped renewing it), still `in_progress`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrphanedKey {
+    /// The API client that sent the request.
+    pub client_id: String,
+    /// The key as stored.
+    pub key: String,
+    /// SHA-256 of the request body, hex.
+    pub request_sha256: String,
+    /// When the key was claimed.
+    pub created_at: String,
+    /// The process that held it (`host:pid:id`); `None` for a key from before holders.
+    pub owner: Option<String>,
+    /// What the request was about to commit, written before its lake commit; `None` when
+    /// it never got that far.
+    pub intent: Option<serde_json::Value>,
+}
 
 /// One request's claim on an idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,17 +71,19 @@ pub enum IdempotencyClaim {
 }
 
 impl StateStore {
-    /// `(c1, c2, c3, 'in_progress', c4), …` for `rows` claims.
+    /// `(c1, c2, c3, 'in_progress', c4, c5, c6), …` for `rows` claims.
     fn claim_placeholders(&self, rows: usize) -> String {
         (0..rows)
             .map(|r| {
-                let n = 4 * r;
+                let n = 6 * r;
                 format!(
-                    "({}, {}, {}, 'in_progress', {})",
+                    "({}, {}, {}, 'in_progress', {}, {}, {})",
                     self.param(n + 1),
                     self.param(n + 2),
                     self.param(n + 3),
-                    self.param(n + 4)
+                    self.param(n + 4),
+                    self.param(n + 5),
+                    self.param(n + 6)
                 )
             })
             .collect::<Vec<_>>()
@@ -97,13 +123,15 @@ impl StateStore {
         }
         let mut firsts: Vec<usize> = first.values().copied().collect();
         firsts.sort_unstable();
-        let now = timestamp(Utc::now());
+        let now = Utc::now();
+        let lease_until = timestamp(now + KEY_LEASE);
+        let now = timestamp(now);
         let mut tx = self.pool().begin().await?;
         // Both sets are keyed by the index of the pair's first claim.
         let mut inserted: HashSet<usize> = HashSet::with_capacity(firsts.len());
         for chunk in firsts.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
-                "INSERT INTO idempotency_keys (client_id, idempotency_key, request_sha256, state, created_at) \
+                "INSERT INTO idempotency_keys (client_id, idempotency_key, request_sha256, state, created_at, owner, lease_until) \
                  VALUES {} ON CONFLICT (client_id, idempotency_key) DO NOTHING \
                  RETURNING client_id, idempotency_key",
                 self.claim_placeholders(chunk.len())
@@ -115,7 +143,9 @@ impl StateStore {
                     .bind(&claim.client_id)
                     .bind(&claim.key)
                     .bind(&claim.request_sha256)
-                    .bind(&now);
+                    .bind(&now)
+                    .bind(instance_id())
+                    .bind(&lease_until);
             }
             for row in query.fetch_all(&mut *tx).await? {
                 let (client_id, key): (String, String) = (row.try_get(0)?, row.try_get(1)?);
@@ -252,6 +282,123 @@ impl StateStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Writes what each claimed request is about to commit, `(client, key, intent)`, before
+    /// its lake commit: recovery finds the commit by it should this process die. Fails,
+    /// and the requests must not commit, unless every key is still claimed by this process.
+    pub async fn record_idempotency_intents(
+        &self,
+        intents: &[(String, String, serde_json::Value)],
+    ) -> Result<(), CatalogError> {
+        let distinct: HashSet<(&str, &str)> = intents
+            .iter()
+            .map(|(client, key, _)| (client.as_str(), key.as_str()))
+            .collect();
+        let mut updated = 0u64;
+        let mut tx = self.pool().begin().await?;
+        for chunk in intents.chunks(ROWS_PER_STATEMENT) {
+            let owner = self.param(3 * chunk.len() + 1);
+            let sql = format!(
+                "UPDATE idempotency_keys SET intent = v.column3 FROM (VALUES {}) AS v \
+                 WHERE idempotency_keys.client_id = v.column1 AND idempotency_keys.idempotency_key = v.column2 \
+                 AND idempotency_keys.state = 'in_progress' AND idempotency_keys.owner = {owner}",
+                self.values_placeholders(chunk.len(), 3)
+            );
+            let mut query = sqlx::query(&sql);
+            for (client_id, key, intent) in chunk {
+                query = query.bind(client_id).bind(key).bind(intent.to_string());
+            }
+            updated += query
+                .bind(instance_id())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        if updated != distinct.len() as u64 {
+            return Err(CatalogError::Conflict(format!(
+                "{} of {} idempotency keys are no longer held by this process (its lease ran out); nothing was committed",
+                distinct.len() as u64 - updated.min(distinct.len() as u64),
+                distinct.len()
+            )));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Renews the leases of every key this process holds; returns how many it holds.
+    pub async fn renew_idempotency_leases(&self) -> Result<u64, CatalogError> {
+        let result = sqlx::query(
+            "UPDATE idempotency_keys SET lease_until = $1 WHERE owner = $2 AND state = 'in_progress'",
+        )
+        .bind(timestamp(Utc::now() + KEY_LEASE))
+        .bind(instance_id())
+        .execute(self.pool())
+        .await?;
+        Ok(result.rows_affected())
+    }
+
+    /// The keys still `in_progress` whose holder is gone: a process of this host that no
+    /// longer runs (or an earlier process with this one's pid), or any holder whose lease
+    /// ran out. A key from before holders were recorded counts once it is older than a
+    /// lease.
+    pub async fn orphaned_idempotency_keys(&self) -> Result<Vec<OrphanedKey>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT client_id, idempotency_key, request_sha256, created_at, owner, lease_until, intent \
+             FROM idempotency_keys WHERE state = 'in_progress'",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        let now = Utc::now();
+        let mut orphaned = Vec::new();
+        for row in rows {
+            let owner: Option<String> = row.try_get("owner")?;
+            let created_at: String = row.try_get("created_at")?;
+            let lease_until = row
+                .try_get::<Option<String>, _>("lease_until")?
+                .and_then(|t| parse_timestamp(&t))
+                .or_else(|| {
+                    parse_timestamp(&created_at)
+                        .map(|at| at + chrono::Duration::from_std(KEY_LEASE).unwrap_or_default())
+                });
+            let expired = lease_until.is_none_or(|until| until < now);
+            let gone = owner.as_deref().is_some_and(instance_is_gone);
+            let mine = owner.as_deref() == Some(instance_id());
+            if mine || !(expired || gone) {
+                continue;
+            }
+            let intent = row
+                .try_get::<Option<String>, _>("intent")?
+                .and_then(|text| serde_json::from_str(&text).ok());
+            orphaned.push(OrphanedKey {
+                client_id: row.try_get("client_id")?,
+                key: row.try_get("idempotency_key")?,
+                request_sha256: row.try_get("request_sha256")?,
+                created_at,
+                owner,
+                intent,
+            });
+        }
+        Ok(orphaned)
+    }
+
+    /// Takes an orphaned key over for this process, unless another process took it first;
+    /// returns whether this one holds it now. Only the holder settles a key, so two
+    /// recoveries never settle one twice.
+    pub async fn take_over_idempotency_key(&self, key: &OrphanedKey) -> Result<bool, CatalogError> {
+        let result = sqlx::query(
+            "UPDATE idempotency_keys SET owner = $1, lease_until = $2 \
+             WHERE client_id = $3 AND idempotency_key = $4 AND state = 'in_progress' \
+             AND COALESCE(owner, '') = $5",
+        )
+        .bind(instance_id())
+        .bind(timestamp(Utc::now() + KEY_LEASE))
+        .bind(&key.client_id)
+        .bind(&key.key)
+        .bind(key.owner.clone().unwrap_or_default())
+        .execute(self.pool())
+        .await?;
+        Ok(result.rows_affected() == 1)
     }
 
     /// Frees a key whose request failed without changing anything, so it can be retried.
@@ -394,5 +541,71 @@ mod tests {
             state.claim_idempotency_keys(&retry).await.unwrap(),
             vec![IdempotencyClaim::Proceed]
         );
+    }
+
+    #[tokio::test]
+    async fn a_key_whose_holder_is_gone_is_orphaned_once_and_taken_over_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = store(&dir).await;
+        for key in ["mine", "gone", "expired", "live"] {
+            assert_eq!(
+                state.claim_idempotency_key("a", key, "h").await.unwrap(),
+                IdempotencyClaim::Proceed
+            );
+        }
+        let intent = serde_json::json!({"kind": "publish", "message_id": "m1"});
+        state
+            .record_idempotency_intents(&[("a".into(), "gone".into(), intent.clone())])
+            .await
+            .unwrap();
+        let host = crate::instance::host_name();
+        let set_owner = |key: &'static str, owner: String, lease: chrono::DateTime<Utc>| {
+            let state = state.clone();
+            async move {
+                sqlx::query(
+                    "UPDATE idempotency_keys SET owner = $1, lease_until = $2 WHERE idempotency_key = $3",
+                )
+                .bind(owner)
+                .bind(timestamp(lease))
+                .bind(key)
+                .execute(state.pool())
+                .await
+                .unwrap();
+            }
+        };
+        let later = Utc::now() + chrono::Duration::minutes(5);
+        let earlier = Utc::now() - chrono::Duration::minutes(5);
+        // A process of this host that no longer runs, with its lease still running.
+        set_owner("gone", format!("{host}:4294967294:x"), later).await;
+        // A process elsewhere that stopped renewing.
+        set_owner("expired", "elsewhere:1:x".into(), earlier).await;
+        // A process elsewhere that renews.
+        set_owner("live", "elsewhere:2:x".into(), later).await;
+
+        let mut orphaned = state.orphaned_idempotency_keys().await.unwrap();
+        orphaned.sort_by(|a, b| a.key.cmp(&b.key));
+        let keys: Vec<&str> = orphaned.iter().map(|k| k.key.as_str()).collect();
+        assert_eq!(keys, ["expired", "gone"]);
+        assert_eq!(orphaned[1].intent, Some(intent));
+        assert_eq!(orphaned[0].intent, None);
+
+        // Only one recovery takes a key over; the other finds it held.
+        assert!(state.take_over_idempotency_key(&orphaned[1]).await.unwrap());
+        assert!(!state.take_over_idempotency_key(&orphaned[1]).await.unwrap());
+        // Now this process holds it, so it is no longer orphaned.
+        let left = state.orphaned_idempotency_keys().await.unwrap();
+        assert_eq!(left.len(), 1);
+
+        // An intent for a key another process holds is refused: that request must not
+        // commit.
+        let refused = state
+            .record_idempotency_intents(&[("a".into(), "live".into(), serde_json::json!({}))])
+            .await;
+        assert!(
+            matches!(refused, Err(CatalogError::Conflict(_))),
+            "{refused:?}"
+        );
+        // Renewing touches only this process's keys ("mine" and the one taken over).
+        assert_eq!(state.renew_idempotency_leases().await.unwrap(), 2);
     }
 }

@@ -714,6 +714,46 @@ impl Lake {
         Ok(history)
     }
 
+    /// The newest commit of `table` that `wanted` picks, looking back from the latest
+    /// version and no further than commits made before `not_before` (less a minute for clock
+    /// steps). For finding a request's own commit after a crash: its commit, if it landed,
+    /// came after the request began. `None` when the table does not exist or no commit fits.
+    pub async fn find_commit(
+        &self,
+        table: &LakeTable,
+        not_before: DateTime<Utc>,
+        wanted: impl Fn(&VersionInfo) -> bool,
+    ) -> Result<Option<VersionInfo>, CatalogError> {
+        let Some(delta) = self.load(table).await? else {
+            return Ok(None);
+        };
+        let Some(latest) = delta.version() else {
+            return Ok(None);
+        };
+        let store = delta.log_store().object_store(None);
+        let oldest = not_before - chrono::Duration::minutes(1);
+        for version in (0..=latest).rev() {
+            let location = Path::from(format!("_delta_log/{version:020}.json"));
+            let bytes = match store.get(&location).await {
+                Ok(found) => found
+                    .bytes()
+                    .await
+                    .map_err(|e| lake_error(table, e.into()))?,
+                // Cleaned up behind a checkpoint: nothing older can be read either.
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(lake_error(table, e.into())),
+            };
+            let info = version_info(version as i64, &bytes);
+            if wanted(&info) {
+                return Ok(Some(info));
+            }
+            if info.timestamp.is_some_and(|at| at < oldest) {
+                return Ok(None);
+            }
+        }
+        Ok(None)
+    }
+
     /// Rows, bytes and files of a loaded table version.
     pub fn stats(delta: &DeltaTable) -> Result<TableStats, CatalogError> {
         let state = delta.snapshot().map_err(|e| CatalogError::Lake {

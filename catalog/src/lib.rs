@@ -18,6 +18,7 @@ mod error;
 mod execute;
 mod grants;
 mod idempotency;
+pub mod instance;
 mod lake;
 mod logins;
 mod mask;
@@ -52,7 +53,7 @@ pub use execute::execute;
 pub use grants::{
     AccessRequest, Grant, Grantee, Principal, RequestStatus, Right, Rights, may_read,
 };
-pub use idempotency::{IdempotencyClaim, KeyClaim};
+pub use idempotency::{IdempotencyClaim, KEY_LEASE, KeyClaim, OrphanedKey};
 pub use lake::{
     AppTransaction, CommitOptions, Lake, LakeTable, StagedFiles, TableStats, TableWriter,
     VersionInfo, WriteMode,
@@ -60,7 +61,8 @@ pub use lake::{
 pub use logins::{AttemptKind, Reservation};
 pub use mask::MaskKind;
 pub use messagelog::{
-    Broken, GENESIS_HASH, LoggedMessage, MessageEntry, Seal, Verifier, VerifyReport, seal_bytes,
+    Broken, CompletenessReport, GENESIS_HASH, Gap, LoggedMessage, MessageEntry, Seal, Verifier,
+    VerifyReport, seal_bytes,
 };
 pub use metadata::{
     Classification, Contract, DatasetFilter, DatasetMeta, DatasetPatch, Freshness, NewDataset,

@@ -165,6 +165,31 @@ pub struct VerifyReport {
     pub broken: Option<Broken>,
 }
 
+/// A published message that the log and the lake do not agree on.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Gap {
+    /// The message id.
+    pub message_id: String,
+    /// The dataset.
+    pub dataset: String,
+    /// What is missing or does not match.
+    pub reason: String,
+}
+
+/// What the completeness check found: every message a lake commit names has its log
+/// record at that version, and every publish record points at a commit that names it.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct CompletenessReport {
+    /// Datasets whose commits were read.
+    pub datasets: u64,
+    /// Commits that name published messages.
+    pub commits: u64,
+    /// Published messages named by the lake's commits.
+    pub messages: u64,
+    /// Every disagreement found.
+    pub gaps: Vec<Gap>,
+}
+
 /// Where the chain breaks.
 #[derive(Debug, Clone, Serialize)]
 pub struct Broken {
@@ -424,6 +449,141 @@ impl StateStore {
             }
         }
         Ok(verifier.finish())
+    }
+}
+
+impl StateStore {
+    /// Whether the log holds the publish record of `message_id` (not a replay's).
+    pub async fn message_log_has_publish(&self, message_id: &str) -> Result<bool, CatalogError> {
+        let row = sqlx::query(
+            "SELECT 1 FROM message_log WHERE message_id = $1 AND service = 'publish' LIMIT 1",
+        )
+        .bind(message_id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.is_some())
+    }
+}
+
+/// A message's publish record as the completeness check needs it.
+struct PublishRecord {
+    dataset: String,
+    version: Option<i64>,
+}
+
+impl crate::Catalog {
+    /// Checks that the message log is complete against the lake: every message id that a
+    /// dataset's commits name (their `messages` metadata, written by the bus's group commit)
+    /// has its publish record, at the commit's version for a data commit, and every
+    /// publish record (replays aside) is named by its dataset's commit at its version, or
+    /// by a rejects commit when none of its records was valid.
+    pub async fn check_message_log_completeness(&self) -> Result<CompletenessReport, CatalogError> {
+        use std::collections::{BTreeSet, HashMap};
+
+        use crate::{DatasetId, LakeTable};
+
+        let rows = sqlx::query(
+            "SELECT message_id, dataset, version, detail FROM message_log WHERE service = 'publish'",
+        )
+        .fetch_all(self.state.pool())
+        .await?;
+        let mut records: HashMap<String, PublishRecord> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let detail: String = row.try_get("detail")?;
+            let replay = serde_json::from_str::<serde_json::Value>(&detail)
+                .ok()
+                .is_some_and(|d| d.get("replay_of").is_some());
+            if replay {
+                continue;
+            }
+            records.insert(
+                row.try_get("message_id")?,
+                PublishRecord {
+                    dataset: row
+                        .try_get::<Option<String>, _>("dataset")?
+                        .unwrap_or_default(),
+                    version: row.try_get("version")?,
+                },
+            );
+        }
+        let ids: Vec<String> = sqlx::query("SELECT id FROM datasets ORDER BY id")
+            .fetch_all(self.state.pool())
+            .await?
+            .iter()
+            .map(|row| row.try_get("id"))
+            .collect::<Result<_, _>>()?;
+        let mut report = CompletenessReport::default();
+        let mut named: BTreeSet<String> = BTreeSet::new();
+        for id in ids {
+            let Ok(dataset) = id.parse::<DatasetId>() else {
+                continue;
+            };
+            report.datasets += 1;
+            for table in [
+                LakeTable::Data(dataset.clone()),
+                LakeTable::Rejects(dataset),
+            ] {
+                if self.lake.load(&table).await?.is_none() {
+                    continue;
+                }
+                let data = matches!(table, LakeTable::Data(_));
+                for commit in self.lake.history(&table, None).await? {
+                    let Some(messages) = commit.simpul.get("messages").and_then(|m| m.as_array())
+                    else {
+                        continue;
+                    };
+                    report.commits += 1;
+                    for message in messages.iter().filter_map(|m| m.as_str()) {
+                        if named.insert(message.to_string()) {
+                            report.messages += 1;
+                        }
+                        let gap = |reason: String| Gap {
+                            message_id: message.to_string(),
+                            dataset: id.clone(),
+                            reason,
+                        };
+                        match records.get(message) {
+                            None => report.gaps.push(gap(format!(
+                                "{} version {} holds it, but the message log has no record of it",
+                                table.qualified_name(),
+                                commit.version
+                            ))),
+                            Some(record) if record.dataset != id => report.gaps.push(gap(format!(
+                                "its log record names dataset {}, not {id}",
+                                record.dataset
+                            ))),
+                            Some(record) if data && record.version != Some(commit.version) => {
+                                report.gaps.push(gap(format!(
+                                    "its rows are in version {}, but its log record says {:?}",
+                                    commit.version, record.version
+                                )))
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                }
+            }
+        }
+        for (message, record) in &records {
+            if !named.contains(message) {
+                report.gaps.push(Gap {
+                    message_id: message.clone(),
+                    dataset: record.dataset.clone(),
+                    reason: format!(
+                        "logged as published{}, but no commit of {} names it",
+                        record
+                            .version
+                            .map(|v| format!(" at version {v}"))
+                            .unwrap_or_default(),
+                        record.dataset
+                    ),
+                });
+            }
+        }
+        report
+            .gaps
+            .sort_by(|a, b| (&a.dataset, &a.message_id).cmp(&(&b.dataset, &b.message_id)));
+        Ok(report)
     }
 }
 

@@ -31,6 +31,7 @@ pub mod portal;
 pub mod publish;
 pub mod query;
 pub mod read;
+pub mod recovery;
 pub mod results;
 pub mod routes;
 pub mod saved_queries;

@@ -76,7 +76,7 @@ pub struct Published {
 }
 
 impl Published {
-    fn new(receipt: Receipt, reasons: &[serde_json::Value]) -> Self {
+    pub(crate) fn new(receipt: Receipt, reasons: &[serde_json::Value]) -> Self {
         if receipt.accepted == 0 {
             let mut body = crate::api::ApiError::unprocessable(format!(
                 "none of the {} records is valid for {}; every reason is listed, and the records are kept in the rejects",
@@ -341,15 +341,28 @@ impl Committer {
         let started = std::time::Instant::now();
         let (jobs, replies): (Vec<PublishRequest>, Vec<_>) =
             group.into_iter().map(|j| (j.request, j.reply)).unzip();
-        match self.land(&jobs).await {
+        let outcome = match self.record_intents(&jobs).await {
+            Ok(()) => {
+                simpul_pipelines::fault::point("bus.before_commit");
+                self.land(&jobs).await
+            }
+            Err(e) => Err(e),
+        };
+        match outcome {
             Ok((version, files)) => {
+                simpul_pipelines::fault::point("bus.after_commit");
                 let landed = started.elapsed();
                 let committed_at = timestamp(Utc::now());
                 let mut entries = Vec::with_capacity(jobs.len());
                 let mut answers = Vec::with_capacity(jobs.len());
                 for job in &jobs {
                     let receipt = self.receipt(job, version, &committed_at);
-                    entries.push(publish_entry(job, &receipt));
+                    entries.push(publish_entry(
+                        &job.client_id,
+                        job.request_bytes,
+                        &job.idempotency_key,
+                        &receipt,
+                    ));
                     answers.push(Published::new(receipt, &job.reasons));
                 }
                 self.log.record_all(entries).await;
@@ -403,6 +416,24 @@ impl Committer {
         }
     }
 
+    /// Stores each publish's intent under its key before the lake commit, in one
+    /// transaction; fails (and the group commits nothing) when a key is no longer held.
+    async fn record_intents(&self, jobs: &[PublishRequest]) -> Result<(), CatalogError> {
+        let intents: Vec<(String, String, serde_json::Value)> = jobs
+            .iter()
+            .map(|job| {
+                let mut intent = PublishIntent::of(job);
+                intent.dataset = self.dataset.to_string();
+                let intent = serde_json::to_value(intent).unwrap_or_default();
+                (job.client_id.clone(), job.idempotency_key.clone(), intent)
+            })
+            .collect();
+        self.catalog
+            .state
+            .record_idempotency_intents(&intents)
+            .await
+    }
+
     /// Commits the group's rejects, then its rows; returns the data version (`None` when no
     /// row was valid) and the data table's count of small files.
     async fn land(
@@ -427,8 +458,16 @@ impl Committer {
                     .await?;
             }
             let staged = writer.finish().await?;
+            // The rejects commit names the messages whose records it holds, no others.
+            let mut metadata = metadata.clone();
+            let refused: Vec<&str> = jobs
+                .iter()
+                .filter(|j| !j.records.rejected.is_empty())
+                .map(|j| j.message_id.as_str())
+                .collect();
+            metadata.insert("messages".into(), serde_json::json!(refused));
             let options = CommitOptions {
-                metadata: metadata.clone(),
+                metadata,
                 ..Default::default()
             };
             let committed = lake.commit(staged, WriteMode::Append, options).await?;
@@ -505,46 +544,110 @@ impl Committer {
     }
 
     fn receipt(&self, job: &PublishRequest, version: Option<i64>, committed_at: &str) -> Receipt {
-        let accepted = job.records.accepted();
-        let mut receipt = Receipt {
-            message_id: job.message_id.clone(),
-            dataset: self.dataset.to_string(),
-            version: if accepted > 0 { version } else { None },
-            accepted,
-            rejected: job.records.rejected.len() as u64,
-            rejects: format!(
-                "/api/v1/datasets/{}/rejects?filter[run_id]={}",
-                self.dataset, job.message_id
-            ),
-            payload_sha256: job.payload_sha256.clone(),
-            committed_at: committed_at.to_string(),
-            signature: Signature {
-                key_id: String::new(),
-                signature: String::new(),
-            },
-        };
-        receipt.sign(&self.signer);
-        receipt
+        sign_receipt(
+            &self.signer,
+            &self.dataset,
+            &PublishIntent::of(job),
+            version,
+            committed_at,
+        )
     }
 }
 
-fn publish_entry(job: &PublishRequest, receipt: &Receipt) -> MessageEntry {
+/// What a publish is about to commit, stored under its idempotency key before the group's
+/// lake commit. Should the process die, recovery finds the commit that names the message
+/// and gives the key the answer the publisher would have had (see `crate::recovery`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PublishIntent {
+    /// Always `publish`.
+    pub kind: String,
+    /// The dataset.
+    pub dataset: String,
+    /// The exchange's id, named in the commit's `messages` metadata.
+    pub message_id: String,
+    /// Valid records.
+    pub accepted: u64,
+    /// Refused records.
+    pub rejected: u64,
+    /// SHA-256 of the request body, hex.
+    pub payload_sha256: String,
+    /// Bytes of the request body.
+    pub request_bytes: u64,
+    /// Why each refused record was refused, as the answer lists them.
+    pub reasons: Vec<serde_json::Value>,
+}
+
+impl PublishIntent {
+    /// The intent's kind.
+    pub const KIND: &str = "publish";
+
+    fn of(job: &PublishRequest) -> Self {
+        Self {
+            kind: Self::KIND.into(),
+            dataset: String::new(),
+            message_id: job.message_id.clone(),
+            accepted: job.records.accepted(),
+            rejected: job.records.rejected.len() as u64,
+            payload_sha256: job.payload_sha256.clone(),
+            request_bytes: job.request_bytes,
+            reasons: job.reasons.clone(),
+        }
+    }
+}
+
+/// A publish's signed receipt: its rows are in `version` of `dataset` (none when no record
+/// was valid), committed at `committed_at`.
+pub fn sign_receipt(
+    signer: &Signer,
+    dataset: &DatasetId,
+    intent: &PublishIntent,
+    version: Option<i64>,
+    committed_at: &str,
+) -> Receipt {
+    let mut receipt = Receipt {
+        message_id: intent.message_id.clone(),
+        dataset: dataset.to_string(),
+        version: if intent.accepted > 0 { version } else { None },
+        accepted: intent.accepted,
+        rejected: intent.rejected,
+        rejects: format!(
+            "/api/v1/datasets/{dataset}/rejects?filter[run_id]={}",
+            intent.message_id
+        ),
+        payload_sha256: intent.payload_sha256.clone(),
+        committed_at: committed_at.to_string(),
+        signature: Signature {
+            key_id: String::new(),
+            signature: String::new(),
+        },
+    };
+    receipt.sign(signer);
+    receipt
+}
+
+/// A publish's record in the message log.
+pub fn publish_entry(
+    client_id: &str,
+    request_bytes: u64,
+    idempotency_key: &str,
+    receipt: &Receipt,
+) -> MessageEntry {
     MessageEntry {
-        message_id: job.message_id.clone(),
+        message_id: receipt.message_id.clone(),
         at: Utc::now(),
         service: "publish".into(),
-        client_id: Some(job.client_id.clone()),
+        client_id: Some(client_id.to_string()),
         peer: None,
         dataset: Some(receipt.dataset.clone()),
         version: receipt.version,
-        request_bytes: job.request_bytes,
+        request_bytes,
         response_bytes: 0,
         status: if receipt.accepted == 0 { 422 } else { 200 },
-        payload_sha256: Some(job.payload_sha256.clone()),
+        payload_sha256: Some(receipt.payload_sha256.clone()),
         detail: serde_json::json!({
             "accepted": receipt.accepted,
             "rejected": receipt.rejected,
-            "idempotency_key": job.idempotency_key.strip_prefix("bus:").unwrap_or(&job.idempotency_key),
+            "idempotency_key": idempotency_key.strip_prefix("bus:").unwrap_or(idempotency_key),
             "signature_key": receipt.signature.key_id,
         }),
     }

@@ -13,7 +13,7 @@
 //! Knows nothing about HTTP or the CLI; it is called by both.
 
 mod definition;
-mod fault;
+pub mod fault;
 mod ingest;
 mod publish;
 mod rejects;

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::Serialize;
+use simpul_catalog::instance::{holder_is_gone, host_name};
 use simpul_catalog::{
     AppTransaction, Catalog, CatalogError, Classification, Contract, DatasetId, LakeTable, NewRun,
     PipelineRun, RunOutcome, RunStatus, SchemaBinding, SourceDescription,
@@ -837,39 +838,5 @@ async fn renew_lease(catalog: Arc<Catalog>, pipeline: String, holder: String) {
             }
             Err(error) => tracing::warn!(%pipeline, %error, "could not renew the pipeline's lease"),
         }
-    }
-}
-
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
-}
-
-/// Whether a lease holder (`host:pid:id`) is a process of this host that no longer exists.
-fn holder_is_gone(holder: &str) -> bool {
-    let mut parts = holder.split(':');
-    let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
-        return false;
-    };
-    let Ok(pid) = pid.parse::<u32>() else {
-        return false;
-    };
-    host == host_name()
-        && pid != std::process::id()
-        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_lease_holder_is_gone_only_when_its_process_on_this_host_is() {
-        let me = format!("{}:{}:x", host_name(), std::process::id());
-        assert!(!holder_is_gone(&me));
-        assert!(!holder_is_gone("another-host:1:x"));
-        assert!(holder_is_gone(&format!("{}:4294967294:x", host_name())));
-        assert!(!holder_is_gone("garbage"));
     }
 }

@@ -114,6 +114,35 @@ pub(super) async fn upload(
         }
     }
 
+    if let Some(key) = &idempotency_key {
+        // Before anything is committed: should this process die, recovery finds the
+        // upload's commit by its source and answers the retry with it.
+        let intent = crate::recovery::IngestIntent {
+            kind: crate::recovery::IngestIntent::KIND.into(),
+            dataset: id.to_string(),
+            source: upload_source(&caller, Some(key)),
+            creating: existing.is_none(),
+            title: params.title.clone().unwrap_or_default(),
+            description: params.description.clone().unwrap_or_default(),
+            owner: caller.0.member.clone(),
+            classification: params.classification.unwrap_or(Classification::Internal),
+            contract: params.contract.unwrap_or_default(),
+        };
+        let intent = serde_json::to_value(intent).map_err(ApiError::internal)?;
+        let recorded = app
+            .catalog
+            .state
+            .record_idempotency_intents(&[(caller.id().to_string(), key.clone(), intent)])
+            .await;
+        if let Err(e) = recorded {
+            app.catalog
+                .state
+                .release_idempotency_key(caller.id(), key)
+                .await?;
+            return Err(e.into());
+        }
+    }
+
     let upload = Upload {
         id: &id,
         creating: existing.is_none(),
@@ -170,10 +199,7 @@ async fn run_ingest(
     } = upload;
     let reader = simpul_connectors::file::open(&saved.path, format)
         .map_err(|e| ApiError::unprocessable(e.to_string()))?;
-    let source = match idempotency_key {
-        Some(key) => format!("http upload by {} (Idempotency-Key {key})", caller.id()),
-        None => format!("http upload by {}", caller.id()),
-    };
+    let source = upload_source(caller, idempotency_key);
     let options = IngestOptions {
         dataset: id.clone(),
         mode,
@@ -206,6 +232,15 @@ async fn run_ingest(
         StatusCode::OK
     };
     Ok((status, report_json(&report)))
+}
+
+/// The `source` an upload's commit records; with a key, it names the key, so that recovery
+/// finds the commit of an interrupted upload.
+fn upload_source(caller: &Caller, idempotency_key: Option<&str>) -> String {
+    match idempotency_key {
+        Some(key) => format!("http upload by {} (Idempotency-Key {key})", caller.id()),
+        None => format!("http upload by {}", caller.id()),
+    }
 }
 
 fn report_json(report: &IngestReport) -> serde_json::Value {

@@ -5,7 +5,9 @@ use crate::config::Config;
 
 #[derive(Debug, clap::Subcommand)]
 pub(super) enum MessagelogCommand {
-    /// Check the whole hash chain and every seal's signature; names the first broken record.
+    /// Check the whole hash chain and every seal's signature, naming the first broken
+    /// record; then check that the log is complete against the lake: every message a
+    /// commit names has its record at that version, and every publish record its commit.
     Verify,
 }
 
@@ -24,7 +26,31 @@ pub(super) async fn run(config: Config, command: MessagelogCommand) -> Result<()
                         "message log intact: {} records, {} seals verified, {} records not sealed yet",
                         report.records, report.seals, report.unsealed
                     );
-                    Ok(())
+                    let complete = catalog
+                        .check_message_log_completeness()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if complete.gaps.is_empty() {
+                        println!(
+                            "message log complete: the {} messages named by {} commits of {} datasets all have their records",
+                            complete.messages, complete.commits, complete.datasets
+                        );
+                        return Ok(());
+                    }
+                    println!(
+                        "message log INCOMPLETE: {} messages do not match the lake",
+                        complete.gaps.len()
+                    );
+                    for gap in complete.gaps.iter().take(100) {
+                        println!("  {} in {}: {}", gap.message_id, gap.dataset, gap.reason);
+                    }
+                    if complete.gaps.len() > 100 {
+                        println!("  … and {} more", complete.gaps.len() - 100);
+                    }
+                    Err(format!(
+                        "the message log is incomplete: {} messages do not match the lake",
+                        complete.gaps.len()
+                    ))
                 }
                 Some(broken) => {
                     println!(

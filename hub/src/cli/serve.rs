@@ -68,6 +68,19 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
         complaints.prepare().await?;
     }
     crate::dashboards::register_queries(&app.catalog).await?;
+    // Requests a crash interrupted end before new ones are taken: each retry then gets the
+    // first answer or applies afresh.
+    let settled = crate::recovery::settle_orphaned_keys(&app)
+        .await
+        .map_err(|e| format!("recovering interrupted requests failed: {e}"))?;
+    if settled.answered + settled.released > 0 {
+        eprintln!(
+            "recovered {} interrupted requests: {} had landed and keep their answers, {} had not and may be retried",
+            settled.answered + settled.released,
+            settled.answered,
+            settled.released
+        );
+    }
 
     // These lines are an interface: scripts, systemd units and tests read them.
     let mut out = std::io::stdout().lock();
@@ -107,6 +120,7 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let webhooks = tokio::spawn(crate::webhooks::run(app.clone()));
     let logins = tokio::spawn(prune_logins(app.clone()));
+    let recovery = tokio::spawn(crate::recovery::run(app.clone()));
     let semar = app.semar.as_ref().map(|s| tokio::spawn(s.clone().run()));
     let complaints = app
         .complaints
@@ -161,6 +175,7 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
     // the next start.
     webhooks.abort();
     logins.abort();
+    recovery.abort();
     if let Some(complaints_task) = complaints {
         complaints_task.abort();
         if let Some(complaints) = &app.complaints

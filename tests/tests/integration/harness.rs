@@ -214,11 +214,18 @@ impl Hub {
     /// Kills the process (like a crash) and starts a new one on the same data directory.
     /// Returns whatever admin key line the new process printed (none is expected).
     pub fn restart(&mut self) -> Option<String> {
+        self.restart_with(&[])
+    }
+
+    /// Kills the process with SIGKILL and starts a new one on the same data directory, with
+    /// `extra` settings on top of the hub's own for this start only.
+    pub fn restart_with(&mut self, extra: &[(&str, &str)]) -> Option<String> {
         self.kill();
         let env: Vec<(&str, &str)> = self
             .env
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(extra.iter().copied())
             .collect();
         let started = start_serve(self.dir.path(), &env);
         self.child = Some(started.child);

@@ -10,6 +10,7 @@ mod browser;
 mod bus;
 mod complaints;
 mod concurrency;
+mod crash;
 mod dashboards;
 mod exchange;
 mod federation;

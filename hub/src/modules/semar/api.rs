@@ -362,10 +362,18 @@ pub(crate) async fn create_call(
             .with_retry_after(1));
         }
     }
+    // The call's id is chosen before it is stored and kept under the key: should this
+    // process die in between, recovery answers the retry with the call if it was stored.
+    let call_id = uuid::Uuid::now_v7().to_string();
+    let intent = json!({ "kind": CALL_INTENT, "call_id": call_id });
     let outcome = async {
+        app.catalog
+            .state
+            .record_idempotency_intents(&[(caller.id().to_string(), stored_key.clone(), intent)])
+            .await?;
         let input: NewCall = serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("the body is not a SEMAR call: {e}")))?;
-        let call = new_call(semar, &caller, input).await?;
+        let call = new_call(semar, &caller, input, call_id).await?;
         Ok::<_, ApiError>(call)
     }
     .await;
@@ -393,7 +401,26 @@ pub(crate) async fn create_call(
     }
 }
 
-async fn new_call(semar: &Semar, caller: &Caller, input: NewCall) -> Result<CallRow, ApiError> {
+/// The kind of intent a call's creation stores under its idempotency key.
+pub(crate) const CALL_INTENT: &str = "semar.call";
+
+/// The answer a call's creation gives, for a call stored by a process that died before it
+/// answered; `None` when the call was never stored.
+pub(crate) async fn created_call_answer(
+    state: &simpul_catalog::StateStore,
+    call_id: &str,
+) -> Result<Option<String>, simpul_catalog::CatalogError> {
+    Ok(super::store::call(state, call_id)
+        .await?
+        .map(|call| call_json(&call, true).to_string()))
+}
+
+async fn new_call(
+    semar: &Semar,
+    caller: &Caller,
+    input: NewCall,
+    id: String,
+) -> Result<CallRow, ApiError> {
     let state = &semar.catalog.state;
     if !["app", "phone", "sms"].contains(&input.channel.as_str()) {
         return Err(ApiError::unprocessable(format!(
@@ -476,7 +503,7 @@ async fn new_call(semar: &Semar, caller: &Caller, input: NewCall) -> Result<Call
         (None, _) => now,
     };
     let call = CallRow {
-        id: uuid::Uuid::now_v7().to_string(),
+        id,
         received_at: timestamp(received_at),
         channel: input.channel,
         nik,
