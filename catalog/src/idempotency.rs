@@ -338,6 +338,19 @@ impl StateStore {
         Ok(result.rows_affected())
     }
 
+    /// Ends the lease of every key still `in_progress`, whoever holds it: for a restored
+    /// state store, whose keys belong to no running process. The next recovery settles
+    /// them.
+    pub async fn expire_idempotency_leases(&self) -> Result<u64, CatalogError> {
+        let result = sqlx::query(
+            "UPDATE idempotency_keys SET owner = NULL, lease_until = $1 WHERE state = 'in_progress'",
+        )
+        .bind(timestamp(chrono::DateTime::<Utc>::UNIX_EPOCH))
+        .execute(self.pool())
+        .await?;
+        Ok(result.rows_affected())
+    }
+
     /// The keys still `in_progress` whose holder is gone: a process of this host that no
     /// longer runs (or an earlier process with this one's pid), or any holder whose lease
     /// ran out. A key from before holders were recorded counts once it is older than a

@@ -110,6 +110,19 @@ pub struct TableStats {
 /// [`Lake::compact`] (which merges every file under its 128 MiB target).
 pub const SMALL_FILE_BYTES: i64 = 16 * 1024 * 1024;
 
+/// An object store rooted at `url` (`file://…` or `s3://bucket/prefix`, with S3 options
+/// such as the endpoint and credentials), for copies beside the lake (backups).
+pub fn object_store_at(
+    url: &Url,
+    options: HashMap<String, String>,
+) -> Result<Arc<dyn object_store::ObjectStore>, CatalogError> {
+    if matches!(url.scheme(), "s3" | "s3a") {
+        crate::s3::register();
+    }
+    deltalake::logstore::store_for(url, options)
+        .map_err(|e| CatalogError::Objects(format!("{url} is unusable: {e}")))
+}
+
 /// One entry of a table's history.
 #[derive(Debug, Clone, Serialize)]
 pub struct VersionInfo {
@@ -800,6 +813,12 @@ impl Lake {
         bucket.set_path("/");
         runtime.register_object_store(&bucket, store);
         Ok(())
+    }
+
+    /// The object store rooted at the lake's root: every table's files and the objects
+    /// beside them (for backups).
+    pub fn store(&self) -> Result<Arc<dyn object_store::ObjectStore>, CatalogError> {
+        self.object_store()
     }
 
     fn object_store(&self) -> Result<Arc<dyn object_store::ObjectStore>, CatalogError> {

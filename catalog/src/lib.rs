@@ -9,6 +9,7 @@
 //! (one atomic Delta commit) and leaves through [`Catalog::sql_session`] and [`Lake::load`].
 
 mod aggregate;
+mod backup;
 mod bus;
 mod changes;
 mod clients;
@@ -44,6 +45,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use aggregate::AggregateRule;
+pub use backup::{DumpedTable, STATE_FORMAT, StateDumpHeader};
 pub use bus::{BusIdentity, Member, Subsystem, check_part, valid_part};
 pub use changes::{CHANGE_TYPE, COMMIT_TIMESTAMP, COMMIT_VERSION, ChangeFeed};
 pub use clients::{ApiClient, Role, UserAccount};
@@ -56,7 +58,7 @@ pub use grants::{
 pub use idempotency::{IdempotencyClaim, KEY_LEASE, KeyClaim, OrphanedKey};
 pub use lake::{
     AppTransaction, CommitOptions, Lake, LakeTable, StagedFiles, TableStats, TableWriter,
-    VersionInfo, WriteMode,
+    VersionInfo, WriteMode, object_store_at,
 };
 pub use logins::{AttemptKind, Reservation};
 pub use mask::MaskKind;
@@ -68,7 +70,7 @@ pub use metadata::{
     Classification, Contract, DatasetFilter, DatasetMeta, DatasetPatch, Freshness, NewDataset,
     PublishMode, SourceDescription,
 };
-pub use opmon::OpmonRecord;
+pub use opmon::{OpmonRecord, Pruned};
 pub use peers::{Peer, check_peer};
 pub use query_log::{QueryOutcome, QueryRecord};
 pub use read_only::{check_read_only, check_read_only_statement};

@@ -70,6 +70,67 @@ impl StateStore {
     }
 }
 
+/// Rows removed by [`StateStore::prune_operational`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    /// Query-log rows.
+    pub query_log: u64,
+    /// Op-monitoring rows.
+    pub opmon: u64,
+    /// Audit rows.
+    pub audit: u64,
+}
+
+impl StateStore {
+    /// Removes query-log, op-monitoring and audit rows older than their cut-off (`None`
+    /// keeps that log whole), a few thousand rows per statement so that writers are never
+    /// held up for long. Never touches the message log.
+    pub async fn prune_operational(
+        &self,
+        query_log_before: Option<chrono::DateTime<chrono::Utc>>,
+        opmon_before: Option<chrono::DateTime<chrono::Utc>>,
+        audit_before: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Pruned, CatalogError> {
+        const CHUNK: i64 = 5_000;
+        let mut pruned = Pruned::default();
+        for (table, id, at, before, count) in [
+            (
+                "query_log",
+                "id",
+                "at",
+                query_log_before,
+                &mut pruned.query_log,
+            ),
+            (
+                "opmon",
+                "id",
+                "request_in_ts",
+                opmon_before,
+                &mut pruned.opmon,
+            ),
+            ("audit_log", "id", "at", audit_before, &mut pruned.audit),
+        ] {
+            let Some(before) = before else { continue };
+            let cutoff = crate::state::timestamp(before);
+            let sql = format!(
+                "DELETE FROM {table} WHERE {id} IN (SELECT {id} FROM {table} WHERE {at} < $1 LIMIT {CHUNK})"
+            );
+            loop {
+                let removed = sqlx::query(&sql)
+                    .bind(&cutoff)
+                    .execute(self.pool())
+                    .await?
+                    .rows_affected();
+                *count += removed;
+                if removed < CHUNK as u64 {
+                    break;
+                }
+            }
+        }
+        Ok(pruned)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +169,34 @@ mod tests {
         assert_eq!(count, 450);
         assert_eq!(sizes, (0..450).map(|i| 2 * i).sum::<i64>());
         assert_eq!(clients, 225);
+    }
+
+    #[tokio::test]
+    async fn old_audit_rows_go_and_new_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
+        let state = StateStore::connect(&url).await.unwrap();
+        for (id, days) in [("old", 400), ("new", 1)] {
+            sqlx::query(
+                "INSERT INTO audit_log (id, at, actor, action, target, detail) VALUES ($1, $2, 'a', 'x', 't', '{}')",
+            )
+            .bind(id)
+            .bind(timestamp(Utc::now() - chrono::Duration::days(days)))
+            .execute(state.pool())
+            .await
+            .unwrap();
+        }
+        let kept = state.prune_operational(None, None, None).await.unwrap();
+        assert_eq!(kept, Pruned::default());
+        let pruned = state
+            .prune_operational(None, None, Some(Utc::now() - chrono::Duration::days(365)))
+            .await
+            .unwrap();
+        assert_eq!(pruned.audit, 1);
+        let left: Vec<String> = sqlx::query_scalar("SELECT id FROM audit_log")
+            .fetch_all(state.pool())
+            .await
+            .unwrap();
+        assert_eq!(left, ["new"]);
     }
 }

@@ -17,7 +17,7 @@ pub struct StateStore {
 
 /// Which SQL database holds the state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Backend {
+pub(crate) enum Backend {
     /// An SQLite file.
     Sqlite,
     /// A PostgreSQL server.
@@ -68,6 +68,11 @@ impl StateStore {
             .await
             .map_err(|e| CatalogError::State(format!("migrating the state store failed: {e}")))?;
         Ok(Self { pool, backend })
+    }
+
+    /// Which SQL database this is.
+    pub(crate) fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// The connection pool, for the stores built on it.

@@ -61,6 +61,31 @@ pub struct Config {
     pub portal: PortalConfig,
     /// PLIPMAS and La Pewarta, the complaints module.
     pub complaints: ComplaintsConfig,
+    /// How long operational records are kept.
+    pub retention: RetentionConfig,
+}
+
+/// How long operational records are kept. The message log is not among them: it is a
+/// public record of exchanges between agencies, kept whole (see the README, Operations).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Days the SQL query log keeps a query; 0 keeps every one.
+    pub query_log_days: u64,
+    /// Days op-monitoring keeps a request; 0 keeps every one.
+    pub opmon_days: u64,
+    /// Days the audit log keeps an action; 0 (the default) keeps every one.
+    pub audit_days: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            query_log_days: 730,
+            opmon_days: 365,
+            audit_days: 0,
+        }
+    }
 }
 
 /// Complaints and information requests.
@@ -423,6 +448,7 @@ impl Default for Config {
             calendar: CalendarConfig::default(),
             portal: PortalConfig::default(),
             complaints: ComplaintsConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }

@@ -153,6 +153,31 @@ pub async fn settle_orphaned_keys(app: &AppState) -> Result<Settled, CatalogErro
     Ok(settled)
 }
 
+/// Brings every dataset's version and counts in the catalog up to the lake's where they
+/// differ: a write whose commit landed and whose bookkeeping did not (an ingest cut after
+/// its commit, a module export) leaves the catalog a version behind. Returns how many
+/// were repaired. Run at start.
+pub async fn repair_catalog(app: &AppState) -> Result<u64, CatalogError> {
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM datasets")
+        .fetch_all(app.catalog.state.pool())
+        .await?;
+    let mut repaired = 0;
+    for id in ids {
+        let Ok(id) = id.parse::<DatasetId>() else {
+            continue;
+        };
+        let Some(delta) = app.catalog.lake.load(&LakeTable::Data(id.clone())).await? else {
+            continue;
+        };
+        let meta = app.catalog.dataset(&id).await?;
+        if meta.current_version != delta.version().map(|v| v as i64) {
+            app.catalog.refresh_stats(&id).await?;
+            repaired += 1;
+        }
+    }
+    Ok(repaired)
+}
+
 enum Outcome {
     Answer { status: u16, body: String },
     Release,

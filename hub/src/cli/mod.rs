@@ -1,5 +1,6 @@
 //! The `simpul` command line.
 
+mod backup;
 mod bus;
 mod datasets;
 mod ingest;
@@ -84,6 +85,11 @@ enum Command {
         #[command(subcommand)]
         command: semar::SemarCommand,
     },
+    /// Take a consistent online backup of the state store and the lake (`backup DEST`), or
+    /// check one (`backup verify SRC`).
+    Backup(backup::BackupArgs),
+    /// Bring a backup back into an empty data directory, optionally as of a time.
+    Restore(backup::RestoreArgs),
     /// Print the effective configuration (defaults, file and SIMPUL_* variables combined).
     Config,
 }
@@ -142,6 +148,8 @@ fn run(cli: Cli) -> Result<(), String> {
             Command::Users { command } => users::run(config, command).await,
             Command::Bus { command } => bus::run(config, command).await,
             Command::Messagelog { command } => messagelog::run(config, command).await,
+            Command::Backup(args) => backup::run_backup(config, args).await,
+            Command::Restore(args) => backup::run_restore(config, args).await,
             Command::Pipelines { command } => pipelines::run(config, command).await,
             Command::Schemas { command } => schemas::run(config, command).await,
             Command::Semar { command } => semar::run(config, command).await,

@@ -73,6 +73,12 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
     let settled = crate::recovery::settle_orphaned_keys(&app)
         .await
         .map_err(|e| format!("recovering interrupted requests failed: {e}"))?;
+    let repaired = crate::recovery::repair_catalog(&app)
+        .await
+        .map_err(|e| format!("bringing the catalog up to the lake failed: {e}"))?;
+    if repaired > 0 {
+        eprintln!("brought {repaired} datasets' versions and counts in the catalog up to the lake");
+    }
     if settled.answered + settled.released > 0 {
         eprintln!(
             "recovered {} interrupted requests: {} had landed and keep their answers, {} had not and may be retried",
@@ -121,6 +127,7 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
     let webhooks = tokio::spawn(crate::webhooks::run(app.clone()));
     let logins = tokio::spawn(prune_logins(app.clone()));
     let recovery = tokio::spawn(crate::recovery::run(app.clone()));
+    let retention = tokio::spawn(prune_operational(app.clone()));
     let semar = app.semar.as_ref().map(|s| tokio::spawn(s.clone().run()));
     let complaints = app
         .complaints
@@ -176,6 +183,7 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
     webhooks.abort();
     logins.abort();
     recovery.abort();
+    retention.abort();
     if let Some(complaints_task) = complaints {
         complaints_task.abort();
         if let Some(complaints) = &app.complaints
@@ -202,6 +210,39 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
         );
     }
     served.map_err(|e| format!("the HTTP server stopped: {e}"))
+}
+
+/// Removes query-log, op-monitoring and audit rows past their retention (`[retention]`), a
+/// minute after start and then daily.
+async fn prune_operational(app: AppState) {
+    let cutoff = |days: u64| {
+        (days > 0).then(|| chrono::Utc::now() - chrono::Duration::days(days.min(365_000) as i64))
+    };
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    loop {
+        let retention = &app.config.retention;
+        match app
+            .catalog
+            .state
+            .prune_operational(
+                cutoff(retention.query_log_days),
+                cutoff(retention.opmon_days),
+                cutoff(retention.audit_days),
+            )
+            .await
+        {
+            Ok(pruned) => tracing::info!(
+                query_log = pruned.query_log,
+                opmon = pruned.opmon,
+                audit = pruned.audit,
+                "removed operational records past their retention"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "removing operational records past their retention failed")
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+    }
 }
 
 /// Forgets login counts whose window has passed, every ten minutes.

@@ -195,7 +195,23 @@ impl Hub {
         let started = start_serve(dir.path(), env);
         let admin_key = started
             .admin_key
+            .clone()
             .expect("a first start prints the admin key");
+        Self::running(dir, env, started, admin_key)
+    }
+
+    /// Starts a hub on a data directory that already holds one (a restored backup), whose
+    /// admin key is `admin_key`.
+    pub fn start_existing(dir: TempDir, env: &[(&str, &str)], admin_key: &str) -> Hub {
+        let started = start_serve(dir.path(), env);
+        assert!(
+            started.admin_key.is_none(),
+            "a restored hub is not a first start"
+        );
+        Self::running(dir, env, started, admin_key.to_string())
+    }
+
+    fn running(dir: TempDir, env: &[(&str, &str)], started: Started, admin_key: String) -> Hub {
         Hub {
             dir,
             env: env
