@@ -341,10 +341,11 @@ impl Committer {
         let started = std::time::Instant::now();
         let (jobs, replies): (Vec<PublishRequest>, Vec<_>) =
             group.into_iter().map(|j| (j.request, j.reply)).unzip();
+        let mut rejects_landed = false;
         let outcome = match self.record_intents(&jobs).await {
             Ok(()) => {
                 simpul_pipelines::fault::point("bus.before_commit");
-                self.land(&jobs).await
+                self.land(&jobs, &mut rejects_landed).await
             }
             Err(e) => Err(e),
         };
@@ -408,6 +409,23 @@ impl Committer {
             }
             Err(e) => {
                 tracing::error!(dataset = %self.dataset, error = %e, publishes = jobs.len(), "group commit failed");
+                if rejects_landed {
+                    // The refused records are kept; the log accounts for the attempt.
+                    let entries = jobs
+                        .iter()
+                        .filter(|job| !job.records.rejected.is_empty())
+                        .map(|job| {
+                            abandoned_entry(
+                                &job.client_id,
+                                &self.dataset,
+                                &PublishIntent::of(job),
+                                &job.idempotency_key,
+                                &format!("the data commit failed after the rejects commit: {e}"),
+                            )
+                        })
+                        .collect();
+                    self.log.record_all(entries).await;
+                }
                 for reply in replies {
                     let _ = reply.send(Err(e.to_string()));
                 }
@@ -439,6 +457,7 @@ impl Committer {
     async fn land(
         &self,
         jobs: &[PublishRequest],
+        rejects_landed: &mut bool,
     ) -> Result<(Option<i64>, Option<usize>), CatalogError> {
         let lake = &self.catalog.lake;
         let messages: Vec<&str> = jobs.iter().map(|j| j.message_id.as_str()).collect();
@@ -448,6 +467,19 @@ impl Committer {
         let now = Utc::now();
         let meta = self.catalog.dataset(&self.dataset).await?;
         let mut rejected = meta.rejected_count;
+        // Publishes were checked against the schema as last loaded; they land only on a
+        // table that still has it. Checked before anything is committed.
+        let data_table = LakeTable::Data(self.dataset.clone());
+        let schema = lake.cached_schema(&data_table).await?;
+        if let Some(stale) = jobs
+            .iter()
+            .find(|j| j.records.accepted() > 0 && Some(&j.records.table_schema) != schema.as_ref())
+        {
+            return Err(CatalogError::Conflict(format!(
+                "the columns of {} changed while publish {} waited; publish again",
+                self.dataset, stale.message_id
+            )));
+        }
 
         if jobs.iter().any(|j| !j.records.rejected.is_empty()) {
             let table = LakeTable::Rejects(self.dataset.clone());
@@ -471,13 +503,14 @@ impl Committer {
                 ..Default::default()
             };
             let committed = lake.commit(staged, WriteMode::Append, options).await?;
+            *rejects_landed = true;
             if let Some(version) = committed.version() {
                 lake.sync_version(&table, version as i64).await?;
             }
             rejected = Lake::stats(&committed)?.row_count;
         }
 
-        let table = LakeTable::Data(self.dataset.clone());
+        let table = data_table;
         let accepted: u64 = jobs.iter().map(|j| j.records.accepted()).sum();
         if accepted == 0 {
             let current = lake.load_existing(&table).await?;
@@ -485,18 +518,6 @@ impl Committer {
                 .record_stats(&self.dataset, &current, rejected)
                 .await?;
             return Ok((None, None));
-        }
-        // Publishes were checked against the schema as last loaded; they land only on a
-        // table that still has it.
-        let schema = lake.cached_schema(&table).await?;
-        if let Some(stale) = jobs
-            .iter()
-            .find(|j| j.records.accepted() > 0 && Some(&j.records.table_schema) != schema.as_ref())
-        {
-            return Err(CatalogError::Conflict(format!(
-                "the columns of {} changed while publish {} waited; publish again",
-                self.dataset, stale.message_id
-            )));
         }
         let schema = jobs[0].records.table_schema.clone();
         let batches: Vec<_> = jobs
@@ -623,6 +644,37 @@ pub fn sign_receipt(
     };
     receipt.sign(signer);
     receipt
+}
+
+/// The message-log record of a publish whose rejects commit landed and whose data commit
+/// did not (status 0: no answer with a receipt came). The client's retry applies it afresh
+/// under a new message id; this record accounts for the first attempt's refused records.
+pub fn abandoned_entry(
+    client_id: &str,
+    dataset: &DatasetId,
+    intent: &PublishIntent,
+    idempotency_key: &str,
+    reason: &str,
+) -> MessageEntry {
+    MessageEntry {
+        message_id: intent.message_id.clone(),
+        at: Utc::now(),
+        service: "publish".into(),
+        client_id: Some(client_id.to_string()),
+        peer: None,
+        dataset: Some(dataset.to_string()),
+        version: None,
+        request_bytes: intent.request_bytes,
+        response_bytes: 0,
+        status: 0,
+        payload_sha256: Some(intent.payload_sha256.clone()),
+        detail: serde_json::json!({
+            "abandoned": true,
+            "rejected": intent.rejected,
+            "idempotency_key": idempotency_key.strip_prefix("bus:").unwrap_or(idempotency_key),
+            "reason": reason,
+        }),
+    }
 }
 
 /// A publish's record in the message log.

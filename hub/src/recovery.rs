@@ -28,7 +28,7 @@ use simpul_catalog::{
     VersionInfo, parse_timestamp, timestamp,
 };
 
-use crate::publish::{PublishIntent, Published, publish_entry, sign_receipt};
+use crate::publish::{PublishIntent, Published, abandoned_entry, publish_entry, sign_receipt};
 use crate::server::AppState;
 
 /// How often leases are renewed and orphaned keys looked for.
@@ -286,25 +286,13 @@ async fn abandon_partial_publish(
         return Ok(());
     }
     app.messagelog
-        .record(simpul_catalog::MessageEntry {
-            message_id: intent.message_id.clone(),
-            at: Utc::now(),
-            service: "publish".into(),
-            client_id: Some(key.client_id.clone()),
-            peer: None,
-            dataset: Some(dataset.to_string()),
-            version: None,
-            request_bytes: intent.request_bytes,
-            response_bytes: 0,
-            status: 0,
-            payload_sha256: Some(intent.payload_sha256.clone()),
-            detail: serde_json::json!({
-                "abandoned": true,
-                "rejected": intent.rejected,
-                "idempotency_key": key.key.strip_prefix("bus:").unwrap_or(&key.key),
-                "reason": "the hub stopped between the publish's rejects commit and its data commit; the retry applies it afresh",
-            }),
-        })
+        .record(abandoned_entry(
+            &key.client_id,
+            dataset,
+            intent,
+            &key.key,
+            "the hub stopped between the publish's rejects commit and its data commit; the retry applies it afresh",
+        ))
         .await;
     Ok(())
 }
