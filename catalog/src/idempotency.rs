@@ -414,6 +414,22 @@ impl StateStore {
         Ok(result.rows_affected() == 1)
     }
 
+    /// Hands a key this process took over back, unsettled, with its lease ended, so that
+    /// the next recovery (of any process) tries it again.
+    pub async fn give_up_idempotency_key(&self, key: &OrphanedKey) -> Result<(), CatalogError> {
+        sqlx::query(
+            "UPDATE idempotency_keys SET owner = NULL, lease_until = $1 \
+             WHERE client_id = $2 AND idempotency_key = $3 AND state = 'in_progress' AND owner = $4",
+        )
+        .bind(timestamp(chrono::DateTime::<Utc>::UNIX_EPOCH))
+        .bind(&key.client_id)
+        .bind(&key.key)
+        .bind(instance_id())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     /// Frees a key whose request failed without changing anything, so it can be retried.
     pub async fn release_idempotency_key(
         &self,
@@ -608,6 +624,12 @@ mod tests {
         // Now this process holds it, so it is no longer orphaned.
         let left = state.orphaned_idempotency_keys().await.unwrap();
         assert_eq!(left.len(), 1);
+        // Handed back unsettled, it is orphaned again, for the next recovery.
+        state.give_up_idempotency_key(&orphaned[1]).await.unwrap();
+        assert_eq!(state.orphaned_idempotency_keys().await.unwrap().len(), 2);
+        let again = state.orphaned_idempotency_keys().await.unwrap();
+        let gone = again.iter().find(|k| k.key == "gone").unwrap();
+        assert!(state.take_over_idempotency_key(gone).await.unwrap());
 
         // An intent for a key another process holds is refused: that request must not
         // commit.

@@ -102,18 +102,29 @@ pub async fn settle_orphaned_keys(app: &AppState) -> Result<Settled, CatalogErro
             .as_ref()
             .and_then(|i| i.get("kind"))
             .and_then(|k| k.as_str());
-        let outcome = match kind {
-            Some(PublishIntent::KIND) => settle_publish(app, &key, &mut touched).await?,
-            Some(IngestIntent::KIND) => settle_ingest(app, &key, &mut touched).await?,
-            Some(crate::modules::semar::api::CALL_INTENT) => settle_call(app, &key).await?,
+        let settling = match kind {
+            Some(PublishIntent::KIND) => settle_publish(app, &key, &mut touched).await,
+            Some(IngestIntent::KIND) => settle_ingest(app, &key, &mut touched).await,
+            Some(crate::modules::semar::api::CALL_INTENT) => settle_call(app, &key).await,
             // Claimed, but it never got as far as its intent: nothing was committed.
-            None => Outcome::Release,
+            None => Ok(Outcome::Release),
             Some(_) => {
                 tracing::warn!(
                     client = %key.client_id,
                     key = %key.key,
                     "an interrupted request's intent is of an unknown kind; its key stays in progress until an operator looks"
                 );
+                settled.skipped += 1;
+                continue;
+            }
+        };
+        let outcome = match settling {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // One key that cannot be settled now (the lake unreachable, an unreadable
+                // intent) neither stops the others nor the hub; the next pass tries again.
+                tracing::warn!(client = %key.client_id, key = %key.key, error = %e, "cannot settle an interrupted request's key yet");
+                state.give_up_idempotency_key(&key).await?;
                 settled.skipped += 1;
                 continue;
             }
