@@ -91,6 +91,11 @@ async fn send(http: &reqwest::Client, url: &str, admin_key: &str, write: &Write)
     match status {
         200 | 201 => {
             let answer: Value = serde_json::from_str(&text).expect("a JSON answer");
+            if write.path == SEMAR_CALLS {
+                // A call is a row of the state store, not a lake version.
+                assert_eq!(answer["complaint"], write.key.as_str(), "{answer}");
+                return Sent::Answered(0);
+            }
             let version = answer["receipt"]["version"]
                 .as_i64()
                 .or_else(|| answer["version"].as_i64())
@@ -102,10 +107,25 @@ async fn send(http: &reqwest::Client, url: &str, admin_key: &str, write: &Write)
     }
 }
 
+const SEMAR_CALLS: &str = "/api/v1/semar/calls";
+
 /// The `n`th write of client `client` in round `round`: single publishes, bulk publishes
-/// with a refused record, or CSV uploads, by the client's number.
+/// with a refused record, CSV uploads, or SEMAR calls, by the client's number.
 fn next_write(client: usize, round: usize, n: u64) -> Write {
-    match client % 4 {
+    match client % 5 {
+        // A SEMAR call by phone; its complaint is its key, to count it by.
+        4 => {
+            let key = format!("call-{client}-{round}-{n}");
+            Write {
+                path: SEMAR_CALLS.into(),
+                content_type: "application/json",
+                body: json!({"channel": "phone", "caller_phone": "081234567001",
+                             "complaint": key, "kode_wilayah": "32.14.01.1001"})
+                .to_string(),
+                key,
+                niks: Vec::new(),
+            }
+        }
         // Bulk: twenty records and one refused.
         1 => {
             let records: Vec<Value> = (0..20).map(|_| resident()).collect();
@@ -165,7 +185,7 @@ fn next_write(client: usize, round: usize, n: u64) -> Write {
     }
 }
 
-const CLIENTS: usize = 8;
+const CLIENTS: usize = 10;
 
 /// One client: writes until the hub dies under it; what it was sending then is pending.
 async fn client(
@@ -292,8 +312,37 @@ async fn check_invariants(hub: &Hub, ledger: &Ledger, round: usize) {
     );
 }
 
+/// Every answered SEMAR call is stored once, and no call is stored that was not answered.
+async fn check_calls(state_url: &str, ledger: &Ledger) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(state_url).await.unwrap();
+    let twice: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT complaint, COUNT(*) FROM semar_calls WHERE complaint LIKE 'call-%' GROUP BY complaint HAVING COUNT(*) > 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(
+        twice.is_empty(),
+        "calls stored twice (seed {}): {twice:?}",
+        seed()
+    );
+    let stored: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM semar_calls WHERE complaint LIKE 'call-%'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let answered = ledger
+        .answered
+        .values()
+        .filter(|(w, _)| w.path == SEMAR_CALLS)
+        .count();
+    assert!(answered > 0, "no SEMAR call was answered");
+    assert_eq!(stored as usize, answered, "seed {}", seed());
+}
+
 /// Writers on every path, killed at seeded moments, `rounds` times; then the invariants.
-async fn writers_killed_at_random_moments(hub: &mut Hub, rounds: usize) {
+async fn writers_killed_at_random_moments(hub: &mut Hub, rounds: usize, state_url: &str) {
     hub.empty_residents("dukcapil.warga");
     hub.empty_residents("dukcapil.unggah");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
@@ -345,12 +394,17 @@ async fn writers_killed_at_random_moments(hub: &mut Hub, rounds: usize) {
         "only {pending_total} writes were in flight at {rounds} kills"
     );
     check_invariants(hub, &ledger, rounds).await;
+    check_calls(state_url, &ledger).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn writers_killed_at_random_moments_end_whole_on_sqlite() {
     let mut hub = Hub::start_with_env(&[("SIMPUL_DEMO_DATA", "false")]);
-    writers_killed_at_random_moments(&mut hub, 8).await;
+    let state_url = format!(
+        "sqlite://{}?mode=ro",
+        hub.dir.path().join("state.db").display()
+    );
+    writers_killed_at_random_moments(&mut hub, 8, &state_url).await;
     // No key is left claimed.
     let pool = hub.state_store().await;
     let claimed: (i64,) =
@@ -375,7 +429,7 @@ async fn writers_killed_at_random_moments_end_whole_on_postgresql() {
         ("SIMPUL_STATE_URL", state_url.as_str()),
         ("SIMPUL_DEMO_DATA", "false"),
     ]);
-    writers_killed_at_random_moments(&mut hub, 4).await;
+    writers_killed_at_random_moments(&mut hub, 4, &state_url).await;
 }
 
 /// A publish cut between its lake commit and its bookkeeping: before the restart the log is
