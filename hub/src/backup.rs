@@ -634,8 +634,9 @@ pub struct Checked {
 }
 
 /// Checks every snapshot of a backup without restoring it: the state copy is whole (its
-/// SHA-256, and its row lines as its header counts them), every table's logs up to its
-/// snapshot version are there, every file their adds name is there with its size, and the
+/// SHA-256, and its row lines as its header counts them), every table's commits up to its
+/// snapshot version are there (from its first, or after its newest checkpoint when Delta
+/// has cleaned the older ones up), every file they add is there with its size, and the
 /// carried files match their SHA-256.
 pub async fn verify(config: &Config, src: &str) -> Result<Checked, String> {
     let source = open_destination(config, src)?;
@@ -687,7 +688,22 @@ pub async fn verify(config: &Config, src: &str) -> Result<Checked, String> {
             }
         }
         for (table, &snapshot) in &manifest.tables {
-            for version in 0..=snapshot {
+            // Delta removes commits older than its log retention once a checkpoint covers
+            // them: the check starts after the newest checkpoint when the first commit is
+            // gone (files named only by that checkpoint are not checked).
+            let log_dir = format!("lake/{table}/_delta_log/");
+            let first = if held.contains_key(&format!("{log_dir}{:020}.json", 0)) {
+                0
+            } else {
+                held.keys()
+                    .filter_map(|path| path.strip_prefix(&log_dir))
+                    .filter_map(log_version)
+                    .filter(|&(version, commit)| !commit && version <= snapshot)
+                    .map(|(version, _)| version + 1)
+                    .max()
+                    .unwrap_or(0)
+            };
+            for version in first..=snapshot {
                 let key = (table.clone(), version);
                 if !read_logs.contains_key(&key) {
                     let log = format!("lake/{table}/_delta_log/{version:020}.json");
