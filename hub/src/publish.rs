@@ -368,8 +368,9 @@ impl Committer {
                 }
                 self.log.record_all(entries).await;
                 // The answers are stored under their keys in one transaction: a retry from
-                // now on gets the same answer. Should this fail, the keys stay claimed and a
-                // retry is told to check the dataset's versions; nothing is applied twice.
+                // now on gets the same answer. Should this fail, the keys stay claimed by this
+                // process (a retry gets 409) until it stops; recovery then answers them from
+                // the commit. Nothing is applied twice.
                 let completed: Vec<(String, String, u16, String)> = jobs
                     .iter()
                     .zip(&answers)
