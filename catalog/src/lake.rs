@@ -875,7 +875,8 @@ impl Lake {
     }
 }
 
-fn version_info(version: i64, commit: &[u8]) -> VersionInfo {
+/// One commit's entry as the history shows it, from its `_delta_log/<version>.json` bytes.
+pub fn version_info(version: i64, commit: &[u8]) -> VersionInfo {
     let commit_info = commit
         .split(|b| *b == b'\n')
         .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
@@ -1002,7 +1003,7 @@ fn file_properties(
 }
 
 /// Decodes the `%XX` escapes of a path in the Delta log.
-fn percent_decode(path: &str) -> String {
+pub fn percent_decode(path: &str) -> String {
     url::form_urlencoded::parse(format!("p={}", path.replace('+', "%2B")).as_bytes())
         .next()
         .map_or_else(|| path.to_string(), |(_, v)| v.into_owned())

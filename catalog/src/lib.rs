@@ -58,7 +58,7 @@ pub use grants::{
 pub use idempotency::{IdempotencyClaim, KEY_LEASE, KeyClaim, OrphanedKey};
 pub use lake::{
     AppTransaction, CommitOptions, Lake, LakeTable, StagedFiles, TableStats, TableWriter,
-    VersionInfo, WriteMode, object_store_at,
+    VersionInfo, WriteMode, object_store_at, percent_decode, version_info,
 };
 pub use logins::{AttemptKind, Reservation};
 pub use mask::MaskKind;

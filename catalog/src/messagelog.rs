@@ -480,7 +480,7 @@ impl crate::Catalog {
     pub async fn check_message_log_completeness(&self) -> Result<CompletenessReport, CatalogError> {
         use std::collections::{BTreeSet, HashMap};
 
-        use crate::{DatasetId, LakeTable};
+        use crate::LakeTable;
 
         let rows = sqlx::query(
             "SELECT message_id, dataset, version, detail FROM message_log WHERE service = 'publish'",
@@ -506,18 +506,11 @@ impl crate::Catalog {
                 },
             );
         }
-        let ids: Vec<String> = sqlx::query("SELECT id FROM datasets ORDER BY id")
-            .fetch_all(self.state.pool())
-            .await?
-            .iter()
-            .map(|row| row.try_get("id"))
-            .collect::<Result<_, _>>()?;
+        let ids = self.state.dataset_ids().await?;
         let mut report = CompletenessReport::default();
         let mut named: BTreeSet<String> = BTreeSet::new();
-        for id in ids {
-            let Ok(dataset) = id.parse::<DatasetId>() else {
-                continue;
-            };
+        for dataset in ids {
+            let id = dataset.to_string();
             report.datasets += 1;
             for table in [
                 LakeTable::Data(dataset.clone()),

@@ -496,6 +496,15 @@ impl StateStore {
     }
 
     /// Every dataset that declares a freshness SLA.
+    /// Every dataset's id, in order (recovery, backups and the log's completeness check
+    /// walk them all).
+    pub async fn dataset_ids(&self) -> Result<Vec<DatasetId>, CatalogError> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM datasets ORDER BY id")
+            .fetch_all(self.pool())
+            .await?;
+        Ok(ids.into_iter().filter_map(|id| id.parse().ok()).collect())
+    }
+
     pub async fn datasets_with_freshness(&self) -> Result<Vec<DatasetMeta>, CatalogError> {
         let sql = format!(
             "SELECT {DATASET_COLUMNS} FROM datasets WHERE freshness_sla IS NOT NULL ORDER BY id"

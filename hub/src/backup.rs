@@ -33,7 +33,9 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use simpul_catalog::{Catalog, StateDumpHeader, object_store_at, parse_timestamp};
+use simpul_catalog::{
+    Catalog, StateDumpHeader, object_store_at, parse_timestamp, percent_decode, version_info,
+};
 
 use crate::config::Config;
 
@@ -206,24 +208,15 @@ async fn snapshot_versions(
         for &version in commits.iter().rev() {
             let path = Path::from(format!("{table}/_delta_log/{version:020}.json"));
             let bytes = read(lake, &path).await?;
-            let commit_info = bytes
-                .split(|b| *b == b'\n')
-                .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
-                .find_map(|action| action.get("commitInfo").cloned())
-                .unwrap_or_default();
-            let made = commit_info["timestamp"]
-                .as_i64()
-                .and_then(DateTime::<Utc>::from_timestamp_millis);
-            if made.is_none_or(|made| made <= at) {
+            let commit = version_info(version, &bytes);
+            if commit.timestamp.is_none_or(|made| made <= at) {
                 versions.insert(table.clone(), named.unwrap_or(version).max(version));
                 break;
             }
-            let names_logged = commit_info["simpul"]["messages"]
-                .as_array()
-                .is_some_and(|m| {
-                    m.iter()
-                        .any(|id| id.as_str().is_some_and(|id| refs.messages.contains(id)))
-                });
+            let names_logged = commit.simpul["messages"].as_array().is_some_and(|m| {
+                m.iter()
+                    .any(|id| id.as_str().is_some_and(|id| refs.messages.contains(id)))
+            });
             if names_logged {
                 named = Some(named.map_or(version, |n| n.max(version)));
             }
@@ -601,15 +594,9 @@ pub async fn restore(
     }
 
     // The catalog's versions and counts, from the restored lake.
-    let datasets: Vec<String> = sqlx::query_scalar("SELECT id FROM datasets")
-        .fetch_all(catalog.state.pool())
-        .await
-        .map_err(fail)?;
+    let datasets = catalog.state.dataset_ids().await.map_err(fail)?;
     for id in &datasets {
-        let Ok(id) = id.parse::<simpul_catalog::DatasetId>() else {
-            continue;
-        };
-        if let Err(e) = catalog.refresh_stats(&id).await {
+        if let Err(e) = catalog.refresh_stats(id).await {
             tracing::warn!(dataset = %id, error = %e, "cannot refresh a restored dataset's statistics");
         }
     }
@@ -753,13 +740,6 @@ pub async fn verify(config: &Config, src: &str) -> Result<Checked, String> {
     checked.problems.sort();
     checked.problems.dedup();
     Ok(checked)
-}
-
-/// A Delta add's path as stored: percent-encoded.
-fn percent_decode(path: &str) -> String {
-    url::form_urlencoded::parse(format!("p={}", path.replace('+', "%2B")).as_bytes())
-        .next()
-        .map_or_else(|| path.to_string(), |(_, v)| v.into_owned())
 }
 
 #[cfg(test)]

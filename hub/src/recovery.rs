@@ -169,14 +169,8 @@ pub async fn settle_orphaned_keys(app: &AppState) -> Result<Settled, CatalogErro
 /// its commit, a module export) leaves the catalog a version behind. Returns how many
 /// were repaired. Run at start.
 pub async fn repair_catalog(app: &AppState) -> Result<u64, CatalogError> {
-    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM datasets")
-        .fetch_all(app.catalog.state.pool())
-        .await?;
     let mut repaired = 0;
-    for id in ids {
-        let Ok(id) = id.parse::<DatasetId>() else {
-            continue;
-        };
+    for id in app.catalog.state.dataset_ids().await? {
         let Some(delta) = app.catalog.lake.load(&LakeTable::Data(id.clone())).await? else {
             continue;
         };
