@@ -116,19 +116,41 @@ impl StateStore {
         target: &str,
         detail: serde_json::Value,
     ) -> Result<(), CatalogError> {
-        sqlx::query(
-            "INSERT INTO audit_log (id, at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(timestamp(Utc::now()))
-        .bind(actor)
-        .bind(action)
-        .bind(target)
-        .bind(detail.to_string())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        insert_audit(&self.pool, actor, action, target, detail).await
     }
+
+    /// [`StateStore::audit`] inside `tx`, so that the action and its record are kept or
+    /// lost together.
+    pub async fn audit_in(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        actor: &str,
+        action: &str,
+        target: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), CatalogError> {
+        insert_audit(&mut **tx, actor, action, target, detail).await
+    }
+}
+
+async fn insert_audit<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    actor: &str,
+    action: &str,
+    target: &str,
+    detail: serde_json::Value,
+) -> Result<(), CatalogError> {
+    sqlx::query(
+        "INSERT INTO audit_log (id, at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(timestamp(Utc::now()))
+    .bind(actor)
+    .bind(action)
+    .bind(target)
+    .bind(detail.to_string())
+    .execute(executor)
+    .await?;
+    Ok(())
 }
 
 impl StateStore {

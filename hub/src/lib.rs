@@ -22,6 +22,7 @@ pub mod federation;
 pub mod flight;
 pub mod geo;
 pub mod health;
+pub mod idempotent;
 pub mod messagelog;
 pub mod metrics;
 pub mod modules;

@@ -14,9 +14,9 @@
 //! - its commit is not in the lake: the key is released, so the client's retry applies the
 //!   request afresh.
 //!
-//! SEMAR's call creation works the same way in the state store: its intent names the call's
-//! id, and a stored call answers the retry. A key with no intent never reached its commit
-//! and is released.
+//! Requests that write only the state store (a SEMAR call, a complaint and its steps; see
+//! [`crate::idempotent`]) work the same way: the intent names the row's id, and a stored
+//! row answers the retry. A key with no intent never reached its commit and is released.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -105,7 +105,9 @@ pub async fn settle_orphaned_keys(app: &AppState) -> Result<Settled, CatalogErro
         let settling = match kind {
             Some(PublishIntent::KIND) => settle_publish(app, &key, &mut touched).await,
             Some(IngestIntent::KIND) => settle_ingest(app, &key, &mut touched).await,
-            Some(crate::modules::semar::api::CALL_INTENT) => settle_call(app, &key).await,
+            Some(kind) if crate::idempotent::KINDS.contains(&kind) => {
+                settle_state_write(app, &key, kind).await
+            }
             // Claimed, but it never got as far as its intent: nothing was committed.
             None => Ok(Outcome::Release),
             Some(_) => {
@@ -302,16 +304,16 @@ async fn abandon_partial_publish(
     Ok(())
 }
 
-/// A SEMAR call: stored (with its id from the intent) or not.
-async fn settle_call(app: &AppState, key: &OrphanedKey) -> Result<Outcome, CatalogError> {
-    let call_id = key
-        .intent
-        .as_ref()
-        .and_then(|i| i.get("call_id"))
-        .and_then(|c| c.as_str())
-        .ok_or_else(|| invalid_intent(key, "no call_id"))?;
-    match crate::modules::semar::api::created_call_answer(&app.catalog.state, call_id).await? {
-        Some(body) => Ok(Outcome::Answer { status: 201, body }),
+/// A request that writes only the state store (a SEMAR call, a complaint, a step): its row
+/// is stored (with the id from the intent) or not.
+async fn settle_state_write(
+    app: &AppState,
+    key: &OrphanedKey,
+    kind: &str,
+) -> Result<Outcome, CatalogError> {
+    let intent = key.intent.clone().unwrap_or_default();
+    match crate::idempotent::stored_answer(app, kind, &intent).await? {
+        Some((status, body)) => Ok(Outcome::Answer { status, body }),
         None => Ok(Outcome::Release),
     }
 }

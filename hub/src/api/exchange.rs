@@ -20,26 +20,12 @@ use crate::changes::FeedFormat;
 use crate::publish::PublishRequest;
 use crate::server::AppState;
 
-/// Longest accepted `Idempotency-Key`.
-const MAX_KEY_LEN: usize = 200;
-
 fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
-    let value = headers.get("idempotency-key").ok_or_else(|| {
+    crate::idempotent::key_of(headers)?.ok_or_else(|| {
         ApiError::bad_request(
             "a publish needs an Idempotency-Key header (a UUID is fine): a retry with the same key is never applied twice",
         )
-    })?;
-    let key = value
-        .to_str()
-        .ok()
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LEN)
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "the Idempotency-Key header must be 1 to {MAX_KEY_LEN} visible ASCII characters"
-            ))
-        })?;
-    Ok(key.to_string())
+    })
 }
 
 fn publish_format(raw: Option<&str>, headers: &HeaderMap) -> Result<FileFormat, ApiError> {

@@ -23,6 +23,24 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let JsonWithBytes(value, _) = JsonWithBytes::from_request(request, state).await?;
+        Ok(ApiJson(value))
+    }
+}
+
+/// [`ApiJson`] that keeps the body's bytes too, for a request whose `Idempotency-Key` binds
+/// the body it came with.
+pub struct JsonWithBytes<T>(pub T, pub Bytes);
+
+impl<S, T> FromRequest<S> for JsonWithBytes<T>
+where
+    T: DeserializeOwned,
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let limit = AppState::from_ref(state).config.http.body_limit_bytes;
         let body = Bytes::from_request(request, state)
             .await
@@ -33,11 +51,12 @@ where
                     ApiError::bad_request(rejection.body_text())
                 }
             })?;
-        serde_json::from_slice(&body).map(ApiJson).map_err(|e| {
+        let value = serde_json::from_slice(&body).map_err(|e| {
             ApiError::bad_request(format!(
                 "the body is not the JSON this endpoint expects: {e}"
             ))
-        })
+        })?;
+        Ok(JsonWithBytes(value, body))
     }
 }
 

@@ -84,11 +84,7 @@ pub(super) async fn upload(
     };
     let format = upload_format(params.format.as_deref(), &headers)?;
     let saved = save_body(&app, body, &headers).await?;
-    let idempotency_key = headers
-        .get("idempotency-key")
-        .map(|v| v.to_str().map(str::to_string))
-        .transpose()
-        .map_err(|_| ApiError::bad_request("the Idempotency-Key header must be visible ASCII"))?;
+    let idempotency_key = crate::idempotent::key_of(&headers)?;
 
     if let Some(key) = &idempotency_key {
         match app

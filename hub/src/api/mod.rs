@@ -22,7 +22,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 pub use error::{ApiError, datafusion_error};
-pub use extract::{ApiJson, UNAUTHENTICATED_BODY_LIMIT, media_type, read_unauthenticated};
+pub use extract::{
+    ApiJson, JsonWithBytes, UNAUTHENTICATED_BODY_LIMIT, media_type, read_unauthenticated,
+};
 
 use crate::modules::complaints::api as complaints;
 use crate::modules::complaints::attachments as complaints_attachments;

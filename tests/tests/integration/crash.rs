@@ -26,6 +26,23 @@ fn seed() -> u64 {
         .unwrap_or(20_261_207)
 }
 
+/// The test setting `var`, or `None` after a loud line saying that `test` is skipped.
+fn setting_or_skip(var: &str, test: &str) -> Option<String> {
+    let value = std::env::var(var).ok();
+    if value.is_none() {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("\n*** SKIPPED {test}: {var} is not set. ***\n").as_bytes(),
+        );
+    }
+    value
+}
+
+/// A fresh PostgreSQL database for `test`, or `None` (skipped, loudly) without a server.
+fn postgres_or_skip(test: &str) -> Option<String> {
+    setting_or_skip("SIMPUL_TEST_POSTGRES_URL", test).map(|admin| fresh_database(&admin))
+}
+
 /// A valid resident whose NIK no other record of this test binary has (280,000 of them).
 fn resident() -> Value {
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -417,14 +434,11 @@ async fn writers_killed_at_random_moments_end_whole_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn writers_killed_at_random_moments_end_whole_on_postgresql() {
-    let Ok(admin_url) = std::env::var("SIMPUL_TEST_POSTGRES_URL") else {
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            b"\n*** SKIPPED writers_killed_at_random_moments_end_whole_on_postgresql: SIMPUL_TEST_POSTGRES_URL is not set. ***\n",
-        );
+    let Some(state_url) =
+        postgres_or_skip("writers_killed_at_random_moments_end_whole_on_postgresql")
+    else {
         return;
     };
-    let state_url = fresh_database(&admin_url);
     let mut hub = Hub::start_with_env(&[
         ("SIMPUL_STATE_URL", state_url.as_str()),
         ("SIMPUL_DEMO_DATA", "false"),
@@ -534,10 +548,16 @@ async fn hub_contents(hub: &Hub) -> Value {
 
 /// Runs `simpul restore …` into `dir`; returns what it printed.
 fn restore_into(dir: &std::path::Path, args: &[&str]) -> String {
+    restore_with(dir, args, &[])
+}
+
+/// [`restore_into`] with settings in the environment.
+fn restore_with(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> String {
     let restore = std::process::Command::new(crate::harness::simpul_bin())
         .arg("--data-dir")
         .arg(dir)
         .args(args)
+        .envs(env.iter().copied())
         .env_remove("SIMPUL_CONFIG")
         .output()
         .unwrap();
@@ -782,4 +802,812 @@ async fn a_backup_under_load_restores_whole() {
     let refused = hub.cli(&["restore", &dest_path]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not empty"));
+}
+
+/// One request of the module and pipeline flows.
+#[derive(Clone, Debug)]
+struct Request {
+    path: String,
+    content_type: &'static str,
+    key: Option<String>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    fn json(path: String, key: Option<String>, body: Value) -> Request {
+        Request {
+            path,
+            content_type: "application/json",
+            key,
+            body: body.to_string().into_bytes(),
+        }
+    }
+}
+
+/// Sends `request` until it is answered other than "still running" (409 with
+/// `Retry-After`); `None` when the hub is gone.
+async fn ask(
+    http: &reqwest::Client,
+    url: &str,
+    admin_key: &str,
+    request: &Request,
+) -> Option<(u16, Value)> {
+    loop {
+        let mut builder = http
+            .post(format!("{url}{}", request.path))
+            .bearer_auth(admin_key)
+            .header("content-type", request.content_type)
+            .body(request.body.clone())
+            .timeout(Duration::from_secs(60));
+        if let Some(key) = &request.key {
+            builder = builder.header("idempotency-key", key);
+        }
+        let response = builder.send().await.ok()?;
+        let status = response.status().as_u16();
+        let busy = status == 409 && response.headers().contains_key("retry-after");
+        let text = response.text().await.ok()?;
+        if busy {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        let answer = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        return Some((status, answer));
+    }
+}
+
+/// What the module and pipeline flows were answered, and what was cut.
+#[derive(Default)]
+struct Flows {
+    /// Filed complaints: the key's description → the case's id.
+    cases: BTreeMap<String, String>,
+    /// Answered steps: (case, status it went to).
+    steps: Vec<(String, String)>,
+    /// Kept attachments: (case, SHA-256).
+    attachments: Vec<(String, String)>,
+    /// Calls created and confirmed.
+    confirmed: Vec<String>,
+    /// Rows written to the pipeline's folder.
+    pipeline_rows: u64,
+    /// Requests cut by a kill, retried after the restart.
+    pending: Vec<Cut>,
+}
+
+/// One client of the flows: its connection to the hub and the shared record.
+struct Flow {
+    http: reqwest::Client,
+    url: String,
+    admin_key: String,
+    flows: Arc<Mutex<Flows>>,
+}
+
+impl Flow {
+    fn of(hub: &Hub, flows: &Arc<Mutex<Flows>>) -> Flow {
+        Flow {
+            http: reqwest::Client::new(),
+            url: hub.url.clone(),
+            admin_key: hub.admin_key.clone(),
+            flows: flows.clone(),
+        }
+    }
+
+    async fn ask(&self, request: &Request) -> Option<(u16, Value)> {
+        ask(&self.http, &self.url, &self.admin_key, request).await
+    }
+
+    /// Keeps a request the kill cut, to retry after the restart.
+    fn cut(&self, cut: Cut) {
+        self.flows.lock().unwrap().pending.push(cut);
+    }
+}
+
+/// A request cut by a kill, with what its answer would be recorded as.
+#[derive(Debug)]
+enum Cut {
+    Case(String, Request),
+    Step(String, String, Request),
+    Attachment(String, String, Request),
+    Call(Request),
+    Confirm(String),
+    Finish(String),
+    Run,
+}
+
+const PIPELINE: &str = "crash_masuk";
+
+fn pdf_for(case: &str) -> Vec<u8> {
+    format!("%PDF-1.4\n% bukti untuk {case}\n%%EOF\n").into_bytes()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Records the answer of a cut request once it comes.
+fn record(flows: &mut Flows, cut: &Cut, status: u16, answer: &Value) {
+    let ok = |what: &str| {
+        assert!(
+            (200..300).contains(&status),
+            "{what} answered {status} after the restart: {answer} (seed {})",
+            seed()
+        )
+    };
+    match cut {
+        Cut::Case(description, _) => {
+            ok(description);
+            flows
+                .cases
+                .insert(description.clone(), answer["id"].as_str().unwrap().into());
+        }
+        Cut::Step(case, to, _) => {
+            ok(to);
+            flows.steps.push((case.clone(), to.clone()));
+        }
+        Cut::Attachment(case, sha, _) => {
+            ok("an attachment");
+            flows.attachments.push((case.clone(), sha.clone()));
+        }
+        Cut::Call(_) | Cut::Finish(_) | Cut::Run => {}
+        Cut::Confirm(call) => {
+            ok("a confirmation");
+            flows.confirmed.push(call.clone());
+        }
+    }
+}
+
+/// One complaint after another: filed, responded to, given evidence, answered; each
+/// request under its own key (the attachment is keyed by its content).
+async fn complaint_flow(flow: Flow, client: usize, round: usize) {
+    let (flows, cut) = (&flow.flows, |c: Cut| flow.cut(c));
+    for n in 0.. {
+        let description = format!("crash-case {client}-{round}-{n}");
+        let filing = Request::json(
+            "/api/v1/complaints".into(),
+            Some(format!("case-{client}-{round}-{n}")),
+            json!({"kind": "complaint", "channel": "langsung", "description": description}),
+        );
+        let Some((status, case)) = flow.ask(&filing).await else {
+            return cut(Cut::Case(description, filing));
+        };
+        assert_eq!(status, 201, "{case}");
+        let id = case["id"].as_str().unwrap().to_string();
+        flows.lock().unwrap().cases.insert(description, id.clone());
+        for (to, path, body) in [
+            ("responded", "transitions", json!({"to": "responded"})),
+            (
+                "answered",
+                "answer",
+                json!({"text": "Sudah ditangani petugas"}),
+            ),
+        ] {
+            if to == "answered" {
+                let pdf = pdf_for(&id);
+                let sha = sha256_hex(&pdf);
+                let upload = Request {
+                    path: format!("/api/v1/complaints/{id}/attachments?filename=bukti.pdf"),
+                    content_type: "application/pdf",
+                    key: None,
+                    body: pdf,
+                };
+                let Some((status, kept)) = flow.ask(&upload).await else {
+                    return cut(Cut::Attachment(id, sha, upload));
+                };
+                assert!(status == 201 || status == 200, "{kept}");
+                flows.lock().unwrap().attachments.push((id.clone(), sha));
+            }
+            let step = Request::json(
+                format!("/api/v1/complaints/{id}/{path}"),
+                Some(format!("step-{id}-{to}")),
+                body,
+            );
+            let Some((status, answer)) = flow.ask(&step).await else {
+                return cut(Cut::Step(id, to.into(), step));
+            };
+            assert_eq!(status, 200, "{answer}");
+            flows.lock().unwrap().steps.push((id.clone(), to.into()));
+        }
+    }
+}
+
+/// Drives a dispatch from wherever it is back to service; `false` when the hub is gone.
+async fn finish_dispatch(
+    http: &reqwest::Client,
+    url: &str,
+    admin_key: &str,
+    dispatch: &str,
+) -> bool {
+    loop {
+        let Ok(response) = http
+            .get(format!("{url}/api/v1/semar/dispatches/{dispatch}"))
+            .bearer_auth(admin_key)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+        else {
+            return false;
+        };
+        let Ok(current) = response.json::<Value>().await else {
+            return false;
+        };
+        let Some(next) = current["allowed_next"]
+            .as_array()
+            .and_then(|n| n.iter().find(|s| *s != "cancelled"))
+            .and_then(|s| s.as_str())
+            .map(str::to_string)
+        else {
+            return true;
+        };
+        let mut body = json!({"event": next});
+        if next == "left_scene" {
+            body["facility"] = json!("RS-BAYUASIH");
+        }
+        let event = Request::json(
+            format!("/api/v1/semar/dispatches/{dispatch}/events"),
+            None,
+            body,
+        );
+        let Some((status, answer)) = ask(http, url, admin_key, &event).await else {
+            return false;
+        };
+        // 409: the step was taken by the try the kill cut; read the dispatch again.
+        assert!(
+            matches!(status, 200 | 201 | 409),
+            "{next}: {status} {answer}"
+        );
+    }
+}
+
+/// SEMAR calls one after another: created under a key, confirmed (and so assigned or
+/// queued), and an assigned unit driven back to service.
+async fn semar_flow(flow: Flow, client: usize, round: usize) {
+    let (flows, cut) = (&flow.flows, |c: Cut| flow.cut(c));
+    for n in 0.. {
+        let create = Request::json(
+            SEMAR_CALLS.into(),
+            Some(format!("semar-{client}-{round}-{n}")),
+            json!({"channel": "phone", "caller_phone": "081234567001", "complaint": format!("sesak napas {n}"),
+                   "kode_wilayah": "32.14.01.1001"}),
+        );
+        let Some((status, call)) = flow.ask(&create).await else {
+            return cut(Cut::Call(create));
+        };
+        assert_eq!(status, 201, "{call}");
+        let id = call["id"].as_str().unwrap().to_string();
+        let confirm = Request::json(format!("{SEMAR_CALLS}/{id}/confirm"), None, json!({}));
+        let Some((status, confirmed)) = flow.ask(&confirm).await else {
+            return cut(Cut::Confirm(id));
+        };
+        assert_eq!(status, 200, "{confirmed}");
+        flows.lock().unwrap().confirmed.push(id);
+        if let Some(dispatch) = confirmed["dispatch"]["id"].as_str()
+            && !finish_dispatch(&flow.http, &flow.url, &flow.admin_key, dispatch).await
+        {
+            return cut(Cut::Finish(dispatch.to_string()));
+        }
+    }
+}
+
+/// A file dropped into the pipeline's folder, then a run; ten rows a file.
+async fn pipeline_flow(flow: Flow, inbox: std::path::PathBuf, round: usize) {
+    let flows = &flow.flows;
+    for n in 0.. {
+        let mut csv = String::from("id,nilai\n");
+        for row in 0..10 {
+            csv.push_str(&format!("r{round}-{n}-{row},{row}\n"));
+        }
+        let name = format!("f-{round}-{n:04}.csv");
+        std::fs::write(inbox.join(format!(".{name}")), csv).unwrap();
+        std::fs::rename(inbox.join(format!(".{name}")), inbox.join(name)).unwrap();
+        flows.lock().unwrap().pipeline_rows += 10;
+        let run = Request::json(
+            format!("/api/v1/pipelines/{PIPELINE}/runs?wait=true"),
+            None,
+            json!({}),
+        );
+        let Some((status, answer)) = flow.ask(&run).await else {
+            return flow.cut(Cut::Run);
+        };
+        assert!(matches!(status, 200..=202), "{status} {answer}");
+    }
+}
+
+/// Retries a cut request after the restart until it is answered.
+async fn retry_cut(hub: &Hub, flows: &Arc<Mutex<Flows>>, cut: Cut) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "{cut:?} gets no answer a minute after the restart (seed {})",
+            seed()
+        );
+        let request = match &cut {
+            Cut::Case(_, r) | Cut::Step(_, _, r) | Cut::Attachment(_, _, r) | Cut::Call(r) => {
+                r.clone()
+            }
+            Cut::Confirm(call) => {
+                Request::json(format!("{SEMAR_CALLS}/{call}/confirm"), None, json!({}))
+            }
+            Cut::Finish(dispatch) => {
+                if finish_dispatch(&hub.http, &hub.url, &hub.admin_key, dispatch).await {
+                    return;
+                }
+                continue;
+            }
+            // The last run after the restart lands what a cut run did not.
+            Cut::Run => return,
+        };
+        if let Some((status, answer)) = ask(&hub.http, &hub.url, &hub.admin_key, &request).await {
+            record(&mut flows.lock().unwrap(), &cut, status, &answer);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Counts from the state store: `sql` must return one integer.
+async fn count_of(pool: &sqlx::AnyPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+}
+
+/// The module and pipeline invariants after the last restart: every answered filing, step,
+/// attachment and confirmation is stored once with its audit record; nothing is stored
+/// twice; SEMAR's units, dispatches, calls and queue agree; the exports and the pipeline's
+/// table hold every row once.
+async fn check_flows(hub: &Hub, flows: &Flows, state_url: &str) {
+    let context = format!("(seed {})", seed());
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(state_url).await.unwrap();
+    // Complaints: each answered filing is one case; no case was filed that was not answered.
+    let filed = count_of(
+        &pool,
+        "SELECT COUNT(*) FROM complaint_cases WHERE description LIKE 'crash-case %'",
+    )
+    .await;
+    assert_eq!(filed as usize, flows.cases.len(), "cases stored {context}");
+    for (description, id) in &flows.cases {
+        let (stored,): (String,) =
+            sqlx::query_as("SELECT description FROM complaint_cases WHERE id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(&stored, description, "{context}");
+    }
+    let twice: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT case_id, to_status, COUNT(*) FROM complaint_events GROUP BY case_id, to_status HAVING COUNT(*) > 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(twice.is_empty(), "steps applied twice {context}: {twice:?}");
+    for (case, to) in &flows.steps {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM complaint_events WHERE case_id = $1 AND to_status = $2",
+        )
+        .bind(case)
+        .bind(to)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(n, 1, "{case} → {to} {context}");
+    }
+    // Every stored case and step has its audit record, and no other.
+    let events = count_of(
+        &pool,
+        "SELECT COUNT(*) FROM complaint_events e JOIN complaint_cases c ON c.id = e.case_id \
+         WHERE c.description LIKE 'crash-case %' AND e.from_status IS NOT NULL",
+    )
+    .await;
+    let audited_steps = count_of(
+        &pool,
+        "SELECT COUNT(*) FROM audit_log a JOIN complaint_cases c ON c.id = a.target \
+         WHERE c.description LIKE 'crash-case %' AND a.action = 'complaints.case.transition'",
+    )
+    .await;
+    assert_eq!(audited_steps, events, "audited steps {context}");
+    let audited_cases = count_of(
+        &pool,
+        "SELECT COUNT(*) FROM audit_log a JOIN complaint_cases c ON c.id = a.target \
+         WHERE c.description LIKE 'crash-case %' AND a.action = 'complaints.case.create'",
+    )
+    .await;
+    assert_eq!(audited_cases, filed, "audited filings {context}");
+    // Attachments: each answered one is kept once and reads back whole.
+    for (case, sha) in &flows.attachments {
+        let listed = hub
+            .json(&format!("/api/v1/complaints/{case}/attachments"))
+            .await;
+        let kept: Vec<&Value> = listed["attachments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["sha256"] == sha.as_str())
+            .collect();
+        assert_eq!(kept.len(), 1, "{case}: {listed} {context}");
+        let id = kept[0]["id"].as_str().unwrap();
+        let bytes = hub
+            .get(
+                &hub.admin_key,
+                &format!("/api/v1/complaints/{case}/attachments/{id}"),
+            )
+            .await
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(&sha256_hex(&bytes), sha, "{context}");
+    }
+
+    // SEMAR: a unit is on duty exactly when it has an open dispatch; a call is assigned
+    // exactly when it has one; no call waits while a unit is free.
+    for (what, sql) in [
+        (
+            "units on duty without a job, or free with one",
+            "SELECT COUNT(*) FROM semar_units u WHERE (u.status = 'bertugas') <> \
+             EXISTS (SELECT 1 FROM semar_dispatches d WHERE d.unit_kode = u.kode AND d.open = 1)",
+        ),
+        (
+            "calls assigned without a dispatch, or waiting with one",
+            "SELECT COUNT(*) FROM semar_calls c WHERE (c.status = 'ditugaskan') <> \
+             EXISTS (SELECT 1 FROM semar_dispatches d WHERE d.call_id = c.id AND d.open = 1)",
+        ),
+        (
+            "calls dispatched twice",
+            "SELECT COUNT(*) FROM (SELECT call_id FROM semar_dispatches GROUP BY call_id HAVING COUNT(*) > 1) x",
+        ),
+    ] {
+        assert_eq!(count_of(&pool, sql).await, 0, "{what} {context}");
+    }
+    let waiting = count_of(
+        &pool,
+        "SELECT COUNT(*) FROM semar_calls WHERE status IN ('dikonfirmasi', 'dalam_antrean')",
+    )
+    .await;
+    let free = count_of(
+        &pool,
+        "SELECT COUNT(*) FROM semar_units WHERE status = 'tersedia'",
+    )
+    .await;
+    assert!(
+        waiting == 0 || free == 0,
+        "{waiting} calls wait while {free} units are free {context}"
+    );
+    assert!(!flows.confirmed.is_empty(), "no call was confirmed");
+    for call in &flows.confirmed {
+        let (status,): (String,) = sqlx::query_as("SELECT status FROM semar_calls WHERE id = $1")
+            .bind(call)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_ne!(status, "menunggu_konfirmasi", "{call} {context}");
+    }
+
+    // The exports: the lake holds every stored case and call once.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (dataset, table) in [
+        (
+            "complaints.cases",
+            "complaint_cases WHERE kind = 'complaint'",
+        ),
+        ("semar.calls", "semar_calls"),
+    ] {
+        let stored = count_of(&pool, &format!("SELECT COUNT(*) FROM {table}")).await;
+        loop {
+            let rows = hub
+                .rows(&format!(
+                    "select count(*) as n, count(distinct id) as d from {dataset}"
+                ))
+                .await;
+            let (n, d) = (
+                rows[0]["n"].as_i64().unwrap(),
+                rows[0]["d"].as_i64().unwrap(),
+            );
+            assert_eq!(n, d, "{dataset} holds a row twice {context}");
+            if n == stored {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{dataset} holds {n} of {stored} rows {context}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    // The pipeline: one more run lands what was left; every row once; no run left running.
+    let run = Request::json(
+        format!("/api/v1/pipelines/{PIPELINE}/runs?wait=true"),
+        None,
+        json!({}),
+    );
+    let (status, answer) = ask(&hub.http, &hub.url, &hub.admin_key, &run)
+        .await
+        .unwrap();
+    assert!(matches!(status, 200..=202), "{status} {answer}");
+    let rows = hub
+        .rows("select count(*) as n, count(distinct id) as d from stats.crash_masuk")
+        .await;
+    assert_eq!(
+        rows[0]["n"].as_u64().unwrap(),
+        flows.pipeline_rows,
+        "pipeline rows {context}"
+    );
+    assert_eq!(rows[0]["d"], rows[0]["n"], "{context}");
+    let history = hub
+        .json(&format!("/api/v1/pipelines/{PIPELINE}/runs"))
+        .await;
+    for run in history["runs"].as_array().unwrap() {
+        assert_ne!(run["status"], "running", "{run} {context}");
+    }
+    let claimed = count_of(
+        &pool,
+        "SELECT COUNT(*) FROM idempotency_keys WHERE state = 'in_progress'",
+    )
+    .await;
+    assert_eq!(claimed, 0, "keys left claimed {context}");
+}
+
+/// Complaints with their steps and evidence, SEMAR calls with their dispatches, module
+/// exports every second and pipeline runs, killed at seeded moments `rounds` times, then the
+/// invariants.
+async fn module_and_pipeline_writes_killed(hub: &mut Hub, rounds: usize, state_url: &str) {
+    let inbox = hub.dir.path().join("masuk");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let pipelines = hub.dir.path().join("pipelines");
+    std::fs::create_dir_all(&pipelines).unwrap();
+    std::fs::write(
+        pipelines.join(format!("{PIPELINE}.toml")),
+        format!(
+            "name = \"{PIPELINE}\"\nsync_mode = \"incremental\"\n[source]\nconnector = \"file\"\nurl = \"{}\"\nglob = \"*.csv\"\n[target]\ndataset = \"stats.crash_masuk\"\n",
+            inbox.display()
+        ),
+    )
+    .unwrap();
+    assert!(hub.restart().is_none());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed() ^ 0x5e3a);
+    let flows = Arc::new(Mutex::new(Flows::default()));
+    let mut cut_total = 0;
+    for round in 0..rounds {
+        let mut tasks = Vec::new();
+        for c in 0..2 {
+            tasks.push(tokio::spawn(complaint_flow(
+                Flow::of(hub, &flows),
+                c,
+                round,
+            )));
+            tasks.push(tokio::spawn(semar_flow(Flow::of(hub, &flows), c, round)));
+        }
+        tasks.push(tokio::spawn(pipeline_flow(
+            Flow::of(hub, &flows),
+            inbox.clone(),
+            round,
+        )));
+        tokio::time::sleep(Duration::from_millis(rng.random_range(500..3_000))).await;
+        assert!(hub.restart().is_none());
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let cut = std::mem::take(&mut flows.lock().unwrap().pending);
+        cut_total += cut.len();
+        for c in cut {
+            retry_cut(hub, &flows, c).await;
+        }
+    }
+    let flows = std::mem::take(&mut *flows.lock().unwrap());
+    eprintln!(
+        "crash harness, modules (seed {}): {rounds} kills, {} cases, {} steps, {} attachments, {} calls confirmed, {} pipeline rows, {cut_total} requests cut and retried",
+        seed(),
+        flows.cases.len(),
+        flows.steps.len(),
+        flows.attachments.len(),
+        flows.confirmed.len(),
+        flows.pipeline_rows,
+    );
+    assert!(
+        cut_total >= rounds,
+        "only {cut_total} requests were in flight at {rounds} kills"
+    );
+    check_flows(hub, &flows, state_url).await;
+}
+
+/// Module exports every second, so that kills land in them too.
+const MODULE_ENV: [(&str, &str); 2] = [
+    ("SIMPUL_COMPLAINTS_EXPORT_INTERVAL_SECS", "1"),
+    ("SIMPUL_SEMAR_EXPORT_INTERVAL_SECS", "1"),
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn module_and_pipeline_writes_killed_at_random_moments_end_whole_on_sqlite() {
+    let mut hub = Hub::start_with_env(&MODULE_ENV);
+    let state_url = format!(
+        "sqlite://{}?mode=ro",
+        hub.dir.path().join("state.db").display()
+    );
+    module_and_pipeline_writes_killed(&mut hub, 6, &state_url).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn module_and_pipeline_writes_killed_at_random_moments_end_whole_on_postgresql() {
+    let Some(state_url) = postgres_or_skip(
+        "module_and_pipeline_writes_killed_at_random_moments_end_whole_on_postgresql",
+    ) else {
+        return;
+    };
+    let mut env = MODULE_ENV.to_vec();
+    env.push(("SIMPUL_STATE_URL", state_url.as_str()));
+    let mut hub = Hub::start_with_env(&env);
+    module_and_pipeline_writes_killed(&mut hub, 4, &state_url).await;
+}
+
+/// A filing, a step and a SEMAR call cut after their rows were stored and before their
+/// answers were: each retry with its key gets the answer of the row that was stored, and
+/// nothing is stored twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn state_writes_cut_before_their_answers_are_answered_on_retry() {
+    let mut hub = Hub::start_with_env(&[("SIMPUL_DEMO_DATA", "false")]);
+    let filing = Request::json(
+        "/api/v1/complaints".into(),
+        Some("cut-filing".into()),
+        json!({"kind": "complaint", "channel": "langsung", "description": "crash-case cut"}),
+    );
+    let call = Request::json(
+        SEMAR_CALLS.into(),
+        Some("cut-call".into()),
+        json!({"channel": "phone", "caller_phone": "081234567001", "complaint": "pingsan",
+               "kode_wilayah": "32.14.01.1001"}),
+    );
+    let mut flows = Flows::default();
+    for (request, cut) in [
+        (&filing, Cut::Case("crash-case cut".into(), filing.clone())),
+        (&call, Cut::Call(call.clone())),
+    ] {
+        assert!(
+            hub.restart_with(&[("SIMPUL_FAULT_POINT", "state_write.before_answer")])
+                .is_none()
+        );
+        assert!(
+            ask(&hub.http, &hub.url, &hub.admin_key, request)
+                .await
+                .is_none()
+        );
+        assert!(hub.restart().is_none());
+        let (status, answer) = ask(&hub.http, &hub.url, &hub.admin_key, request)
+            .await
+            .unwrap();
+        record(&mut flows, &cut, status, &answer);
+        // Asked again, the same answer.
+        let (again, replayed) = ask(&hub.http, &hub.url, &hub.admin_key, request)
+            .await
+            .unwrap();
+        assert_eq!((again, &replayed["id"]), (status, &answer["id"]));
+    }
+    let case = flows.cases["crash-case cut"].clone();
+    let step = Request::json(
+        format!("/api/v1/complaints/{case}/transitions"),
+        Some("cut-step".into()),
+        json!({"to": "responded"}),
+    );
+    assert!(
+        hub.restart_with(&[("SIMPUL_FAULT_POINT", "state_write.before_answer")])
+            .is_none()
+    );
+    assert!(
+        ask(&hub.http, &hub.url, &hub.admin_key, &step)
+            .await
+            .is_none()
+    );
+    assert!(hub.restart().is_none());
+    let (status, answer) = ask(&hub.http, &hub.url, &hub.admin_key, &step)
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, &answer["status"]),
+        (200, &json!("responded")),
+        "{answer}"
+    );
+    flows.steps.push((case.clone(), "responded".into()));
+
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&format!(
+        "sqlite://{}?mode=ro",
+        hub.dir.path().join("state.db").display()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        count_of(
+            &pool,
+            "SELECT COUNT(*) FROM complaint_cases WHERE description = 'crash-case cut'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count_of(
+            &pool,
+            "SELECT COUNT(*) FROM semar_calls WHERE complaint = 'pingsan'"
+        )
+        .await,
+        1
+    );
+    let steps: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM complaint_events WHERE case_id = $1 AND to_status = 'responded'",
+    )
+    .bind(&case)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(steps, 1);
+    assert_eq!(
+        count_of(
+            &pool,
+            "SELECT COUNT(*) FROM idempotency_keys WHERE state = 'in_progress'"
+        )
+        .await,
+        0
+    );
+}
+
+/// A backup to an `s3://` URL on a real S3-protocol server (started by `.ci/run`), then its
+/// verification and a restore from it into a fresh directory, where the hub serves the
+/// same contents and its message log verifies.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_to_s3_verifies_and_restores_whole() {
+    let Some(endpoint) = setting_or_skip(
+        "SIMPUL_TEST_S3_ENDPOINT",
+        "a_backup_to_s3_verifies_and_restores_whole",
+    ) else {
+        return;
+    };
+    let bucket = format!("simpul-backup-{}", std::process::id());
+    let created = reqwest::Client::new()
+        .put(format!("{endpoint}/{bucket}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success(), "{}", created.status());
+    let env = [
+        ("SIMPUL_DEMO_DATA", "false"),
+        (
+            "SIMPUL_LAKE_STORAGE_OPTIONS_AWS_ENDPOINT",
+            endpoint.as_str(),
+        ),
+        ("SIMPUL_LAKE_STORAGE_OPTIONS_AWS_ACCESS_KEY_ID", "simpul"),
+        (
+            "SIMPUL_LAKE_STORAGE_OPTIONS_AWS_SECRET_ACCESS_KEY",
+            "simpul-secret",
+        ),
+        ("SIMPUL_LAKE_STORAGE_OPTIONS_AWS_REGION", "us-east-1"),
+        ("SIMPUL_LAKE_STORAGE_OPTIONS_AWS_ALLOW_HTTP", "true"),
+    ];
+    let hub = Hub::start_with_env(&env);
+    hub.empty_residents("dukcapil.warga");
+    for n in 0..5 {
+        let write = next_write(1, 20, n);
+        assert!(matches!(
+            send(&hub.http, &hub.url, &hub.admin_key, &write).await,
+            Sent::Answered(_)
+        ));
+    }
+    let dest = format!("s3://{bucket}/purwakarta");
+    let first = hub.cli_ok(&["backup", &dest]);
+    assert!(first.contains("0 already in the backup"), "{first}");
+    let second = hub.cli_ok(&["backup", &dest]);
+    assert!(second.contains("copied: 0 objects"), "{second}");
+    let verified = hub.cli_ok(&["backup", "verify", &dest]);
+    assert!(
+        verified.contains("backup intact: 2 snapshots"),
+        "{verified}"
+    );
+
+    let restored_dir = tempfile::tempdir().unwrap();
+    restore_with(restored_dir.path(), &["restore", &dest], &env);
+    let original = hub_contents(&hub).await;
+    let restored = Hub::start_existing(restored_dir, &env, &hub.admin_key);
+    assert_eq!(hub_contents(&restored).await, original);
+    let log = restored.cli(&["messagelog", "verify"]);
+    let out = String::from_utf8_lossy(&log.stdout);
+    assert!(
+        log.status.success() && out.contains("message log complete"),
+        "{out}"
+    );
 }

@@ -17,8 +17,9 @@ use simpul_catalog::{Role, timestamp};
 use simpul_schemas::formats::{normalize_kode_wilayah, normalize_nik, normalize_telepon};
 
 use super::{CASE_COLUMNS, CaseRow, Complaints, Kind, NewCase, Transition, db};
-use crate::api::{ApiError, ApiJson};
+use crate::api::{ApiError, ApiJson, JsonWithBytes};
 use crate::auth::Caller;
+use crate::idempotent::Begun;
 use crate::server::AppState;
 
 pub(super) fn module(app: &AppState) -> Result<&Complaints, ApiError> {
@@ -247,22 +248,128 @@ pub(crate) async fn check_schema(
     crate::modules::check_record(&module.catalog, schema, &record).await
 }
 
-/// `POST /api/v1/complaints`: files a complaint or an information request.
+/// `POST /api/v1/complaints`: files a complaint or an information request. With an
+/// `Idempotency-Key`, a retry gets the case filed the first time.
 pub(crate) async fn create(
     State(app): State<AppState>,
     caller: Caller,
-    ApiJson(body): ApiJson<NewCaseBody>,
+    headers: HeaderMap,
+    JsonWithBytes(body, bytes): JsonWithBytes<NewCaseBody>,
 ) -> Result<Response, ApiError> {
     let module = module(&app)?;
     caller.require(&[Role::Producer, Role::Admin], "filing a case")?;
     let new = check_new_case(module, body)?;
     check_schema(module, "check", &new).await?;
+    let Some(key) = crate::idempotent::key_of(&headers)? else {
+        let (status, body) = create_case(module, &caller, &new, None).await?;
+        return Ok((status, Json(body)).into_response());
+    };
+    let claimed = match crate::idempotent::begin(
+        &app,
+        caller.id(),
+        "complaints",
+        &key,
+        &bytes,
+        CASE_INTENT,
+        json!({}),
+    )
+    .await?
+    {
+        Begun::Answered(replayed) => return Ok(replayed),
+        Begun::Fresh(claimed) => claimed,
+    };
+    let outcome = create_case(module, &caller, &new, Some(claimed.id.clone())).await;
+    claimed.finish(&app, outcome).await
+}
+
+async fn create_case(
+    module: &Complaints,
+    caller: &Caller,
+    new: &NewCase,
+    id: Option<String>,
+) -> Result<(StatusCode, Value), ApiError> {
     let case = module
-        .create(&new, caller.id(), None)
+        .create(new, caller.id(), None, id)
         .await?
         .ok_or_else(|| ApiError::internal("the new case vanished"))?;
-    let identity = sees_identity(module, &caller, &case) || case.created_by == caller.id();
-    Ok((StatusCode::CREATED, Json(module.case_json(&case, identity))).into_response())
+    let identity = sees_identity(module, caller, &case) || case.created_by == caller.id();
+    Ok((StatusCode::CREATED, module.case_json(&case, identity)))
+}
+
+/// The kind of intent a case's filing stores under its idempotency key.
+pub(crate) const CASE_INTENT: &str = "complaints.case";
+/// The kind of intent a case's step (a transition, an answer) stores under its key.
+pub(crate) const STEP_INTENT: &str = "complaints.step";
+
+/// The answer a filing or a step would have sent, for one stored by a process that died
+/// before it answered (`None`: it was never stored). A step answers with the case as it is
+/// now, which is the case the step left unless someone acted on it since.
+pub(crate) async fn stored_answer(
+    app: &AppState,
+    kind: &str,
+    id: &str,
+) -> Result<Option<(u16, String)>, simpul_catalog::CatalogError> {
+    let Some(module) = app.complaints.as_deref() else {
+        return Err(simpul_catalog::CatalogError::Config(
+            "complaints are turned off on this hub; their interrupted requests wait".into(),
+        ));
+    };
+    let (case_id, status) = if kind == CASE_INTENT {
+        (id.to_string(), 201)
+    } else {
+        let stored: Option<(String,)> =
+            sqlx::query_as("SELECT case_id FROM complaint_events WHERE id = $1")
+                .bind(id)
+                .fetch_optional(module.catalog.state.pool())
+                .await?;
+        let Some((case_id,)) = stored else {
+            return Ok(None);
+        };
+        (case_id, 200)
+    };
+    let case = module
+        .case(&case_id)
+        .await
+        .map_err(|e| simpul_catalog::CatalogError::State(e.detail().to_string()))?;
+    // Only the case's handlers and its filer hold keys that file or act on it, and both
+    // see its identity.
+    Ok(case.map(|case| (status, module.case_json(&case, true).to_string())))
+}
+
+/// Runs one step of a case under the request's `Idempotency-Key`, if it sent one: a retry
+/// gets the answer of the first try, never a second step.
+async fn step(
+    app: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    bytes: &[u8],
+    mut request: Transition,
+    run: impl AsyncFnOnce(Transition) -> Result<CaseRow, ApiError>,
+) -> Result<Response, ApiError> {
+    let module = module(app)?;
+    let Some(key) = crate::idempotent::key_of(headers)? else {
+        let case = run(request).await?;
+        return Ok(Json(module.case_json(&case, true)).into_response());
+    };
+    let claimed = match crate::idempotent::begin(
+        app,
+        caller.id(),
+        "complaints",
+        &key,
+        bytes,
+        STEP_INTENT,
+        json!({}),
+    )
+    .await?
+    {
+        Begun::Answered(replayed) => return Ok(replayed),
+        Begun::Fresh(claimed) => claimed,
+    };
+    request.event_id = Some(claimed.id.clone());
+    let outcome = run(request)
+        .await
+        .map(|case| (StatusCode::OK, module.case_json(&case, true)));
+    claimed.finish(app, outcome).await
 }
 
 /// `GET /complaints?opd=&status=&limit=`.
@@ -404,8 +511,9 @@ pub(crate) async fn transition(
     State(app): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<TransitionBody>,
-) -> Result<Json<Value>, ApiError> {
+    headers: HeaderMap,
+    JsonWithBytes(body, bytes): JsonWithBytes<TransitionBody>,
+) -> Result<Response, ApiError> {
     let module = module(&app)?;
     acting_on(module, &caller, &id).await?;
     let request = Transition {
@@ -414,9 +522,12 @@ pub(crate) async fn transition(
         decision: body.decision,
         exemption_reason: body.exemption_reason,
         expected_version: body.expected_version,
+        event_id: None,
     };
-    let case = module.transition(&id, &request, caller.id()).await?;
-    Ok(Json(module.case_json(&case, true)))
+    step(&app, &caller, &headers, &bytes, request, async |request| {
+        module.transition(&id, &request, caller.id()).await
+    })
+    .await
 }
 
 /// `POST /complaints/{id}/answer`.
@@ -434,8 +545,9 @@ pub(crate) async fn answer(
     State(app): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<AnswerBody>,
-) -> Result<Json<Value>, ApiError> {
+    headers: HeaderMap,
+    JsonWithBytes(body, bytes): JsonWithBytes<AnswerBody>,
+) -> Result<Response, ApiError> {
     let module = module(&app)?;
     acting_on(module, &caller, &id).await?;
     let text = body.text.trim();
@@ -450,30 +562,33 @@ pub(crate) async fn answer(
         expected_version: body.expected_version,
         ..Transition::default()
     };
-    let case = module.transition(&id, &request, caller.id()).await?;
-    let short = &case.id[case.id.len() - 6..];
-    if let Some(phone) = &case.telepon {
+    step(&app, &caller, &headers, &bytes, request, async |request| {
+        let case = module.transition(&id, &request, caller.id()).await?;
+        let short = &case.id[case.id.len() - 6..];
+        if let Some(phone) = &case.telepon {
+            module.notify(
+                &case.id,
+                "resident",
+                phone,
+                &format!(
+                    "Jawaban aduan {short} dari {}: {text}",
+                    case.opd.as_deref().unwrap_or("Pemkab Purwakarta")
+                ),
+            );
+        }
+        let regent = &module.routing.regent;
         module.notify(
             &case.id,
-            "resident",
-            phone,
+            "regent",
+            &regent.telepon,
             &format!(
-                "Jawaban aduan {short} dari {}: {text}",
-                case.opd.as_deref().unwrap_or("Pemkab Purwakarta")
+                "Aduan {short} dijawab oleh {}: {text}",
+                case.opd.as_deref().unwrap_or("-")
             ),
         );
-    }
-    let regent = &module.routing.regent;
-    module.notify(
-        &case.id,
-        "regent",
-        &regent.telepon,
-        &format!(
-            "Aduan {short} dijawab oleh {}: {text}",
-            case.opd.as_deref().unwrap_or("-")
-        ),
-    );
-    Ok(Json(module.case_json(&case, true)))
+        Ok(case)
+    })
+    .await
 }
 
 /// `POST /complaints/{id}/route`.
@@ -642,7 +757,7 @@ pub(crate) async fn sms_inbound(
     };
     check_schema(module, "check", &new).await?;
     let Some(case) = module
-        .create(&new, "la-pewarta", Some((text, &dedup)))
+        .create(&new, "la-pewarta", Some((text, &dedup)), None)
         .await?
     else {
         let existing: Option<(Option<String>,)> =

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use chrono::{NaiveDate, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
-use simpul_catalog::{Catalog, CatalogError, MaskKind, timestamp};
+use simpul_catalog::{Catalog, CatalogError, MaskKind, StateStore, timestamp};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -141,6 +141,9 @@ pub struct Transition {
     pub decision: Option<String>,
     pub exemption_reason: Option<String>,
     pub expected_version: Option<i64>,
+    /// The id of the step's event, chosen by the caller (an idempotent request keeps it
+    /// under its key); a new one when `None`.
+    pub event_id: Option<String>,
 }
 
 pub(crate) fn db(error: sqlx::Error) -> ApiError {
@@ -284,15 +287,17 @@ impl Complaints {
         row.as_ref().map(case_from_row).transpose().map_err(db)
     }
 
-    /// Stores a new case with its first event and deadline; with `sms`, the inbound message
-    /// too, once (`Ok(None)`: that message was already kept).
+    /// Stores a new case with its first event, deadline and audit record, in one
+    /// transaction; with `sms`, the inbound message too, once (`Ok(None)`: that message was
+    /// already kept). `id` is the case's id when the caller chose it (an idempotent request).
     pub async fn create(
         &self,
         new: &NewCase,
         actor: &str,
         sms: Option<(&str, &str)>,
+        id: Option<String>,
     ) -> Result<Option<CaseRow>, ApiError> {
-        let id = uuid::Uuid::now_v7().to_string();
+        let id = id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         let status = new.kind.initial();
         let received = wib_date(new.received_at);
         let deadline = self.deadline(new.kind, new.category.as_deref(), status, received, None);
@@ -352,6 +357,7 @@ impl Complaints {
         insert_event(
             &mut tx,
             Event {
+                id: None,
                 case_id: &id,
                 from: None,
                 to: status,
@@ -363,15 +369,15 @@ impl Complaints {
             },
         )
         .await?;
+        StateStore::audit_in(
+            &mut tx,
+            actor,
+            "complaints.case.create",
+            &id,
+            json!({"kind": new.kind.name(), "channel": new.channel, "opd": new.opd}),
+        )
+        .await?;
         tx.commit().await.map_err(db)?;
-        state
-            .audit(
-                actor,
-                "complaints.case.create",
-                &id,
-                json!({"kind": new.kind.name(), "channel": new.channel, "opd": new.opd}),
-            )
-            .await?;
         metrics::counter!("simpul_complaints_cases_total", "channel" => new.channel.clone())
             .increment(1);
         self.case(&id).await
@@ -498,6 +504,7 @@ impl Complaints {
         insert_event(
             &mut tx,
             Event {
+                id: request.event_id.as_deref(),
                 case_id: id,
                 from: Some(&case.status),
                 to: &request.to,
@@ -509,16 +516,15 @@ impl Complaints {
             },
         )
         .await?;
+        StateStore::audit_in(
+            &mut tx,
+            actor,
+            "complaints.case.transition",
+            id,
+            json!({"from": case.status, "to": request.to, "note": note}),
+        )
+        .await?;
         tx.commit().await.map_err(db)?;
-        self.catalog
-            .state
-            .audit(
-                actor,
-                "complaints.case.transition",
-                id,
-                json!({"from": case.status, "to": request.to, "note": note}),
-            )
-            .await?;
         self.case(id)
             .await?
             .ok_or_else(|| ApiError::internal(format!("case {id} vanished")))
@@ -641,6 +647,8 @@ fn duty_name(duty: Duty) -> &'static str {
 
 /// One event row: the transition, the deadline it starts, and the deadline it settles.
 struct Event<'a> {
+    /// The event's id; a new one when `None`.
+    id: Option<&'a str>,
     case_id: &'a str,
     from: Option<&'a str>,
     to: &'a str,
@@ -685,7 +693,11 @@ async fn insert_event(
          step, step_deadline, step_duty, within_sla, working_days, exported) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0)",
     )
-    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(
+        event
+            .id
+            .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_string),
+    )
     .bind(event.case_id)
     .bind(event.from)
     .bind(event.to)

@@ -317,7 +317,7 @@ async fn create(
     let new = check_new_case(module, request)?;
     check_schema(module, "check", &new).await?;
     let case = module
-        .create(&new, &client.id, None)
+        .create(&new, &client.id, None, None)
         .await?
         .ok_or_else(|| ApiError::internal("the new request vanished"))?;
     let notice = format!(

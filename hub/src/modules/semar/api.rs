@@ -24,8 +24,7 @@ use chrono::{DateTime, Utc};
 use futures::Stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use simpul_catalog::{DatasetId, IdempotencyClaim, MaskKind, timestamp};
+use simpul_catalog::{DatasetId, MaskKind, timestamp};
 use simpul_schemas::formats::{normalize_kode_desa, normalize_nik, normalize_telepon};
 
 use super::lifecycle::Step;
@@ -328,77 +327,35 @@ pub(crate) async fn create_call(
 ) -> Result<Response, ApiError> {
     let semar = semar(&app)?;
     require(&app, &caller, CALLS, "creating calls").await?;
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= 200)
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "a call needs an Idempotency-Key header (a UUID is fine): a retried call is never created twice",
-            )
-        })?;
-    let stored_key = format!("semar:{key}");
-    let sha256 = hex::encode(Sha256::digest(&body));
-    match app
-        .catalog
-        .state
-        .claim_idempotency_key(caller.id(), &stored_key, &sha256)
-        .await?
-    {
-        IdempotencyClaim::Proceed => {}
-        IdempotencyClaim::Replay { status, body } => {
-            return Ok(crate::api::replay(status, body));
-        }
-        IdempotencyClaim::Mismatch => {
-            return Err(ApiError::conflict(format!(
-                "Idempotency-Key '{key}' was already used for a different call"
-            )));
-        }
-        IdempotencyClaim::InProgress => {
-            return Err(ApiError::conflict(format!(
-                "a call with Idempotency-Key '{key}' is still being created; retry in a moment"
-            ))
-            .with_retry_after(1));
-        }
-    }
+    let key = crate::idempotent::key_of(&headers)?.ok_or_else(|| {
+        ApiError::bad_request(
+            "a call needs an Idempotency-Key header (a UUID is fine): a retried call is never created twice",
+        )
+    })?;
     // The call's id is chosen before it is stored and kept under the key: should this
     // process die in between, recovery answers the retry with the call if it was stored.
-    let call_id = uuid::Uuid::now_v7().to_string();
-    let intent = json!({ "kind": CALL_INTENT, "call_id": call_id });
+    let claimed = match crate::idempotent::begin(
+        &app,
+        caller.id(),
+        "semar",
+        &key,
+        &body,
+        CALL_INTENT,
+        json!({}),
+    )
+    .await?
+    {
+        crate::idempotent::Begun::Answered(replayed) => return Ok(replayed),
+        crate::idempotent::Begun::Fresh(claimed) => claimed,
+    };
     let outcome = async {
-        app.catalog
-            .state
-            .record_idempotency_intents(&[(caller.id().to_string(), stored_key.clone(), intent)])
-            .await?;
         let input: NewCall = serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("the body is not a SEMAR call: {e}")))?;
-        let call = new_call(semar, &caller, input, call_id).await?;
-        Ok::<_, ApiError>(call)
+        let call = new_call(semar, &caller, input, claimed.id.clone()).await?;
+        Ok((StatusCode::CREATED, call_json(&call, true)))
     }
     .await;
-    match outcome {
-        Ok(call) => {
-            let body = call_json(&call, true).to_string();
-            app.catalog
-                .state
-                .complete_idempotency_key(caller.id(), &stored_key, 201, &body)
-                .await?;
-            let mut response = (StatusCode::CREATED, body).into_response();
-            response.headers_mut().insert(
-                axum::http::header::CONTENT_TYPE,
-                axum::http::HeaderValue::from_static("application/json"),
-            );
-            Ok(response)
-        }
-        Err(e) => {
-            app.catalog
-                .state
-                .release_idempotency_key(caller.id(), &stored_key)
-                .await?;
-            Err(e)
-        }
-    }
+    claimed.finish(&app, outcome).await
 }
 
 /// The kind of intent a call's creation stores under its idempotency key.
