@@ -12,6 +12,7 @@ pub mod file;
 pub mod net;
 pub mod opendata_jabar;
 pub mod peer;
+pub mod records;
 pub mod rest_json;
 pub mod splp;
 pub mod sql;

@@ -104,13 +104,13 @@ pub async fn read(
                     datafusion::logical_expr::LogicalPlanBuilder::empty(false).build()?,
                 ),
             };
-            Ok(Planned {
+            Ok(Planned::of(
                 frame,
-                tables: vec![format!(
+                vec![format!(
                     "{dataset}@v{}..v{}",
                     feed.from_version, feed.to_version
                 )],
-            })
+            ))
         })
         .await?;
     Ok(FeedRows {

@@ -41,7 +41,8 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{key_hash, sql_access};
-use crate::query::{QueryStopped, QueryTicket, StreamLimits};
+use crate::query::QueryStopped;
+use crate::read::{Controls, PlanError, Read, ReadError, RowLimit};
 use crate::server::AppState;
 
 /// A prepared statement, as its handle carries it.
@@ -223,38 +224,39 @@ impl SimpulFlight {
         params: Option<ParamValues>,
     ) -> Result<Response<DoGetStream>, Status> {
         let app = &self.app;
-        let limits = &app.config.query;
-        let ticket = QueryTicket::new(&app.catalog.state, &client.id, "flight", sql);
-        let (mut ticket, permit) = app
-            .reads
-            .gate()
-            .admit_ticket(ticket)
-            .await
-            .map_err(|busy| Status::unavailable(busy.message))?;
-        let deadline = crate::results::deadline(limits.timeout_secs);
-        let planned = async {
-            let planned = app
-                .catalog
-                .plan_read_query(sql, &app.session_settings(), &sql_access(client))
-                .await?;
-            let mut frame = planned.frame;
-            if let Some(params) = params {
-                frame = frame.with_param_values(params)?;
-            }
-            let frame = simpul_catalog::limit_rows(frame, limits.row_limit)?;
-            Ok::<_, CatalogError>((planned.tables, simpul_catalog::execute(frame).await?))
-        }
-        .await;
-        let (tables, stream) = match planned {
-            Ok(planned) => planned,
-            Err(e) => {
-                let outcome = crate::query::outcome_of(&e);
-                ticket.finish(outcome, Some(e.to_string()));
-                return Err(status(e));
-            }
+        let read = Read {
+            client_id: client.id.clone(),
+            protocol: "flight",
+            text: sql.to_string(),
+            rows: RowLimit::Configured,
         };
-        ticket.reads(tables);
-        let stream = ticket.stream(stream, StreamLimits::configured(limits, deadline, permit));
+        let controls = Controls {
+            exact_limit: true,
+            ..Controls::default()
+        };
+        let reading = app
+            .reads
+            .read_with(read, controls, async {
+                let mut planned = app.reads.plan_sql(sql, None, &sql_access(client)).await?;
+                if let Some(params) = params {
+                    planned.frame = planned.frame.with_param_values(params)?;
+                }
+                Ok::<_, PlanError>(planned)
+            })
+            .await
+            .map_err(|e| match e {
+                ReadError::Busy(busy) => Status::unavailable(busy.message),
+                ReadError::TimedOut(secs) => Status::deadline_exceeded(format!(
+                    "the query did not finish planning within {secs} s (query.timeout_secs)"
+                )),
+                ReadError::Cancelled(reason) => Status::cancelled(reason),
+                ReadError::Plan(PlanError::Catalog(e)) | ReadError::Execute(e) => status(e),
+                ReadError::Plan(PlanError::Api(e)) if e.status().is_client_error() => {
+                    Status::invalid_argument(e.detail())
+                }
+                ReadError::Plan(PlanError::Api(e)) => Status::internal(e.detail()),
+            })?;
+        let stream = reading.stream;
         let schema = stream.schema();
         let batches = stream.map_err(|e| FlightError::Tonic(Box::new(datafusion_status(&e))));
         let data = FlightDataEncoderBuilder::new()

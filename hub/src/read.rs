@@ -69,6 +69,25 @@ pub struct Planned {
     pub frame: DataFrame,
     /// `namespace.name` (with `@v3` for a version) of each table read.
     pub tables: Vec<String>,
+    /// The rows already at hand (a cached result of the same plan on the same versions):
+    /// sent instead of running the frame.
+    pub ready: Option<SendableRecordBatchStream>,
+    /// A last step over the rows the frame yields, before they are counted and recorded (a
+    /// published aggregate's suppression of small groups).
+    pub then:
+        Option<Box<dyn FnOnce(SendableRecordBatchStream) -> SendableRecordBatchStream + Send>>,
+}
+
+impl Planned {
+    /// The plan `frame`, reading `tables`.
+    pub fn of(frame: DataFrame, tables: Vec<String>) -> Self {
+        Self {
+            frame,
+            tables,
+            ready: None,
+            then: None,
+        }
+    }
 }
 
 /// Why a read could not be planned.
@@ -107,6 +126,90 @@ impl PlanError {
             Self::Api(e) => (QueryOutcome::Failed, e),
         }
     }
+}
+
+/// A planning failure of some path, as the query log records it. Each protocol plans with
+/// its own error type (the PostgreSQL endpoint keeps its SQLSTATE codes) and the door
+/// only needs to know how it ended.
+pub trait PlanFailure: std::fmt::Display {
+    /// The query log's outcome for it.
+    fn outcome(&self) -> QueryOutcome;
+}
+
+impl PlanFailure for PlanError {
+    fn outcome(&self) -> QueryOutcome {
+        match self {
+            Self::Catalog(e) => outcome_of(e),
+            Self::Api(e) if e.status().is_client_error() => QueryOutcome::Refused,
+            Self::Api(_) => QueryOutcome::Failed,
+        }
+    }
+}
+
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Catalog(e) => write!(f, "{e}"),
+            Self::Api(e) => write!(f, "{}", e.detail()),
+        }
+    }
+}
+
+/// Why a read did not start. Each protocol answers these in its own terms (HTTP status,
+/// SQLSTATE, gRPC status).
+#[derive(Debug)]
+pub enum ReadError<E> {
+    /// The gate is full: try again later.
+    Busy(crate::query::Busy),
+    /// Planning ran past the time limit (in seconds).
+    TimedOut(u64),
+    /// The client cancelled it or went away while it was planned.
+    Cancelled(String),
+    /// The path could not plan it.
+    Plan(E),
+    /// Its plan could not start.
+    Execute(CatalogError),
+}
+
+impl<E: PlanFailure> ReadError<E> {
+    /// How the query log records it.
+    fn logged(&self) -> (QueryOutcome, String) {
+        match self {
+            Self::Busy(busy) => (QueryOutcome::Refused, busy.message.clone()),
+            Self::TimedOut(secs) => (
+                QueryOutcome::TimedOut,
+                ApiError::timeout(*secs).detail().to_string(),
+            ),
+            Self::Cancelled(reason) => (QueryOutcome::Cancelled, reason.clone()),
+            Self::Plan(e) => (e.outcome(), e.to_string()),
+            Self::Execute(e) => (outcome_of(e), e.to_string()),
+        }
+    }
+}
+
+impl From<ReadError<PlanError>> for ApiError {
+    fn from(error: ReadError<PlanError>) -> Self {
+        match error {
+            ReadError::Busy(busy) => busy.into(),
+            ReadError::TimedOut(secs) => ApiError::timeout(secs),
+            ReadError::Cancelled(reason) => ApiError::unavailable(reason),
+            ReadError::Plan(e) => e.settle().1,
+            ReadError::Execute(e) => e.into(),
+        }
+    }
+}
+
+/// What a protocol adds to a read: its own time limit (PostgreSQL's `statement_timeout`),
+/// a signal that the client cancelled, and whether the reader wants the row one past the
+/// limit (which tells it that the limit cut the rows) or exactly the limit.
+#[derive(Default)]
+pub struct Controls {
+    /// The read's time limit, when not `query.timeout_secs`.
+    pub timeout: Option<std::time::Duration>,
+    /// Resolves when the client cancels or leaves.
+    pub cancel: Option<crate::query::CancelSignal>,
+    /// At most the row limit, without the one past it.
+    pub exact_limit: bool,
 }
 
 /// A read under way: its rows (recorded in the query log when the stream ends or is
@@ -159,6 +262,21 @@ impl ReadDoor {
     where
         P: Future<Output = Result<Planned, PlanError>>,
     {
+        Ok(self.read_with(read, Controls::default(), plan).await?)
+    }
+
+    /// [`ReadDoor::read`] with a protocol's own controls and planning error: the one path
+    /// of every read, HTTP, PostgreSQL and Flight SQL alike.
+    pub async fn read_with<P, E>(
+        &self,
+        read: Read,
+        controls: Controls,
+        plan: P,
+    ) -> Result<Reading, ReadError<E>>
+    where
+        P: Future<Output = Result<Planned, E>>,
+        E: PlanFailure,
+    {
         let limits = &self.0.limits;
         let ticket = QueryTicket::new(
             &self.0.catalog.state,
@@ -166,39 +284,67 @@ impl ReadDoor {
             read.protocol,
             &read.text,
         );
-        let (mut ticket, permit) = self.0.gate.admit_ticket(ticket).await?;
+        let (mut ticket, permit) = self
+            .0
+            .gate
+            .admit_ticket(ticket)
+            .await
+            .map_err(ReadError::Busy)?;
         let row_limit = match read.rows {
             RowLimit::Configured => limits.row_limit,
             RowLimit::AtMost(n) => n.min(limits.row_limit),
             RowLimit::Every => u64::MAX,
         };
-        let planning_deadline = crate::results::deadline(limits.timeout_secs);
-        let deadline = match read.rows {
-            RowLimit::Every => Instant::now() + BULK_READ_LIMIT,
-            _ => planning_deadline,
+        let timeout = controls
+            .timeout
+            .unwrap_or(std::time::Duration::from_secs(limits.timeout_secs));
+        let planning_deadline = Instant::now() + timeout;
+        let (deadline, timeout_secs) = match read.rows {
+            RowLimit::Every => (Instant::now() + BULK_READ_LIMIT, BULK_READ_LIMIT.as_secs()),
+            _ => (planning_deadline, timeout.as_secs()),
         };
-        let started = tokio::time::timeout_at(planning_deadline, async {
-            let planned = plan.await?;
+        let mut cancel = controls.cancel;
+        let planning = tokio::time::timeout_at(planning_deadline, async {
+            let planned = plan.await.map_err(ReadError::Plan)?;
+            if let Some(ready) = planned.ready {
+                return Ok((planned.tables, ready));
+            }
             let frame = match row_limit {
                 u64::MAX => planned.frame,
+                limit if controls.exact_limit => simpul_catalog::limit_rows(planned.frame, limit)
+                    .map_err(|e| ReadError::Execute(e.into()))?,
                 // One row past the limit tells the reader whether the limit cut the rows.
-                limit => simpul_catalog::limit_rows(planned.frame, limit + 1)?,
+                limit => simpul_catalog::limit_rows(planned.frame, limit + 1)
+                    .map_err(|e| ReadError::Execute(e.into()))?,
             };
-            let stream = simpul_catalog::execute(frame).await?;
-            Ok::<_, PlanError>((planned.tables, stream))
-        })
-        .await;
+            let stream = simpul_catalog::execute(frame)
+                .await
+                .map_err(ReadError::Execute)?;
+            let stream = match planned.then {
+                Some(then) => then(stream),
+                None => stream,
+            };
+            Ok::<_, ReadError<E>>((planned.tables, stream))
+        });
+        let started = match cancel.as_mut() {
+            Some(signal) => tokio::select! {
+                started = planning => started,
+                reason = signal => Ok(Err(ReadError::Cancelled(reason))),
+            },
+            None => planning.await,
+        };
         let (tables, stream) = match started {
             Ok(Ok(started)) => started,
             Ok(Err(e)) => {
-                let (outcome, error) = e.settle();
-                ticket.finish(outcome, Some(error.detail().to_string()));
-                return Err(error);
+                let (outcome, detail) = e.logged();
+                ticket.finish(outcome, Some(detail));
+                return Err(e);
             }
             Err(_) => {
-                let error = ApiError::timeout(limits.timeout_secs);
-                ticket.finish(QueryOutcome::TimedOut, Some(error.detail().to_string()));
-                return Err(error);
+                let e = ReadError::TimedOut(timeout.as_secs());
+                let (outcome, detail) = e.logged();
+                ticket.finish(outcome, Some(detail));
+                return Err(e);
             }
         };
         ticket.reads(tables.clone());
@@ -206,12 +352,9 @@ impl ReadDoor {
             stream,
             StreamLimits {
                 deadline,
-                timeout_secs: match read.rows {
-                    RowLimit::Every => BULK_READ_LIMIT.as_secs(),
-                    _ => limits.timeout_secs,
-                },
+                timeout_secs,
                 row_limit,
-                cancel: None,
+                cancel,
                 permit: Some(permit),
             },
         );
@@ -234,6 +377,18 @@ impl ReadDoor {
         );
         ticket.reads(tables);
         ticket.answered(rows);
+    }
+
+    /// Records a read that ended before it was admitted, such as a statement the
+    /// PostgreSQL endpoint could not prepare: who, what, and why.
+    pub fn record_unrun(&self, read: &Read, outcome: QueryOutcome, detail: String) {
+        QueryTicket::new(
+            &self.0.catalog.state,
+            &read.client_id,
+            read.protocol,
+            &read.text,
+        )
+        .finish(outcome, Some(detail));
     }
 
     /// Runs one read and collects its rows as JSON objects, for the modules' small reads
@@ -277,9 +432,6 @@ impl ReadDoor {
             Some(params) => planned.frame.with_param_values(params)?,
             None => planned.frame,
         };
-        Ok(Planned {
-            frame,
-            tables: planned.tables,
-        })
+        Ok(Planned::of(frame, planned.tables))
     }
 }

@@ -10,11 +10,11 @@ use axum::response::Response;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use simpul_catalog::{CatalogError, QueryDefinition, QueryOutcome, Role, SaveOutcome};
+use simpul_catalog::{QueryDefinition, Role, SaveOutcome};
 
 use super::{ApiError, ApiJson};
 use crate::auth::Caller;
-use crate::query::{QueryTicket, StreamLimits};
+use crate::read::{PlanError, Read, RowLimit};
 use crate::results::{self, ResultFormat};
 use crate::saved_queries::{CachedResult, cache_key, check, table_versions};
 use crate::server::AppState;
@@ -263,80 +263,66 @@ pub(crate) async fn start_saved(
         Some(_) => simpul_catalog::SqlAccess::aggregate(client_id),
         None => access,
     };
-    let ticket = QueryTicket::new(
-        &app.catalog.state,
-        client_id,
-        "saved",
-        &format!("{name}: {}", definition.sql),
-    );
-    let (mut ticket, permit) = app.reads.gate().admit_ticket(ticket).await?;
-    let limits = &app.config.query;
-    let deadline = results::deadline(limits.timeout_secs);
-    let planned = async {
-        let planned = app
-            .catalog
-            .plan_read_query(&definition.sql, &app.session_settings(), &access)
-            .await?;
-        if let Some(rule) = &definition.aggregate {
-            rule.check_plan(&definition.name, planned.frame.logical_plan())?;
-        }
-        let versions = table_versions(&app.catalog, &planned.tables).await?;
-        let frame = planned.frame.with_param_values(params.clone())?;
-        let frame = simpul_catalog::limit_rows(frame, limits.row_limit + 1)?;
-        Ok::<_, CatalogError>((planned.tables, versions, frame))
-    }
-    .await;
-    let (tables, versions, frame) = match planned {
-        Ok(planned) => planned,
-        Err(e) => {
-            let error = ApiError::from(e);
-            ticket.finish(QueryOutcome::Failed, Some(error.detail().to_string()));
-            return Err(error);
-        }
-    };
-    ticket.reads(tables.clone());
-    // The caller's grants decide which tables exist for it and which are masked, so a
-    // result is shared only between requests holding the same rights.
-    let rights = match &access.principal {
-        Some(principal) => Some(app.catalog.state.rights_of(principal).await?),
-        None => None,
-    };
     // The rule is part of what the result is, beside the text.
     let text = match &definition.aggregate {
         Some(rule) => format!("{}\n-- aggregate {rule:?}", definition.sql),
         None => definition.sql.clone(),
     };
-    let key = versions
-        .as_ref()
-        .map(|v| cache_key(&text, &params, &access, rights.as_ref(), v));
-    let cached = key.as_deref().and_then(|k| app.query_cache.get(k));
-    let hit = cached.is_some();
-    let stream = match cached {
-        Some(result) => Box::pin(RecordBatchStreamAdapter::new(
-            result.schema.clone(),
-            futures::stream::iter(result.batches.clone().into_iter().map(Ok)),
-        )) as datafusion::execution::SendableRecordBatchStream,
-        None => {
-            let stream = simpul_catalog::execute(frame)
-                .await
-                .map_err(ApiError::from)?;
-            match &definition.aggregate {
-                Some(rule) => suppressed(stream, rule.clone()),
-                None => stream,
+    let read = Read {
+        client_id: client_id.to_string(),
+        protocol: "saved",
+        text: format!("{name}: {}", definition.sql),
+        rows: RowLimit::Configured,
+    };
+    // What planning found besides the plan: the tables' versions and the cache's key.
+    let mut found: (Option<Vec<String>>, Option<String>, bool) = (None, None, false);
+    let plan = async {
+        let mut planned = app.reads.plan_sql(&definition.sql, None, &access).await?;
+        if let Some(rule) = &definition.aggregate {
+            rule.check_plan(&definition.name, planned.frame.logical_plan())?;
+        }
+        let versions = table_versions(&app.catalog, &planned.tables).await?;
+        planned.frame = planned.frame.with_param_values(params.clone())?;
+        // The caller's grants decide which tables exist for it and which are masked, so a
+        // result is shared only between requests holding the same rights.
+        let rights = match &access.principal {
+            Some(principal) => Some(app.catalog.state.rights_of(principal).await?),
+            None => None,
+        };
+        let key = versions
+            .as_ref()
+            .map(|v| cache_key(&text, &params, &access, rights.as_ref(), v));
+        match key.as_deref().and_then(|k| app.query_cache.get(k)) {
+            Some(result) => {
+                planned.ready = Some(Box::pin(RecordBatchStreamAdapter::new(
+                    result.schema.clone(),
+                    futures::stream::iter(result.batches.clone().into_iter().map(Ok)),
+                )));
+                found.2 = true;
+            }
+            None => {
+                if let Some(rule) = definition.aggregate.clone() {
+                    planned.then = Some(Box::new(move |stream| suppressed(stream, rule)));
+                }
             }
         }
+        found.0 = versions;
+        found.1 = key;
+        Ok::<_, PlanError>(planned)
     };
-    let mut stream = ticket.stream(stream, StreamLimits::configured(limits, deadline, permit));
+    let reading = app.reads.read(read, plan).await?;
+    let (versions, key, hit) = found;
+    let mut stream = reading.stream;
     if !hit && let Some(key) = key {
-        stream = remember(app, key, stream, limits.row_limit).await;
+        stream = remember(app, key, stream, reading.row_limit).await;
     }
     Ok(StartedSaved {
         stream,
         hit,
         versions,
-        deadline,
+        deadline: reading.deadline,
         suppressed_below: definition.aggregate.map(|rule| rule.min_count),
-        tables,
+        tables: reading.tables,
     })
 }
 

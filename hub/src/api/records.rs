@@ -178,10 +178,10 @@ async fn serve_table(
         .read(read, async {
             let (frame, at) = table_frame(&app, &table, query.version, &access).await?;
             resolved.store(at, std::sync::atomic::Ordering::Relaxed);
-            Ok(Planned {
-                frame: shape(frame, &query)?,
-                tables: vec![format!("{}@v{at}", table.qualified_name())],
-            })
+            Ok(Planned::of(
+                shape(frame, &query)?,
+                vec![format!("{}@v{at}", table.qualified_name())],
+            ))
         })
         .await?;
     let limits = &app.config.query;

@@ -8,12 +8,11 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use serde_json::Value;
 use simpul_catalog::{
     Catalog, CatalogError, Classification, Contract, DatasetId, SchemaBinding, WriteMode,
 };
-use simpul_connectors::file::{FileFormat, open_bytes};
+use simpul_connectors::records::RecordsReader;
 use simpul_pipelines::{DatasetDefaults, IngestOptions, SchemaChoice};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -85,18 +84,25 @@ impl Exporter<'_> {
         })
     }
 
+    /// Validates and commits `records` (JSON objects, in memory) to the export's dataset,
+    /// by its key with `upsert`; `columns` name the input's columns when there are no
+    /// records (an empty dataset to create).
     async fn ingest(
         &self,
         export: &Export,
-        data: Vec<u8>,
-        format: FileFormat,
+        columns: Vec<String>,
+        records: Vec<serde_json::Map<String, Value>>,
         upsert: bool,
     ) -> Result<u64, String> {
         let origin = format!("{} export", self.actor);
-        let reader = open_bytes(&origin, Bytes::from(data), &format).map_err(|e| e.to_string())?;
-        let report = simpul_pipelines::ingest(self.catalog, reader, self.options(export, upsert)?)
-            .await
-            .map_err(|e| format!("{}: {e}", export.dataset))?;
+        let reader = RecordsReader::new(&origin, columns, records);
+        let report = simpul_pipelines::ingest(
+            self.catalog,
+            Box::new(reader),
+            self.options(export, upsert)?,
+        )
+        .await
+        .map_err(|e| format!("{}: {e}", export.dataset))?;
         if report.rows_rejected > 0 {
             tracing::warn!(
                 dataset = export.dataset,
@@ -130,17 +136,14 @@ impl Exporter<'_> {
                 .schemas
                 .resolve(&self.catalog.state, &binding)
                 .await?;
-            // A header-only CSV: the schema's columns, no rows.
-            let header: Vec<&str> = compiled
+            // No rows: the schema's columns.
+            let columns: Vec<String> = compiled
                 .arrow
                 .fields()
                 .iter()
-                .map(|f| f.name().as_str())
+                .map(|f| f.name().clone())
                 .collect();
-            let csv = format!("{}\n", header.join(","));
-            let format = FileFormat::from_name("csv")
-                .ok_or_else(|| CatalogError::Invalid("no CSV reader".into()))?;
-            self.ingest(export, csv.into_bytes(), format, false)
+            self.ingest(export, columns, Vec::new(), false)
                 .await
                 .map_err(CatalogError::Invalid)?;
         }
@@ -175,12 +178,18 @@ impl Exporter<'_> {
             if rows.is_empty() {
                 break;
             }
-            let mut ndjson = Vec::new();
+            let mut records = Vec::with_capacity(rows.len());
             let mut marks: Vec<(String, Option<String>)> = Vec::with_capacity(rows.len());
             for row in &rows {
-                let record = (export.record)(row).map_err(|e| e.to_string())?;
-                serde_json::to_writer(&mut ndjson, &record).map_err(|e| e.to_string())?;
-                ndjson.push(b'\n');
+                match (export.record)(row).map_err(|e| e.to_string())? {
+                    Value::Object(record) => records.push(record),
+                    other => {
+                        return Err(format!(
+                            "{}: an exported record is not an object: {other}",
+                            export.dataset
+                        ));
+                    }
+                }
                 let key: String = row.try_get(export.table_key).map_err(|e| e.to_string())?;
                 let updated = if export.mutable {
                     Some(
@@ -195,9 +204,7 @@ impl Exporter<'_> {
             // Always by key, immutable rows too: rows landed by a round whose marks were lost
             // (a crash between the commit and the mark) land again as the same rows, not as
             // copies.
-            landed += self
-                .ingest(export, ndjson, FileFormat::Ndjson, true)
-                .await?;
+            landed += self.ingest(export, Vec::new(), records, true).await?;
             let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
             for (key, updated) in &marks {
                 let query = match updated {

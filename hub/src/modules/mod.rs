@@ -5,12 +5,11 @@ pub mod complaints;
 pub(crate) mod export;
 pub mod semar;
 
-use axum::body::Bytes;
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
 use datafusion::common::ParamValues;
 use serde_json::{Map, Value, json};
 use simpul_catalog::{Catalog, QueryDefinition, SqlAccess};
-use simpul_connectors::file::{FileFormat, open_bytes};
+use simpul_connectors::records::RecordsReader;
 
 use crate::api::ApiError;
 use crate::read::{Read, ReadDoor, RowLimit};
@@ -27,10 +26,10 @@ pub(crate) async fn check_record(
         major: 1,
     };
     let compiled = catalog.schemas.resolve(&catalog.state, &binding).await?;
-    let mut line = serde_json::to_vec(record).map_err(ApiError::internal)?;
-    line.push(b'\n');
-    let reader = open_bytes("record", Bytes::from(line), &FileFormat::Ndjson)
-        .map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    let Value::Object(object) = record else {
+        return Err(ApiError::unprocessable("a record is a JSON object"));
+    };
+    let reader = RecordsReader::new("record", Vec::new(), vec![object.clone()]);
     let mut errors = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| ApiError::unprocessable(e.to_string()))?;

@@ -40,7 +40,8 @@ use simpul_catalog::{CatalogError, QueryOutcome, check_read_only_statement};
 use super::show::ServerVariables;
 use super::startup::PgSession;
 use crate::auth::sql_access;
-use crate::query::{QueryStopped, QueryTicket, StreamLimits};
+use crate::query::QueryStopped;
+use crate::read::{Controls, PlanFailure, Planned, Read, ReadError, RowLimit};
 use crate::server::AppState;
 
 /// The session the statement hooks (`SET`, `SHOW`, `BEGIN`, …) see; they read no tables.
@@ -68,6 +69,16 @@ fn pg_error(code: &str, message: impl Into<String>) -> PgWireError {
         code.into(),
         message.into(),
     )))
+}
+
+/// A statement that could not be planned: refused when it would write, failed otherwise.
+impl PlanFailure for PgWireError {
+    fn outcome(&self) -> QueryOutcome {
+        match self {
+            PgWireError::UserError(info) if info.code == "25006" => QueryOutcome::Refused,
+            _ => QueryOutcome::Failed,
+        }
+    }
 }
 
 /// The SQLSTATE for a catalog error.
@@ -289,13 +300,15 @@ impl QueryParser for Parser {
         }
         let session = session(client)?;
         let refuse = |outcome, error: &PgWireError| {
-            QueryTicket::new(
-                &self.app.catalog.state,
-                &session.client.id,
-                "pgwire",
-                &statement.to_string(),
-            )
-            .finish(outcome, Some(error.to_string()));
+            let read = Read {
+                client_id: session.client.id.clone(),
+                protocol: "pgwire",
+                text: statement.to_string(),
+                rows: RowLimit::Configured,
+            };
+            self.app
+                .reads
+                .record_unrun(&read, outcome, error.to_string());
         };
         if let Err(e) = check_read_only_statement(&statement) {
             let error = catalog_error(e);
@@ -378,35 +391,28 @@ impl SqlHandler {
     {
         let session = session(client)?;
         let app = self.app();
-        let limits = &app.config.query;
-        let ticket = QueryTicket::new(
-            &app.catalog.state,
-            &session.client.id,
-            "pgwire",
-            &statement.to_string(),
-        );
-        if let Err(e) = check_read_only_statement(statement) {
-            ticket.finish(QueryOutcome::Refused, Some(e.to_string()));
-            return Err(catalog_error(e));
-        }
-        let (mut ticket, permit) = app
-            .reads
-            .gate()
-            .admit_ticket(ticket)
-            .await
-            .map_err(|busy| pg_error("53000", busy.message))?;
-        let timeout = statement_timeout(client, limits.timeout_secs);
-        let deadline = tokio::time::Instant::now() + timeout;
+        let timeout = statement_timeout(client, app.config.query.timeout_secs);
         let cancel_request = session.cancel.start_query().await;
         let departure = self.departures.signal(client.socket_addr());
-        let mut cancel: crate::query::CancelSignal = Box::pin(async move {
+        let cancel: crate::query::CancelSignal = Box::pin(async move {
             tokio::select! {
                 Ok(()) = cancel_request => "canceling statement due to user request".to_string(),
                 () = departure => "the client went away".to_string(),
             }
         });
-        let row_limit = limits.row_limit;
-        let planning = async {
+        let read = Read {
+            client_id: session.client.id.clone(),
+            protocol: "pgwire",
+            text: statement.to_string(),
+            rows: RowLimit::Configured,
+        };
+        let controls = Controls {
+            timeout: Some(timeout),
+            cancel: Some(cancel),
+            exact_limit: false,
+        };
+        let plan = async {
+            check_read_only_statement(statement).map_err(catalog_error)?;
             let (_ctx, planned) = self.parser.plan(&session, statement).await?;
             let mut frame = planned.frame;
             if let Some(params) = params {
@@ -414,45 +420,22 @@ impl SqlHandler {
                     .with_param_values(params)
                     .map_err(|e| datafusion_error(&e))?;
             }
-            let frame = simpul_catalog::limit_rows(frame, row_limit + 1)
-                .map_err(|e| datafusion_error(&e))?;
-            let stream = simpul_catalog::execute(frame)
-                .await
-                .map_err(catalog_error)?;
-            Ok::<_, PgWireError>((planned.tables, stream))
+            Ok::<_, PgWireError>(Planned::of(frame, planned.tables))
         };
-        let planned = tokio::select! {
-            planned = tokio::time::timeout_at(deadline, planning) => planned,
-            reason = &mut cancel => {
-                ticket.finish(QueryOutcome::Cancelled, Some(reason.clone()));
-                return Err(pg_error("57014", reason));
-            }
-        };
-        let (tables, stream) = match planned {
-            Ok(Ok(planned)) => planned,
-            Ok(Err(e)) => {
-                ticket.finish(QueryOutcome::Failed, Some(e.to_string()));
-                return Err(e);
-            }
-            Err(_) => {
-                ticket.finish(QueryOutcome::TimedOut, Some("statement timeout".into()));
-                return Err(pg_error(
-                    "57014",
-                    "canceling statement due to statement timeout",
-                ));
-            }
-        };
-        ticket.reads(tables);
-        let stream = ticket.stream(
-            stream,
-            StreamLimits {
-                deadline,
-                timeout_secs: timeout.as_secs(),
-                row_limit,
-                cancel: Some(cancel),
-                permit: Some(permit),
-            },
-        );
+        let reading = app
+            .reads
+            .read_with(read, controls, plan)
+            .await
+            .map_err(|e| match e {
+                ReadError::Busy(busy) => pg_error("53000", busy.message),
+                ReadError::TimedOut(_) => {
+                    pg_error("57014", "canceling statement due to statement timeout")
+                }
+                ReadError::Cancelled(reason) => pg_error("57014", reason),
+                ReadError::Plan(e) => e,
+                ReadError::Execute(e) => catalog_error(e),
+            })?;
+        let (stream, row_limit) = (reading.stream, reading.row_limit);
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         let fields = Arc::new(arrow_schema_to_pg_fields(
             stream.schema().as_ref(),

@@ -347,10 +347,10 @@ pub(super) async fn datastore_search(
         .reads
         .rows(read("total", RowLimit::AtMost(1)), async {
             let (frame, tables) = filtered(&app, &table, &filters).await?;
-            Ok(Planned {
-                frame: frame.aggregate(vec![], vec![count_all().alias("total")])?,
+            Ok(Planned::of(
+                frame.aggregate(vec![], vec![count_all().alias("total")])?,
                 tables,
-            })
+            ))
         })
         .await;
     let total = match total {
@@ -368,10 +368,7 @@ pub(super) async fn datastore_search(
         .rows(read("page", RowLimit::AtMost(limit as u64)), async {
             let (frame, tables) = filtered(&app, &table, &filters).await?;
             schema = Some(frame.schema().as_arrow().clone());
-            Ok(Planned {
-                frame: frame.limit(offset, Some(limit))?,
-                tables,
-            })
+            Ok(Planned::of(frame.limit(offset, Some(limit))?, tables))
         })
         .await;
     let records = match records {

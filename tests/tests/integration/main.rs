@@ -4,6 +4,7 @@ mod harness;
 
 mod abuse;
 mod access_matrix;
+mod architecture;
 mod auth;
 mod bad_input;
 mod browser;

@@ -4,11 +4,10 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use chrono::Utc;
 use serde_json::json;
 use simpul_catalog::{Classification, Contract, DatasetId, SchemaBinding, WriteMode, timestamp};
-use simpul_connectors::file::{FileFormat, open_bytes};
+use simpul_connectors::records::RecordsReader;
 use simpul_pipelines::{DatasetDefaults, IngestOptions, SchemaChoice};
 
 use super::Semar;
@@ -102,17 +101,11 @@ pub async fn seed_demo(semar: &Arc<Semar>) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .is_none()
     {
-        let mut ndjson = Vec::new();
-        for facility in &facilities {
-            serde_json::to_writer(&mut ndjson, facility).map_err(|e| e.to_string())?;
-            ndjson.push(b'\n');
-        }
-        let reader = open_bytes(
-            "fasilitas_demo.ndjson",
-            Bytes::from(ndjson),
-            &FileFormat::Ndjson,
-        )
-        .map_err(|e| e.to_string())?;
+        let records = facilities
+            .iter()
+            .filter_map(|facility| facility.as_object().cloned())
+            .collect();
+        let reader = RecordsReader::new("SEMAR demo facilities", Vec::new(), records);
         let options = IngestOptions {
             dataset: dataset.clone(),
             mode: WriteMode::Overwrite,
@@ -135,7 +128,7 @@ pub async fn seed_demo(semar: &Arc<Semar>) -> Result<(), String> {
             upsert_keys: Vec::new(),
             run: None,
         };
-        simpul_pipelines::ingest(&semar.catalog, reader, options)
+        simpul_pipelines::ingest(&semar.catalog, Box::new(reader), options)
             .await
             .map_err(|e| format!("loading the demo facilities failed: {e}"))?;
         if let Err(e) = semar.facilities.refresh(semar).await {

@@ -1,0 +1,86 @@
+//! Architecture tests: the invariants ARCHITECTURE.md states about where code may do what,
+//! checked against the source. Each rule names the calls it forbids and the only files
+//! allowed to make them; a rule broken on purpose fails here with the file and line.
+
+use std::path::{Path, PathBuf};
+
+/// Every `.rs` file under `dir`, depth first, in name order.
+fn sources(dir: &Path) -> Vec<PathBuf> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    let mut files = Vec::new();
+    for path in entries {
+        if path.is_dir() {
+            files.extend(sources(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// The workspace's root.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate lives in the workspace")
+        .to_path_buf()
+}
+
+/// Where under `crate_dir/src` one of `calls` is made outside `allowed` (paths relative to
+/// `src`), as `file:line: text`. Comments are not calls.
+fn violations(crate_dir: &str, calls: &[&str], allowed: &[&str]) -> Vec<String> {
+    let src = root().join(crate_dir).join("src");
+    let mut found = Vec::new();
+    for file in sources(&src) {
+        let relative = file
+            .strip_prefix(&src)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        if allowed.contains(&relative.as_str()) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.trim_start();
+            if code.starts_with("//") {
+                continue;
+            }
+            if calls.iter().any(|call| code.contains(call)) {
+                found.push(format!("{crate_dir}/src/{relative}:{}: {}", n + 1, code));
+            }
+        }
+    }
+    found
+}
+
+/// Every read of the lake that a client asks for, through whichever protocol, is admitted,
+/// limited, run and logged by the read door (`hub/src/read.rs`): no other file of the hub
+/// admits a query, opens a query-log record, or runs a plan. The operator's `simpul sql` on
+/// the hub's own machine is the one exception: it is not served to anyone, and it runs
+/// after the hub's process may have gone.
+#[test]
+fn every_read_goes_through_the_read_door() {
+    let found = violations(
+        "hub",
+        &[
+            "admit_ticket(",
+            "QueryTicket::new(",
+            "simpul_catalog::execute(",
+            "execute_stream(",
+            "collect_partitioned(",
+            ".collect().await",
+            "limit_rows(",
+        ],
+        &["read.rs", "query.rs", "cli/sql.rs"],
+    );
+    assert!(
+        found.is_empty(),
+        "reads outside the read door (hub/src/read.rs):\n{}",
+        found.join("\n")
+    );
+}
