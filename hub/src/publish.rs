@@ -18,7 +18,7 @@ use simpul_catalog::{
     StateStore, WriteMode, timestamp,
 };
 use simpul_pipelines::{
-    CheckedRecords, REJECTS_PERSONAL, last_per_key, rejects_batch, rejects_schema,
+    CheckedRecords, Landing, REJECTS_PERSONAL, Rows, rejects_batch, rejects_schema,
 };
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -467,7 +467,6 @@ impl Committer {
         metadata.insert("messages".into(), serde_json::json!(messages));
         let now = Utc::now();
         let meta = self.catalog.dataset(&self.dataset).await?;
-        let mut rejected = meta.rejected_count;
         // Publishes were checked against the schema as last loaded; they land only on a
         // table that still has it. Checked before anything is committed.
         let data_table = LakeTable::Data(self.dataset.clone());
@@ -482,82 +481,78 @@ impl Committer {
             )));
         }
 
-        if jobs.iter().any(|j| !j.records.rejected.is_empty()) {
+        // The rejects commit names the messages whose records it holds, no others.
+        let refused: Vec<&PublishRequest> = jobs
+            .iter()
+            .filter(|j| !j.records.rejected.is_empty())
+            .collect();
+        let rejects = if refused.is_empty() {
+            None
+        } else {
             let table = LakeTable::Rejects(self.dataset.clone());
             let mut writer = lake.writer(&table, rejects_schema(), &REJECTS_PERSONAL)?;
-            for job in jobs.iter().filter(|j| !j.records.rejected.is_empty()) {
+            for job in &refused {
                 writer
                     .write(rejects_batch(&job.message_id, &job.records.rejected, now)?)
                     .await?;
             }
-            let staged = writer.finish().await?;
-            // The rejects commit names the messages whose records it holds, no others.
-            let mut metadata = metadata.clone();
-            let refused: Vec<&str> = jobs
-                .iter()
-                .filter(|j| !j.records.rejected.is_empty())
-                .map(|j| j.message_id.as_str())
-                .collect();
-            metadata.insert("messages".into(), serde_json::json!(refused));
-            let options = CommitOptions {
+            Some(writer)
+        };
+        let mut rejects_metadata = metadata.clone();
+        let refused: Vec<&str> = refused.iter().map(|j| j.message_id.as_str()).collect();
+        rejects_metadata.insert("messages".into(), serde_json::json!(refused));
+
+        let accepted: u64 = jobs.iter().map(|j| j.records.accepted()).sum();
+        let schema = jobs[0].records.table_schema.clone();
+        let personal: Vec<String> = jobs[0].records.personal.clone();
+        let batches = jobs.iter().flat_map(|j| j.records.valid.iter().cloned());
+        let (data, upsert_keys) = match (accepted, meta.write_mode) {
+            (0, _) => (None, Vec::new()),
+            (_, PublishMode::Append) => {
+                let personal: Vec<&str> = personal.iter().map(String::as_str).collect();
+                let mut writer = lake.writer(&data_table, schema.clone(), &personal)?;
+                for batch in batches {
+                    writer.write(batch).await?;
+                }
+                (Some(Rows::Files(Box::new(writer))), Vec::new())
+            }
+            (_, PublishMode::Upsert) => {
+                let keys = upsert_keys(&self.catalog, &meta)
+                    .await
+                    .map_err(CatalogError::Invalid)?;
+                (Some(Rows::Upsert(batches.collect())), keys)
+            }
+        };
+        let landing = Landing {
+            dataset: self.dataset.clone(),
+            rejects,
+            rejects_commit: CommitOptions {
+                metadata: rejects_metadata,
+                ..Default::default()
+            },
+            data,
+            data_commit: CommitOptions {
                 metadata,
                 ..Default::default()
-            };
-            let committed = lake.commit(staged, WriteMode::Append, options).await?;
-            *rejects_landed = true;
-            if let Some(version) = committed.version() {
-                lake.sync_version(&table, version as i64).await?;
-            }
-            rejected = Lake::stats(&committed)?.row_count;
-        }
-
-        let table = data_table;
-        let accepted: u64 = jobs.iter().map(|j| j.records.accepted()).sum();
-        if accepted == 0 {
-            let current = lake.load_existing(&table).await?;
+            },
+            mode: WriteMode::Append,
+            upsert_keys,
+            table_schema: schema,
+            personal,
+        };
+        let landed = simpul_pipelines::land(lake, landing, || *rejects_landed = true).await?;
+        let rejected = match &landed.rejects {
+            Some(committed) => Lake::stats(committed)?.row_count,
+            None => meta.rejected_count,
+        };
+        let Some(committed) = landed.data else {
+            let current = lake.load_existing(&data_table).await?;
             self.catalog
                 .record_stats(&self.dataset, &current, rejected)
                 .await?;
             return Ok((None, None));
-        }
-        let schema = jobs[0].records.table_schema.clone();
-        let batches: Vec<_> = jobs
-            .iter()
-            .flat_map(|j| j.records.valid.iter().cloned())
-            .collect();
-        let options = CommitOptions {
-            metadata,
-            ..Default::default()
-        };
-        let personal: Vec<&str> = jobs[0]
-            .records
-            .personal
-            .iter()
-            .map(String::as_str)
-            .collect();
-        let committed = match meta.write_mode {
-            PublishMode::Append => {
-                let mut writer = lake.writer(&table, schema, &personal)?;
-                for batch in batches {
-                    writer.write(batch).await?;
-                }
-                lake.commit(writer.finish().await?, WriteMode::Append, options)
-                    .await?
-            }
-            PublishMode::Upsert => {
-                let keys = upsert_keys(&self.catalog, &meta)
-                    .await
-                    .map_err(CatalogError::Invalid)?;
-                let batches = last_per_key(batches, &keys)
-                    .map_err(|e| CatalogError::Invalid(e.to_string()))?;
-                lake.merge(&table, schema, batches, &keys, &personal, options)
-                    .await?
-            }
         };
         let version = committed.version().map(|v| v as i64);
-        if let Some(version) = version {
-            lake.sync_version(&table, version).await?;
-        }
         let stats = self
             .catalog
             .record_stats(&self.dataset, &committed, rejected)

@@ -15,6 +15,7 @@ use simpul_schemas::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::land::{Landing, Rows, land};
 use crate::rejects::{REJECTS_PERSONAL, rejects_batch, rejects_schema};
 
 /// How to register a dataset that an ingest creates.
@@ -208,13 +209,13 @@ pub async fn ingest(
     let rejects_table = LakeTable::Rejects(options.dataset.clone());
     let data = if options.upsert_keys.is_empty() {
         let personal: Vec<&str> = target.schema.pii_columns().collect();
-        DataSink::Files(Box::new(catalog.lake.writer(
+        Rows::Files(Box::new(catalog.lake.writer(
             &data_table,
             target.table_schema.clone(),
             &personal,
         )?))
     } else {
-        DataSink::Upsert(Vec::new())
+        Rows::Upsert(Vec::new())
     };
     let mut run = Run {
         run_id: run_id.clone(),
@@ -264,34 +265,6 @@ fn check_upsert_keys(options: &IngestOptions, table: &Schema) -> Result<(), Inge
 struct ReaderEnd {
     checkpoint: Option<serde_json::Value>,
     bytes_read: u64,
-}
-
-/// Where valid rows go until the commit: Parquet files staged in the table (append,
-/// overwrite), or batches kept for one merge (upsert).
-enum DataSink {
-    Files(Box<TableWriter>),
-    Upsert(Vec<RecordBatch>),
-}
-
-impl DataSink {
-    fn rows(&self) -> u64 {
-        match self {
-            Self::Files(writer) => writer.rows(),
-            Self::Upsert(batches) => batches.iter().map(|b| b.num_rows() as u64).sum(),
-        }
-    }
-
-    async fn write(&mut self, batch: RecordBatch) -> Result<(), CatalogError> {
-        match self {
-            Self::Files(writer) => writer.write(batch).await,
-            Self::Upsert(batches) => {
-                if batch.num_rows() > 0 {
-                    batches.push(batch);
-                }
-                Ok(())
-            }
-        }
-    }
 }
 
 /// What the validation stage needs of the target.
@@ -605,7 +578,7 @@ fn evolved_fields(names: &[String], sample: Option<&RecordBatch>) -> Result<Sche
 struct Run {
     run_id: String,
     target: Target,
-    data: DataSink,
+    data: Rows,
     rejects: TableWriter,
     rows_read: u64,
     rows_rejected: u64,
@@ -643,7 +616,6 @@ impl Run {
         end: ReaderEnd,
     ) -> Result<IngestReport, IngestError> {
         let rows_written = self.data.rows();
-        let rejects = self.rejects.finish().await?;
         let mut metadata = commit_metadata(
             &self.run_id,
             options,
@@ -675,26 +647,6 @@ impl Run {
             }
         }
 
-        let rejects_table = LakeTable::Rejects(options.dataset.clone());
-        let rejects_version = if rejects.rows() > 0 {
-            let options = CommitOptions {
-                metadata: metadata.clone(),
-                ..Default::default()
-            };
-            catalog
-                .lake
-                .commit(rejects, WriteMode::Append, options)
-                .await?
-                .version()
-        } else {
-            catalog
-                .lake
-                .create(&rejects_table, &rejects_schema())
-                .await?;
-            None
-        };
-
-        crate::fault::point("after_rejects_commit");
         let data_table = LakeTable::Data(options.dataset.clone());
         let evolved = !self.target.added_columns.is_empty() && !created;
         // A run must land its cursor even when every row was refused; a run that read
@@ -707,37 +659,37 @@ impl Run {
             || created
             || evolved
             || run_moved;
-        let version = if must_commit {
-            let commit = CommitOptions {
+        let landing = Landing {
+            dataset: options.dataset.clone(),
+            rejects: Some(self.rejects),
+            rejects_commit: CommitOptions {
+                metadata: metadata.clone(),
+                ..Default::default()
+            },
+            data: must_commit.then_some(self.data),
+            data_commit: CommitOptions {
                 metadata: metadata.clone(),
                 evolved_schema: evolved.then(|| self.target.table_schema.clone()),
                 transaction: options.run.as_ref().map(|run| run.transaction.clone()),
-            };
-            let table_schema = self.target.table_schema.clone();
-            let personal: Vec<&str> = self.target.schema.pii_columns().collect();
-            let committed = match self.data {
-                DataSink::Files(writer) => {
-                    let staged = writer.finish().await?;
-                    catalog.lake.commit(staged, options.mode, commit).await?
-                }
-                DataSink::Upsert(batches) => {
-                    let batches = last_per_key(batches, &options.upsert_keys)?;
-                    catalog
-                        .lake
-                        .merge(
-                            &data_table,
-                            table_schema,
-                            batches,
-                            &options.upsert_keys,
-                            &personal,
-                            commit,
-                        )
-                        .await?
-                }
-            };
-            committed.version()
-        } else {
-            catalog.lake.load_existing(&data_table).await?.version()
+            },
+            mode: options.mode,
+            upsert_keys: options.upsert_keys.clone(),
+            table_schema: self.target.table_schema.clone(),
+            personal: self
+                .target
+                .schema
+                .pii_columns()
+                .map(str::to_string)
+                .collect(),
+        };
+        let landed = land(&catalog.lake, landing, || {
+            crate::fault::point("after_rejects_commit");
+        })
+        .await?;
+        let rejects_version = landed.rejects.as_ref().and_then(|t| t.version());
+        let version = match &landed.data {
+            Some(committed) => committed.version(),
+            None => catalog.lake.load_existing(&data_table).await?.version(),
         };
 
         let defaults = &options.defaults;

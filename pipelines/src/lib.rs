@@ -15,6 +15,7 @@
 mod definition;
 pub mod fault;
 mod ingest;
+mod land;
 mod publish;
 mod rejects;
 mod runner;
@@ -30,6 +31,7 @@ pub use ingest::{
     DatasetDefaults, IngestError, IngestOptions, IngestReport, RunCommit, SchemaChoice, ingest,
     last_per_key,
 };
+pub use land::{Landed, Landing, Rows, land};
 pub use publish::{CheckedRecords, check_records};
 pub use rejects::rejects_batch;
 pub use rejects::{REJECTS_PERSONAL, rejects_schema};
