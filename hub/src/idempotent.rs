@@ -153,15 +153,18 @@ impl Claimed {
     }
 }
 
-/// The intent kinds of state-store requests, each with the answer its row gives.
-pub(crate) const KINDS: &[&str] = &[
-    crate::modules::semar::api::CALL_INTENT,
-    crate::modules::complaints::api::CASE_INTENT,
-    crate::modules::complaints::api::STEP_INTENT,
-];
+/// The open module whose requests store intents of `kind`.
+pub(crate) fn module_for<'a>(
+    app: &'a AppState,
+    kind: &str,
+) -> Option<&'a std::sync::Arc<dyn crate::modules::registry::Module>> {
+    app.modules
+        .iter()
+        .find(|module| module.intent_kinds().contains(&kind))
+}
 
 /// The answer a request would have sent, built from the row its intent names: `Ok(None)`
-/// when the row was never written. Only for the [`KINDS`].
+/// when the row was never written; `Err` when no open module stores intents of `kind`.
 pub(crate) async fn stored_answer(
     app: &AppState,
     kind: &str,
@@ -173,18 +176,10 @@ pub(crate) async fn stored_answer(
         .or_else(|| intent.get("call_id"))
         .and_then(Value::as_str)
         .ok_or_else(|| CatalogError::Invalid("the intent names no row".into()))?;
-    match kind {
-        crate::modules::semar::api::CALL_INTENT => Ok(
-            crate::modules::semar::api::created_call_answer(&app.catalog.state, id)
-                .await?
-                .map(|body| (201, body)),
-        ),
-        crate::modules::complaints::api::CASE_INTENT
-        | crate::modules::complaints::api::STEP_INTENT => {
-            crate::modules::complaints::api::stored_answer(app, kind, id).await
-        }
-        other => Err(CatalogError::Invalid(format!(
-            "no stored answer for requests of kind {other}"
-        ))),
-    }
+    let module = module_for(app, kind).ok_or_else(|| {
+        CatalogError::Config(format!(
+            "no module that is turned on stores requests of kind {kind}"
+        ))
+    })?;
+    module.stored_answer(kind, id).await
 }

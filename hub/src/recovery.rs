@@ -105,7 +105,7 @@ pub async fn settle_orphaned_keys(app: &AppState) -> Result<Settled, CatalogErro
         let settling = match kind {
             Some(PublishIntent::KIND) => settle_publish(app, &key, &mut touched).await,
             Some(IngestIntent::KIND) => settle_ingest(app, &key, &mut touched).await,
-            Some(kind) if crate::idempotent::KINDS.contains(&kind) => {
+            Some(kind) if crate::idempotent::module_for(app, kind).is_some() => {
                 settle_state_write(app, &key, kind).await
             }
             // Claimed, but it never got as far as its intent: nothing was committed.

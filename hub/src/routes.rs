@@ -61,13 +61,16 @@ pub(crate) use route_table;
 
 /// Every operation the hub serves, area by area.
 pub fn all() -> impl Iterator<Item = &'static Operation> {
-    [
-        crate::api::OPERATIONS,
-        crate::modules::complaints::open311::OPERATIONS,
-        crate::portal::OPERATIONS,
-        crate::dashboards::OPERATIONS,
-        crate::health::OPERATIONS,
-    ]
-    .into_iter()
-    .flatten()
+    let modules = crate::modules::registry::REGISTRY
+        .iter()
+        .flat_map(|module| [module.api_operations, module.root_operations]);
+    [crate::api::OPERATIONS]
+        .into_iter()
+        .chain(modules)
+        .chain([
+            crate::portal::OPERATIONS,
+            crate::dashboards::OPERATIONS,
+            crate::health::OPERATIONS,
+        ])
+        .flatten()
 }

@@ -40,10 +40,8 @@ pub struct AppInner {
     pub messagelog: crate::messagelog::MessageLog,
     /// Lands bus publishes in group commits.
     pub publisher: crate::publish::Publisher,
-    /// SEMAR, the ambulance module; `None` when `semar.enabled = false`.
-    pub semar: Option<Arc<crate::modules::semar::Semar>>,
-    /// PLIPMAS and La Pewarta; `None` when `complaints.enabled = false`.
-    pub complaints: Option<Arc<crate::modules::complaints::Complaints>>,
+    /// The modules their configuration turns on (`modules::registry`).
+    pub modules: Vec<Arc<dyn crate::modules::registry::Module>>,
     /// The web pages' login sessions.
     pub sessions: crate::dashboards::session::Sessions,
     /// Wrong passwords per user name, shared by the login form and SQL.
@@ -86,35 +84,14 @@ impl AppState {
             messagelog.clone(),
             config.bus.group_commit_max_rows,
         );
-        let semar = if config.semar.enabled {
-            Some(
-                crate::modules::semar::Semar::open(
-                    catalog.clone(),
-                    config.semar.clone(),
-                    reads.clone(),
-                )
-                .await?,
-            )
-        } else {
-            None
-        };
-        let complaints = if config.complaints.enabled {
-            let calendar = crate::calendar::Calendar::new(&config.calendar.extra_holidays)
-                .map_err(simpul_catalog::CatalogError::Config)?;
-            Some(
-                crate::modules::complaints::Complaints::open(
-                    catalog.clone(),
-                    config.complaints.clone(),
-                    calendar,
-                )
-                .map_err(simpul_catalog::CatalogError::Config)?,
-            )
-        } else {
-            None
-        };
+        let modules = crate::modules::registry::open_all(&crate::modules::registry::Opening {
+            catalog: &catalog,
+            config: &config,
+            reads: &reads,
+        })
+        .await?;
         Ok(Self(Arc::new(AppInner {
-            semar,
-            complaints,
+            modules,
             sessions: crate::dashboards::session::Sessions::default(),
             logins: crate::users::LoginThrottle::default(),
             opmon,
@@ -141,34 +118,42 @@ impl AppState {
         id: &simpul_catalog::DatasetId,
         creating: bool,
     ) -> Option<String> {
-        const MODULE_NAMESPACES: [(&str, &str); 2] =
-            [("semar", "SEMAR"), ("complaints", "the complaints module")];
-        if let Some((_, module)) = MODULE_NAMESPACES
-            .iter()
-            .find(|(namespace, _)| id.namespace() == *namespace)
-        {
-            return Some(format!("{id} is written by {module} only"));
+        if let Some(module) = crate::modules::registry::registration(id.namespace()) {
+            return Some(format!("{id} is written by {} only", module.title));
         }
-        let wired = [
-            (
-                &self.config.semar.population_dataset,
-                "SEMAR checks NIKs against it",
-            ),
-            (
-                &self.config.semar.facilities_dataset,
-                "SEMAR dispatches to its facilities",
-            ),
-            (
-                &self.config.portal.services_dataset,
-                "the portal shows it as the service standards",
-            ),
-        ];
+        let mut wired: Vec<(String, &str)> = crate::modules::registry::REGISTRY
+            .iter()
+            .flat_map(|module| (module.wired_datasets)(&self.config))
+            .collect();
+        wired.push((
+            self.config.portal.services_dataset.clone(),
+            "the portal shows it as the service standards",
+        ));
         let reason = wired
             .iter()
-            .find(|(wired, _)| **wired == id.to_string())
+            .find(|(wired, _)| *wired == id.to_string())
             .map(|(_, reason)| *reason)?;
         (creating && caller.0.role != simpul_catalog::Role::Admin)
             .then(|| format!("{id} does not exist yet, and only an admin may create it: {reason}"))
+    }
+
+    /// The open module of type `T`, if its configuration turns it on.
+    pub fn module<T: 'static>(&self) -> Option<&T> {
+        self.modules
+            .iter()
+            .find_map(|module| module.as_any().downcast_ref::<T>())
+    }
+
+    /// [`AppState::module`], shared, for work that outlives the request.
+    pub fn shared_module<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.modules
+            .iter()
+            .find_map(|module| module.clone().into_any().downcast::<T>().ok())
+    }
+
+    /// The open module named `name`, if its configuration turns it on.
+    pub fn module_named(&self, name: &str) -> Option<&Arc<dyn crate::modules::registry::Module>> {
+        self.modules.iter().find(|module| module.name() == name)
     }
 
     /// Session settings for SQL and records queries.
@@ -180,9 +165,14 @@ impl AppState {
 /// The whole HTTP API.
 pub fn router(state: AppState) -> Router {
     let body_limit = usize::try_from(state.config.http.body_limit_bytes).unwrap_or(usize::MAX);
-    Router::new()
-        .nest("/api/v1", crate::api::routes())
-        .merge(crate::modules::complaints::open311::routes())
+    let mut api = crate::api::routes();
+    let mut router = Router::new();
+    for module in crate::modules::registry::REGISTRY {
+        api = api.merge((module.api_routes)());
+        router = router.merge((module.root_routes)());
+    }
+    router
+        .nest("/api/v1", api)
         .merge(crate::dashboards::routes())
         .merge(crate::portal::routes())
         .merge(crate::health::routes())

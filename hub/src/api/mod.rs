@@ -26,10 +26,6 @@ pub use extract::{
     ApiJson, JsonWithBytes, UNAUTHENTICATED_BODY_LIMIT, media_type, read_unauthenticated,
 };
 
-use crate::modules::complaints::api as complaints;
-use crate::modules::complaints::attachments as complaints_attachments;
-use crate::modules::semar::api as semar;
-
 /// A stored answer: JSON, or problem+json for an error status.
 pub(crate) fn answer(status: u16, body: String) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
@@ -129,40 +125,5 @@ crate::routes::route_table! {
         delete queries::delete: "Delete a saved query, under the same rule",
     }
     "/queries/{name}/versions" => { get queries::versions: "Every version of a saved query: each change and the delete, with who and when" }
-    "/semar/residents" => { post semar::register: "SEMAR: register a resident by NIK (checked against the population dataset when present)" }
-    "/semar/calls" => {
-        get semar::list_calls: "SEMAR: open calls, newest first (status= for others); operators",
-        post semar::create_call: "SEMAR: a new call (app, phone or sms) pending confirmation; needs an Idempotency-Key",
-    }
-    "/semar/calls/{id}" => { get semar::show_call: "SEMAR: one call with its dispatches" }
-    "/semar/calls/{id}/confirm" => { post semar::confirm_call: "SEMAR: confirm a call; the nearest free unit is assigned, or the call is queued" }
-    "/semar/calls/{id}/cancel" => { post semar::cancel_call: "SEMAR: cancel a call; its unit is freed" }
-    "/semar/dispatches/{id}" => { get semar::show_dispatch: "SEMAR: one dispatch with every step's time and the allowed next steps" }
-    "/semar/dispatches/{id}/events" => { post semar::dispatch_event: "SEMAR: record a crew step (notified … handed_over, back_in_service, cancelled); 409 with the allowed next steps" }
-    "/semar/ambulances" => { get semar::list_units: "SEMAR: the fleet with live positions, and the queue" }
-    "/semar/ambulances/{kode}" => { put semar::put_unit: "SEMAR: register or update a unit" }
-    "/semar/ambulances/{kode}/location" => { post semar::location: "SEMAR: one GPS ping from a unit" }
-    "/semar/facilities/nearest" => { get semar::nearest_facilities: "SEMAR: nearest facilities (lat, lng, jenis, limit) with distance and estimated time" }
-    "/semar/drupadi" => { get semar::drupadi: "SEMAR Drupadi: on-call doctors and midwives of a desa, then its kecamatan" }
-    "/semar/drupadi/{id}" => { put semar::put_oncall: "SEMAR Drupadi: add or change a doctor or midwife on the roster" }
-    "/semar/sms/inbound" => { post semar::sms_inbound [signed]: "SEMAR SMS fallback: a gateway webhook signed with the shared secret (HMAC-SHA256)" }
-    "/semar/stream" => { get semar::stream: "SEMAR operator console: Server-Sent Events of calls, dispatches and units" }
-    "/semar/kpi" => { get semar::kpi: "SEMAR KPIs: 90th-percentile response, % within 10 minutes, intervals, units, calls by area and channel" }
-    "/complaints" => {
-        get complaints::list: "PLIPMAS: cases, newest first (opd=, opd=none for triage, status=)",
-        post complaints::create: "PLIPMAS: file a complaint or an information request; deadlines in working days",
-    }
-    "/complaints/overdue" => { get complaints::overdue: "PLIPMAS: open cases past an agency deadline, by OPD" }
-    "/complaints/sms/inbound" => { post complaints::sms_inbound [signed]: "La Pewarta: an SMS gateway webhook (HMAC-SHA256), routed by keyword to the OPD" }
-    "/complaints/{id}" => { get complaints::show: "PLIPMAS: one case with its deadline, history and messages" }
-    "/complaints/{id}/transitions" => { post complaints::transition: "PLIPMAS: one workflow step; 409 with the allowed next states" }
-    "/complaints/{id}/answer" => { post complaints::answer: "PLIPMAS / La Pewarta: the OPD's answer, sent to the resident by SMS, the Regent told" }
-    "/complaints/{id}/route" => { post complaints::route: "La Pewarta: route a triage case to a category's OPD" }
-    "/complaints/{id}/attachments" => {
-        get complaints_attachments::list: "PLIPMAS: a case's evidence attachments with their SHA-256",
-        post complaints_attachments::upload: "PLIPMAS: add evidence (the body is the file; type and size limits, virus scan)",
-    }
-    "/complaints/{id}/attachments/{attachment}" => { get complaints_attachments::download: "PLIPMAS: one attachment, checked against its SHA-256" }
-    "/complaints/kpi" => { get complaints::kpi: "PLIPMAS / La Pewarta KPIs: % within SLA per step, response and close times, backlog, escalations, trend, channels" }
     "/openapi.json" => { get openapi::document: "This document (getOpenAPI)" }
 }

@@ -61,11 +61,8 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
     let app = AppState::new(catalog, config, metrics)
         .await
         .map_err(|e| e.to_string())?;
-    if let Some(semar) = &app.semar {
-        semar.prepare(app.config.demo_data).await?;
-    }
-    if let Some(complaints) = &app.complaints {
-        complaints.prepare().await?;
+    for module in &app.modules {
+        module.clone().prepare(app.config.demo_data).await?;
     }
     crate::dashboards::register_queries(&app.catalog).await?;
     // Requests a crash interrupted end before new ones are taken: each retry then gets the
@@ -128,11 +125,11 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
     let logins = tokio::spawn(prune_logins(app.clone()));
     let recovery = tokio::spawn(crate::recovery::run(app.clone()));
     let retention = tokio::spawn(prune_operational(app.clone()));
-    let semar = app.semar.as_ref().map(|s| tokio::spawn(s.clone().run()));
-    let complaints = app
-        .complaints
-        .as_ref()
-        .map(|c| tokio::spawn(c.clone().run()));
+    let modules: Vec<_> = app
+        .modules
+        .iter()
+        .map(|module| module.clone().start())
+        .collect();
     let scheduler = app.config.scheduler.enabled.then(|| {
         let settings = ScheduleSettings {
             dir: app.config.effective_pipelines_dir(),
@@ -184,21 +181,12 @@ pub(super) async fn run(mut config: Config, args: ServeArgs) -> Result<(), Strin
     logins.abort();
     recovery.abort();
     retention.abort();
-    if let Some(complaints_task) = complaints {
-        complaints_task.abort();
-        if let Some(complaints) = &app.complaints
-            && let Err(e) = complaints.export().await
-        {
-            tracing::warn!(error = %e, "the final complaints export failed; it runs at the next start");
-        }
-    }
-    if let Some(semar_task) = semar {
-        semar_task.abort();
-        // Positions of the last second and changes not yet exported go out now.
-        if let Some(semar) = &app.semar
-            && let Err(e) = semar.export().await
-        {
-            tracing::warn!(error = %e, "the final SEMAR export failed; it runs at the next start");
+    for (task, module) in modules.into_iter().zip(&app.modules) {
+        task.abort();
+        // What changed since the last export (SEMAR's positions of the last second too)
+        // goes out now.
+        if let Err(e) = module.export().await {
+            tracing::warn!(module = module.name(), error = %e, "the final export failed; it runs at the next start");
         }
     }
     let grace = Duration::from_secs(app.config.scheduler.shutdown_grace_secs);

@@ -45,26 +45,16 @@ pub struct Dashboard {
     /// Reload the page every this many seconds (0: never).
     #[serde(default)]
     pub refresh_secs: u64,
-    /// A module that must be enabled for the dashboard to be listed (`semar`,
-    /// `complaints`); another name is refused.
+    /// A registered module that must be turned on for the dashboard to be listed
+    /// (`semar`, `complaints`); another name is refused.
     #[serde(default)]
-    pub requires: Option<Module>,
+    pub requires: Option<String>,
     /// Which filters the page offers.
     #[serde(default)]
     pub filters: Filters,
     /// The panels, in order.
     #[serde(default, rename = "panel")]
     pub panels: Vec<Panel>,
-}
-
-/// A module a dashboard can depend on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Module {
-    /// SEMAR, the ambulance module.
-    Semar,
-    /// PLIPMAS and La Pewarta.
-    Complaints,
 }
 
 /// The filters of a dashboard page. Each is passed to a panel's query as the parameter of
@@ -155,6 +145,18 @@ impl Dashboard {
         if dashboard.panels.is_empty() {
             return Err(format!(
                 "{origin}: a dashboard needs at least one [[panel]]"
+            ));
+        }
+        if let Some(module) = &dashboard.requires
+            && crate::modules::registry::registration(module).is_none()
+        {
+            let known: Vec<&str> = crate::modules::registry::REGISTRY
+                .iter()
+                .map(|r| r.name)
+                .collect();
+            return Err(format!(
+                "{origin}: requires = \"{module}\" names no module; the modules are {}",
+                known.join(", ")
             ));
         }
         for (i, panel) in dashboard.panels.iter().enumerate() {
@@ -280,7 +282,7 @@ mod tests {
             "x.toml",
             &format!("title = \"x\"\nrequires = \"semar\"\n{panel}"),
         );
-        assert_eq!(ok.unwrap().requires, Some(Module::Semar));
+        assert_eq!(ok.unwrap().requires.as_deref(), Some("semar"));
         let error = Dashboard::parse(
             "x",
             "x.toml",

@@ -11,7 +11,7 @@ use futures::TryStreamExt;
 use serde::Deserialize;
 use simpul_catalog::{Role, SqlAccess};
 
-use super::definition::{self, Dashboard, Module, Visual};
+use super::definition::{self, Dashboard, Visual};
 use super::map::MapContext;
 use super::render::{self, Row, escape};
 use super::session::{self, CSRF_COOKIE, LIFETIME, SESSION_COOKIE};
@@ -53,9 +53,8 @@ fn dashboards(app: &AppState) -> (Vec<Dashboard>, Vec<String>) {
     let (all, errors) = definition::load(&app.config.effective_dashboards_dir());
     let offered = all
         .into_iter()
-        .filter(|d| match d.requires {
-            Some(Module::Semar) => app.semar.is_some(),
-            Some(Module::Complaints) => app.complaints.is_some(),
+        .filter(|d| match &d.requires {
+            Some(module) => app.module_named(module).is_some(),
             None => true,
         })
         .collect();
@@ -393,10 +392,13 @@ async fn open(
 /// Lands what the dashboard's module changed since its last export round, so the page is
 /// current; a failure leaves the page one round behind, and is logged.
 async fn fresh(app: &AppState, dashboard: &Dashboard) {
-    let landed = match (dashboard.requires, &app.semar, &app.complaints) {
-        (Some(Module::Semar), Some(semar), _) => semar.export().await,
-        (Some(Module::Complaints), _, Some(complaints)) => complaints.export().await,
-        _ => Ok(0),
+    let module = dashboard
+        .requires
+        .as_deref()
+        .and_then(|name| app.module_named(name));
+    let landed = match module {
+        Some(module) => module.export().await,
+        None => Ok(0),
     };
     if let Err(e) = landed {
         tracing::warn!(dashboard = %dashboard.name, error = %e, "bringing a dashboard's datasets up to date failed");

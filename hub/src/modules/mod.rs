@@ -3,6 +3,7 @@
 
 pub mod complaints;
 pub(crate) mod export;
+pub mod registry;
 pub mod semar;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};

@@ -23,7 +23,7 @@ use crate::idempotent::Begun;
 use crate::server::AppState;
 
 pub(super) fn module(app: &AppState) -> Result<&Complaints, ApiError> {
-    app.complaints.as_deref().ok_or_else(|| {
+    app.module::<Complaints>().ok_or_else(|| {
         ApiError::not_found("complaints are turned off on this hub (complaints.enabled = false)")
     })
 }
@@ -305,15 +305,10 @@ pub(crate) const STEP_INTENT: &str = "complaints.step";
 /// before it answered (`None`: it was never stored). A step answers with the case as it is
 /// now, which is the case the step left unless someone acted on it since.
 pub(crate) async fn stored_answer(
-    app: &AppState,
+    module: &Complaints,
     kind: &str,
     id: &str,
 ) -> Result<Option<(u16, String)>, simpul_catalog::CatalogError> {
-    let Some(module) = app.complaints.as_deref() else {
-        return Err(simpul_catalog::CatalogError::Config(
-            "complaints are turned off on this hub; their interrupted requests wait".into(),
-        ));
-    };
     let (case_id, status) = if kind == CASE_INTENT {
         (id.to_string(), 201)
     } else {

@@ -12,6 +12,7 @@ pub(crate) mod api;
 pub(crate) mod attachments;
 mod export;
 pub(crate) mod kpi;
+mod module;
 pub(crate) mod open311;
 mod routing;
 mod workflow;
@@ -29,6 +30,7 @@ use crate::api::ApiError;
 use crate::calendar::{Calendar, wib_date};
 use crate::config::ComplaintsConfig;
 
+pub(crate) use module::REGISTRATION;
 pub use routing::Routing;
 pub use workflow::Kind;
 use workflow::{Base, Duty};

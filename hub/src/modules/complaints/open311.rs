@@ -92,8 +92,7 @@ fn in_wib(text: &str) -> Option<DateTime<FixedOffset>> {
 }
 
 fn module(app: &AppState) -> Result<&Complaints, ApiError> {
-    app.complaints
-        .as_deref()
+    app.module::<Complaints>()
         .ok_or_else(|| ApiError::not_found("complaints are turned off on this hub"))
 }
 

@@ -43,7 +43,7 @@ const EVENTS: &str = "semar.events";
 const UNITS: &str = "semar.units";
 
 fn semar(app: &AppState) -> Result<&Semar, ApiError> {
-    app.semar.as_deref().ok_or_else(|| {
+    app.module::<Semar>().ok_or_else(|| {
         ApiError::not_found("SEMAR is turned off on this hub (semar.enabled = false)")
     })
 }
@@ -1300,8 +1300,7 @@ pub(crate) async fn stream(
     Query(query): Query<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let semar = app
-        .semar
-        .clone()
+        .shared_module::<Semar>()
         .ok_or_else(|| ApiError::not_found("SEMAR is turned off on this hub"))?;
     require(&app, &caller, DISPATCHES, "watching the live view").await?;
     let receiver = semar.live.subscribe();

@@ -15,6 +15,7 @@ mod export;
 mod facilities;
 mod kpi;
 mod lifecycle;
+mod module;
 mod names;
 mod seed;
 mod sms;
@@ -35,6 +36,7 @@ use crate::config::SemarConfig;
 use crate::geo::Point;
 
 pub use lifecycle::{CallStatus, Step};
+pub(crate) use module::REGISTRATION;
 use store::{CallRow, DispatchRow, NewDispatch};
 use travel::{Estimate, Travel};
 
