@@ -86,7 +86,7 @@ pub use session::{
 pub use signing::{
     FeedSeal, PublicKey, Receipt, Signature, Signed, Signer, verify_signature, verify_with,
 };
-pub use state::{StateStore, parse_timestamp, redact_url, timestamp};
+pub use state::{ExtraMigration, StateStore, parse_timestamp, redact_url, timestamp};
 pub use webhooks::{AttemptOutcome, Delivery, DeliveryStatus, Webhook};
 
 /// The lake and the state store together: everything the hub knows about its datasets.
@@ -107,8 +107,18 @@ impl Catalog {
         storage_options: HashMap<String, String>,
         state_url: &str,
     ) -> Result<Arc<Self>, CatalogError> {
+        Self::open_with(lake_url, storage_options, state_url, &[]).await
+    }
+
+    /// [`Catalog::open`] with the state-store migrations of the hub's modules.
+    pub async fn open_with(
+        lake_url: &str,
+        storage_options: HashMap<String, String>,
+        state_url: &str,
+        migrations: &[ExtraMigration],
+    ) -> Result<Arc<Self>, CatalogError> {
         let lake = Lake::new(lake_url, storage_options)?;
-        let state = StateStore::connect(state_url).await?;
+        let state = StateStore::connect_with(state_url, migrations).await?;
         Ok(Arc::new(Self {
             state,
             lake,

@@ -26,9 +26,57 @@ pub(crate) enum Backend {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// A migration that a part of the hub outside the catalog brings with it (a module's own
+/// tables, kept in its folder). Its version is unique across the catalog's migrations and
+/// every other part's; its text never changes once released, because the store keeps its
+/// checksum.
+#[derive(Debug, Clone, Copy)]
+pub struct ExtraMigration {
+    /// Its version: the number of its file.
+    pub version: i64,
+    /// Its description: its file name after the number, `_` as spaces.
+    pub description: &'static str,
+    /// Its SQL.
+    pub sql: &'static str,
+}
+
+/// The catalog's migrations with `extra`, in version order; two migrations with one version
+/// are refused.
+fn migrator(extra: &[ExtraMigration]) -> Result<sqlx::migrate::Migrator, CatalogError> {
+    let mut migrations: Vec<sqlx::migrate::Migration> = MIGRATOR.migrations.to_vec();
+    for added in extra {
+        if let Some(taken) = migrations.iter().find(|m| m.version == added.version) {
+            return Err(CatalogError::Config(format!(
+                "migration {} ({}) has the version of migration {} ({}); give it the next free number",
+                added.version, added.description, taken.version, taken.description
+            )));
+        }
+        migrations.push(sqlx::migrate::Migration::new(
+            added.version,
+            std::borrow::Cow::Borrowed(added.description),
+            sqlx::migrate::MigrationType::Simple,
+            std::borrow::Cow::Borrowed(added.sql),
+            false,
+        ));
+    }
+    migrations.sort_by_key(|m| m.version);
+    Ok(sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(migrations),
+        ..sqlx::migrate::Migrator::DEFAULT
+    })
+}
+
 impl StateStore {
-    /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://…`) and applies migrations.
+    /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://…`) and applies the
+    /// catalog's migrations.
     pub async fn connect(url: &str) -> Result<Self, CatalogError> {
+        Self::connect_with(url, &[]).await
+    }
+
+    /// [`StateStore::connect`] with the migrations of the hub's other parts (its modules),
+    /// applied in version order with the catalog's.
+    pub async fn connect_with(url: &str, extra: &[ExtraMigration]) -> Result<Self, CatalogError> {
+        let migrator = migrator(extra)?;
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -63,7 +111,7 @@ impl StateStore {
             .connect_with(options)
             .await
             .map_err(|e| state_connect_error(url, e))?;
-        MIGRATOR
+        migrator
             .run(&pool)
             .await
             .map_err(|e| CatalogError::State(format!("migrating the state store failed: {e}")))?;

@@ -35,9 +35,15 @@ pub async fn open_catalog(config: &Config) -> Result<Arc<Catalog>, String> {
             .map_err(|e| format!("cannot create the lake directory {}: {e}", path.display()))?;
     }
     let options = config.lake.storage_options.clone().into_iter().collect();
-    let catalog = Catalog::open(&lake_url, options, &config.effective_state_url()?)
-        .await
-        .map_err(|e| e.to_string())?;
+    let migrations = crate::modules::registry::migrations();
+    let catalog = Catalog::open_with(
+        &lake_url,
+        options,
+        &config.effective_state_url()?,
+        &migrations,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     catalog
         .state
         .register_shipped_schemas()

@@ -11,7 +11,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use simpul_catalog::{Catalog, CatalogError};
+use simpul_catalog::{Catalog, CatalogError, ExtraMigration};
 
 use crate::config::Config;
 use crate::read::ReadDoor;
@@ -58,6 +58,17 @@ pub struct Registration {
     pub open: Opener,
     /// The datasets it reads as truth, with why, so that only an admin creates them.
     pub wired_datasets: fn(&Config) -> Vec<(String, &'static str)>,
+    /// Its state-store tables: the migrations in its `migrations/` folder, each with a
+    /// version no other migration has (the store refuses a repeated one).
+    pub migrations: &'static [ExtraMigration],
+}
+
+/// Every module's state-store migrations, for opening the store.
+pub fn migrations() -> Vec<ExtraMigration> {
+    REGISTRY
+        .iter()
+        .flat_map(|module| module.migrations.iter().copied())
+        .collect()
 }
 
 /// A module found by its type (`AppState::module`, `AppState::shared_module`); every module
@@ -132,6 +143,78 @@ pub fn no_routes() -> axum::Router<AppState> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The checksums a hub of the release before the migrations moved into the module
+    /// folders recorded in `_sqlx_migrations` (read from a state store it created): the store
+    /// refuses to open when a recorded checksum changes, so these must never change.
+    #[test]
+    fn module_migrations_keep_the_checksums_earlier_releases_recorded() {
+        use sha2::Digest;
+        let recorded = [
+            (
+                12,
+                "3E40135B0611F5EB1BC2AD887979DF7CD687FE0EF6623073C2B93D63124E871806BD3E18F5EFC5B5E0C9EAEBBB9237A4",
+            ),
+            (
+                13,
+                "5AE963CD5E5A28C9776B424D549B3A5EA0BF752341B8D0BE01F49D7FB44EF7EA2F357D38F655148179F2B0C00D36B211",
+            ),
+            (
+                14,
+                "CF9283FADD211D929C1421CF18D59447431466A73C1D3DD63B3E5BCD126EEE47BFCE918E477B9E935185E10C616682F8",
+            ),
+            (
+                15,
+                "0BF1F1118F14BED0244868F6170EC370E843667FD541EE2F66A17E4184FD736E9DD738B9332CD272D91A7B883131A4D4",
+            ),
+        ];
+        let migrations = migrations();
+        for (version, checksum) in recorded {
+            let migration = migrations
+                .iter()
+                .find(|m| m.version == version)
+                .unwrap_or_else(|| panic!("no module brings migration {version}"));
+            assert_eq!(
+                hex::encode_upper(sha2::Sha384::digest(migration.sql.as_bytes())),
+                checksum,
+                "migration {version} changed"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_store_migrates_with_the_modules_tables_and_refuses_a_repeated_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("state.db").display()
+        );
+        let store = simpul_catalog::StateStore::connect_with(&url, &migrations())
+            .await
+            .unwrap();
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM semar_calls")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(n, 0);
+        drop(store);
+        // Opened again, as every start does: nothing to apply, nothing refused.
+        simpul_catalog::StateStore::connect_with(&url, &migrations())
+            .await
+            .unwrap();
+        let clash = [ExtraMigration {
+            version: 1,
+            description: "clash",
+            sql: "SELECT 1",
+        }];
+        let Err(refused) = simpul_catalog::StateStore::connect_with(&url, &clash).await else {
+            panic!("a repeated version is refused");
+        };
+        assert!(
+            refused.to_string().contains("version of migration 1"),
+            "{refused}"
+        );
+    }
 
     #[test]
     fn every_module_is_registered_once_under_its_own_name_and_namespace() {

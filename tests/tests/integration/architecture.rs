@@ -22,6 +22,18 @@ fn sources(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// The module folders under `hub/src/modules/`.
+fn module_folders() -> Vec<String> {
+    let modules: Vec<String> = std::fs::read_dir(root().join("hub/src/modules"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(modules.len() >= 2, "no module folders found: {modules:?}");
+    modules
+}
+
 /// The workspace's root.
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -138,13 +150,7 @@ fn every_lake_commit_goes_through_the_write_door() {
 /// module is one folder and one line in `REGISTRY`.
 #[test]
 fn nothing_outside_a_module_names_its_internals() {
-    let modules: Vec<String> = std::fs::read_dir(root().join("hub/src/modules"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
-    assert!(modules.len() >= 2, "no module folders found: {modules:?}");
+    let modules = module_folders();
     let mut found = Vec::new();
     for module in &modules {
         let paths = [
@@ -160,4 +166,34 @@ fn nothing_outside_a_module_names_its_internals() {
         "hub files that name a module's internals instead of the seam:\n{}",
         found.join("\n")
     );
+}
+
+/// A module's state-store tables are migrated from its own folder
+/// (`hub/src/modules/<name>/migrations/`), not from the catalog's.
+#[test]
+fn module_migrations_live_in_their_module_folders() {
+    let modules = module_folders();
+    let catalog: Vec<String> = std::fs::read_dir(root().join("catalog/migrations"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let misplaced: Vec<&String> = catalog
+        .iter()
+        .filter(|file| modules.iter().any(|m| file.contains(m.as_str())))
+        .collect();
+    assert!(
+        misplaced.is_empty(),
+        "module migrations in catalog/migrations: {misplaced:?}"
+    );
+    for module in &modules {
+        let folder = root()
+            .join("hub/src/modules")
+            .join(module)
+            .join("migrations");
+        assert!(
+            folder.is_dir(),
+            "{module} has no migrations folder at {}",
+            folder.display()
+        );
+    }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use simpul_catalog::CatalogError;
+use simpul_catalog::{CatalogError, ExtraMigration};
 
 use super::{Complaints, api, attachments, open311};
 use crate::config::Config;
@@ -40,6 +40,18 @@ pub(crate) const REGISTRATION: Registration = Registration {
     root_operations: open311::OPERATIONS,
     open,
     wired_datasets,
+    migrations: &[
+        ExtraMigration {
+            version: 13,
+            description: "complaints",
+            sql: include_str!("migrations/0013_complaints.sql"),
+        },
+        ExtraMigration {
+            version: 15,
+            description: "complaints datasets",
+            sql: include_str!("migrations/0015_complaints_datasets.sql"),
+        },
+    ],
 };
 
 fn open<'a>(opening: &'a Opening<'a>) -> BoxFuture<'a, Opened> {

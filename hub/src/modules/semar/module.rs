@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use simpul_catalog::CatalogError;
+use simpul_catalog::{CatalogError, ExtraMigration};
 
 use super::{Semar, api};
 use crate::config::Config;
@@ -42,6 +42,18 @@ pub(crate) const REGISTRATION: Registration = Registration {
     root_operations: &[],
     open,
     wired_datasets,
+    migrations: &[
+        ExtraMigration {
+            version: 12,
+            description: "semar",
+            sql: include_str!("migrations/0012_semar.sql"),
+        },
+        ExtraMigration {
+            version: 14,
+            description: "semar indexes",
+            sql: include_str!("migrations/0014_semar_indexes.sql"),
+        },
+    ],
 };
 
 fn open<'a>(opening: &'a Opening<'a>) -> BoxFuture<'a, Opened> {
