@@ -529,9 +529,12 @@ async fn hub_contents(hub: &Hub) -> Value {
     for dataset in datasets["datasets"].as_array().unwrap() {
         let id = dataset["id"].as_str().unwrap();
         let rows = hub.rows(&format!("select count(*) as n from {id}")).await;
+        // A module's export may land again, as the same rows in a new version, what a
+        // snapshot caught between its lake commit and its exported marks.
+        let module = id.starts_with("complaints.") || id.starts_with("semar.");
         tables.push(json!({
             "id": id,
-            "version": dataset["current_version"],
+            "version": if module { Value::Null } else { dataset["current_version"].clone() },
             "row_count": dataset["row_count"],
             "rejected_count": dataset["rejected_count"],
             "rows": rows[0]["n"],
