@@ -163,10 +163,10 @@ pub(crate) fn module_for<'a>(
         .find(|module| module.intent_kinds().contains(&kind))
 }
 
-/// The answer a request would have sent, built from the row its intent names: `Ok(None)`
-/// when the row was never written; `Err` when no open module stores intents of `kind`.
+/// The answer a request would have sent, built by `module` from the row its intent names:
+/// `Ok(None)` when the row was never written.
 pub(crate) async fn stored_answer(
-    app: &AppState,
+    module: &dyn crate::modules::registry::Module,
     kind: &str,
     intent: &Value,
 ) -> Result<Option<(u16, String)>, CatalogError> {
@@ -176,10 +176,5 @@ pub(crate) async fn stored_answer(
         .or_else(|| intent.get("call_id"))
         .and_then(Value::as_str)
         .ok_or_else(|| CatalogError::Invalid("the intent names no row".into()))?;
-    let module = module_for(app, kind).ok_or_else(|| {
-        CatalogError::Config(format!(
-            "no module that is turned on stores requests of kind {kind}"
-        ))
-    })?;
     module.stored_answer(kind, id).await
 }

@@ -118,12 +118,11 @@ impl From<datafusion::error::DataFusionError> for PlanError {
 }
 
 impl PlanError {
-    /// How the query log records it, and what the reader is told.
-    fn settle(self) -> (QueryOutcome, ApiError) {
+    /// What the reader is told (the query log's outcome is [`PlanFailure::outcome`]).
+    fn into_api_error(self) -> ApiError {
         match self {
-            Self::Catalog(e) => (outcome_of(&e), ApiError::from(e)),
-            Self::Api(e) if e.status().is_client_error() => (QueryOutcome::Refused, e),
-            Self::Api(e) => (QueryOutcome::Failed, e),
+            Self::Catalog(e) => ApiError::from(e),
+            Self::Api(e) => e,
         }
     }
 }
@@ -193,7 +192,7 @@ impl From<ReadError<PlanError>> for ApiError {
             ReadError::Busy(busy) => busy.into(),
             ReadError::TimedOut(secs) => ApiError::timeout(secs),
             ReadError::Cancelled(reason) => ApiError::unavailable(reason),
-            ReadError::Plan(e) => e.settle().1,
+            ReadError::Plan(e) => e.into_api_error(),
             ReadError::Execute(e) => e.into(),
         }
     }

@@ -105,8 +105,8 @@ pub async fn settle_orphaned_keys(app: &AppState) -> Result<Settled, CatalogErro
         let settling = match kind {
             Some(PublishIntent::KIND) => settle_publish(app, &key, &mut touched).await,
             Some(IngestIntent::KIND) => settle_ingest(app, &key, &mut touched).await,
-            Some(kind) if crate::idempotent::module_for(app, kind).is_some() => {
-                settle_state_write(app, &key, kind).await
+            Some(kind) if let Some(module) = crate::idempotent::module_for(app, kind) => {
+                settle_state_write(module.as_ref(), &key, kind).await
             }
             // Claimed, but it never got as far as its intent: nothing was committed.
             None => Ok(Outcome::Release),
@@ -307,12 +307,12 @@ async fn abandon_partial_publish(
 /// A request that writes only the state store (a SEMAR call, a complaint, a step): its row
 /// is stored (with the id from the intent) or not.
 async fn settle_state_write(
-    app: &AppState,
+    module: &dyn crate::modules::registry::Module,
     key: &OrphanedKey,
     kind: &str,
 ) -> Result<Outcome, CatalogError> {
     let intent = key.intent.clone().unwrap_or_default();
-    match crate::idempotent::stored_answer(app, kind, &intent).await? {
+    match crate::idempotent::stored_answer(module, kind, &intent).await? {
         Some((status, body)) => Ok(Outcome::Answer { status, body }),
         None => Ok(Outcome::Release),
     }
